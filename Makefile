@@ -1,0 +1,47 @@
+# The two commands the README leads with: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest install demo run devnet migrate superuser requirements bench clean
+
+# A venv with the pinned dev requirements and the project itself; redone when a pin changes.
+$(STAMP): requirements/dev.txt requirements/base.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch node_modules/.installed
+
+install: $(STAMP) node_modules/.installed
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+pytest: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+migrate: install
+	$(PY) manage.py migrate --no-input
+
+superuser: migrate
+	$(PY) manage.py createsuperuser
+
+requirements:
+	$(VENV)/bin/pip-compile --quiet --strip-extras --output-file requirements/base.txt requirements/base.in
+	$(VENV)/bin/pip-compile --quiet --strip-extras --output-file requirements/dev.txt requirements/dev.in
+
+clean:
+	rm -rf $(VENV) node_modules var

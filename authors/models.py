@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Length, Lower
+
+from glisk.config import PROMPT_MAX_LENGTH
+
+# Lets constraints say `prompt_text__length__lte`.
+models.TextField.register_lookup(Length)
+
+
+class Author(models.Model):
+    """A prompt author: minters name one, and its prompt drives the token's image."""
+
+    wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
+    # NULL means "no prompt" (DESIGN.md), distinct from an invalid empty prompt.
+    prompt_text = models.TextField(  # noqa: DJ001
+        null=True,
+        blank=True,
+        help_text=f"1-{PROMPT_MAX_LENGTH} characters; empty means the default author's prompt.",
+    )
+    twitter_handle = models.CharField(max_length=64, blank=True, default="")
+    farcaster_handle = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["wallet_address"]
+        constraints = [
+            models.UniqueConstraint(Lower("wallet_address"), name="author_wallet_unique_ci"),
+            models.CheckConstraint(
+                condition=models.Q(wallet_address__regex=r"^0x[0-9a-fA-F]{40}$"),
+                name="author_wallet_format",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(prompt_text__isnull=True)
+                | models.Q(prompt_text__length__gte=1, prompt_text__length__lte=PROMPT_MAX_LENGTH),
+                name="author_prompt_length",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.wallet_address

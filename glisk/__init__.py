@@ -1,0 +1,1 @@
+"""The GLISK backend project package: settings, URLs, WSGI/ASGI, health, embedded database."""

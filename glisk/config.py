@@ -1,0 +1,379 @@
+"""Read and validate the service's configuration from environment variables.
+
+All variables are read here, once, through django-environ, and checked together so that a bad
+deployment is refused with *every* problem named at once. Messages name variables, never their
+values: a secret must not reach a log or a terminal through a validation error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+APP_ENVS = ("development", "production", "test")
+NETWORKS = {"BASE_MAINNET": 8453, "BASE_SEPOLIA": 84532, "DEVNET": 31337}
+ALCHEMY_HOSTS = {"BASE_MAINNET": "base-mainnet", "BASE_SEPOLIA": "base-sepolia"}
+EXPLORERS = {"BASE_MAINNET": "https://basescan.org", "BASE_SEPOLIA": "https://sepolia.basescan.org"}
+IMAGE_PROVIDERS = ("local", "replicate")
+IPFS_PROVIDERS = ("local", "pinata")
+GAS_STRATEGIES = ("slow", "medium", "fast")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+DEFAULT_SECRET_KEY = "django-insecure-glisk-development-only-do-not-deploy"  # noqa: S105 (refused in production)
+DEFAULT_AUTHOR_WALLET = "0x0000000000000000000000000000000000000001"
+DEFAULT_PROMPT = "Sun rays breaking through clouds over a calm sea, luminous digital painting"
+DEFAULT_FALLBACK_PROMPT = "Cute kittens playing with a ball of yarn in a sunlit room, soft pastel colors"
+MAX_REVEAL_BATCH = 50
+PROMPT_MAX_LENGTH = 1000
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+class ConfigError(ImproperlyConfigured):
+    """Raised with the full list of configuration problems."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"GLISK configuration is invalid ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Config:
+    app_env: str
+    debug: bool
+    log_level: str
+    secret_key: str
+    allowed_hosts: list[str]
+    cors_origins: list[str]
+    csrf_trusted_origins: list[str]
+    database_url: str | None
+    conn_max_age: int
+    secure_ssl_redirect: bool
+    secure_hsts_seconds: int
+
+    alchemy_api_key: str
+    alchemy_webhook_secret: str
+    rpc_url: str
+    rpc_timeout_seconds: float
+    network: str
+    chain_id: int
+    explorer_url: str
+    contract_address: str
+    contract_deployment_block: int
+    watcher_confirmations: int
+    watcher_max_block_range: int
+
+    default_author_wallet: str
+    default_prompt: str
+
+    image_provider: str
+    replicate_api_token: str
+    replicate_base_url: str
+    replicate_model_version: str
+    replicate_timeout_seconds: float
+    fallback_censored_prompt: str
+
+    ipfs_provider: str
+    pinata_jwt: str
+    pinata_api_url: str
+    pinata_gateway: str
+    pinata_timeout_seconds: float
+    metadata_description: str
+    metadata_external_url: str
+
+    keeper_private_key: str
+    keeper_gas_strategy: str
+    reveal_gas_buffer: Decimal
+    reveal_max_fee_gwei: Decimal | None
+    reveal_confirmations: int
+    transaction_timeout_seconds: int
+
+    worker_batch_size: int
+    batch_reveal_wait_seconds: float
+    batch_reveal_max_tokens: int
+    stage_lease_seconds: int
+    image_max_attempts: int
+    ipfs_max_attempts: int
+    reveal_max_attempts: int
+    retry_backoff_base_seconds: float
+    retry_backoff_max_seconds: float
+    qcluster_workers: int
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret (for the log filter that masks them)."""
+        values = [
+            self.secret_key,
+            self.alchemy_api_key,
+            self.alchemy_webhook_secret,
+            self.replicate_api_token,
+            self.pinata_jwt,
+            self.keeper_private_key,
+        ]
+        if self.keeper_private_key.startswith("0x"):
+            values.append(self.keeper_private_key[2:])
+        if self.database_url:
+            password = environ.Env.db_url_config(self.database_url).get("PASSWORD")
+            if password:
+                values.append(str(password))
+        return [v for v in values if v and len(v) >= 6]
+
+
+class _Reader:
+    """Reads one variable at a time, collecting problems instead of stopping at the first."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self.env = environ.Env()
+        self.env.ENVIRON = dict(values)  # django-environ reads from this mapping
+        self.problems: list[str] = []
+
+    def raw(self, name: str, default: str = "") -> str:
+        return str(self.env.str(name, default=default)).strip()
+
+    def _parse(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        text = self.raw(name)
+        if text == "":
+            return default
+        try:
+            return parse(text)
+        except (ValueError, InvalidOperation):
+            self.problems.append(f"{name} must be {what}")
+            return default
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...] | list[str]) -> str:
+        value = self.raw(name, default)
+        normalized = value.upper() if choices[0].isupper() else value.lower()
+        if normalized not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}")
+            return default
+        return normalized
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(text: str) -> bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+
+        return self._parse(name, default, parse, "a boolean (true/false)")
+
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self._parse(name, default, int, "an integer")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.problems.append(f"{name} must be {bound}")
+            return default
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self._parse(name, default, float, "a number")
+        if value < minimum:
+            self.problems.append(f"{name} must be >= {minimum:g}")
+            return default
+        return value
+
+    def decimal(self, name: str, default: Decimal | None, minimum: Decimal) -> Decimal | None:
+        value = self._parse(name, default, Decimal, "a number")
+        if value is not None and (not value.is_finite() or value < minimum):
+            self.problems.append(f"{name} must be a number >= {minimum}")
+            return default
+        return value
+
+    def address(self, name: str, default: str = "") -> str:
+        value = self.raw(name, default)
+        if value and not _ADDRESS.match(value):
+            self.problems.append(f"{name} must be a 0x-prefixed 20-byte hex address")
+            return ""
+        return value
+
+    def private_key(self, name: str) -> str:
+        value = self.raw(name)
+        if value and not _PRIVATE_KEY.match(value):
+            self.problems.append(f"{name} must be a 32-byte hex private key")
+            return ""
+        if value and not value.startswith("0x"):
+            value = "0x" + value
+        return value
+
+    def url(self, name: str, default: str = "") -> str:
+        value = self.raw(name, default)
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            self.problems.append(f"{name} must be an http(s) URL")
+            return default
+        return value.rstrip("/")
+
+    def text(self, name: str, default: str, max_length: int | None = None) -> str:
+        value = self.raw(name, default)
+        if max_length is not None and len(value) > max_length:
+            self.problems.append(f"{name} must be at most {max_length} characters")
+            return default
+        return value
+
+    def strings(self, name: str, default: list[str]) -> list[str]:
+        text = self.raw(name)
+        if text == "":
+            return list(default)
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from ``values`` (normally ``os.environ``).
+
+    ``devnet`` holds what ``manage.py devnet`` wrote (RPC URL, contract, keeper key, webhook
+    secret); it fills variables the environment leaves unset when ``NETWORK`` is ``DEVNET``.
+    Raises :class:`ConfigError` naming every problem.
+    """
+    merged = dict(values)
+    r = _Reader(merged)
+    network = r.choice("NETWORK", "DEVNET", tuple(NETWORKS))
+    if network == "DEVNET" and devnet:
+        for key, value in devnet.items():
+            if not merged.get(key):
+                merged[key] = value
+        r = _Reader(merged)
+        network = r.choice("NETWORK", "DEVNET", tuple(NETWORKS))
+
+    app_env = r.choice("APP_ENV", "development", APP_ENVS)
+    production = app_env == "production"
+    debug = r.boolean("DEBUG", app_env == "development")
+    database_url = r.raw("DATABASE_URL") or None
+    if database_url:
+        try:
+            scheme = environ.Env.db_url_config(database_url).get("ENGINE", "")
+        except (ValueError, KeyError):
+            scheme = ""
+        if "postgresql" not in str(scheme):
+            r.problems.append("DATABASE_URL must be a postgres:// or postgresql:// URL")
+            database_url = None
+
+    alchemy_api_key = r.raw("ALCHEMY_API_KEY")
+    rpc_url = r.url("RPC_URL")
+    if not rpc_url and alchemy_api_key and network in ALCHEMY_HOSTS:
+        rpc_url = f"https://{ALCHEMY_HOSTS[network]}.g.alchemy.com/v2/{alchemy_api_key}"
+
+    config = Config(
+        app_env=app_env,
+        debug=debug,
+        log_level=r.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        secret_key=r.raw("SECRET_KEY", DEFAULT_SECRET_KEY),
+        allowed_hosts=r.strings("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"]),
+        cors_origins=r.strings("CORS_ORIGINS", []),
+        csrf_trusted_origins=r.strings("CSRF_TRUSTED_ORIGINS", []),
+        database_url=database_url,
+        conn_max_age=r.integer("CONN_MAX_AGE", 60),
+        secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", False),
+        secure_hsts_seconds=r.integer("SECURE_HSTS_SECONDS", 0),
+        alchemy_api_key=alchemy_api_key,
+        alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),
+        rpc_url=rpc_url,
+        rpc_timeout_seconds=r.number("RPC_TIMEOUT_SECONDS", 10.0, minimum=0.1),
+        network=network,
+        chain_id=NETWORKS[network],
+        explorer_url=EXPLORERS.get(network, ""),
+        contract_address=r.address("GLISK_NFT_CONTRACT_ADDRESS"),
+        contract_deployment_block=r.integer("CONTRACT_DEPLOYMENT_BLOCK", 0),
+        watcher_confirmations=r.integer("WATCHER_CONFIRMATIONS", 2 if network == "DEVNET" else 5),
+        watcher_max_block_range=r.integer("WATCHER_MAX_BLOCK_RANGE", 2000, minimum=1),
+        default_author_wallet=r.address("GLISK_DEFAULT_AUTHOR_WALLET", DEFAULT_AUTHOR_WALLET),
+        default_prompt=r.text("DEFAULT_PROMPT", DEFAULT_PROMPT, PROMPT_MAX_LENGTH),
+        image_provider=r.choice("IMAGE_PROVIDER", "local", IMAGE_PROVIDERS),
+        replicate_api_token=r.raw("REPLICATE_API_TOKEN"),
+        replicate_base_url=r.url("REPLICATE_BASE_URL", "https://api.replicate.com"),
+        replicate_model_version=r.text("REPLICATE_MODEL_VERSION", "black-forest-labs/flux-schnell"),
+        replicate_timeout_seconds=r.number("REPLICATE_TIMEOUT_SECONDS", 60.0, minimum=1.0),
+        fallback_censored_prompt=r.text(
+            "FALLBACK_CENSORED_PROMPT", DEFAULT_FALLBACK_PROMPT, PROMPT_MAX_LENGTH
+        ),
+        ipfs_provider=r.choice("IPFS_PROVIDER", "local", IPFS_PROVIDERS),
+        pinata_jwt=r.raw("PINATA_JWT"),
+        pinata_api_url=r.url("PINATA_API_URL", "https://api.pinata.cloud"),
+        pinata_gateway=r.text("PINATA_GATEWAY", "gateway.pinata.cloud"),
+        pinata_timeout_seconds=r.number("PINATA_TIMEOUT_SECONDS", 60.0, minimum=1.0),
+        metadata_description=r.text(
+            "METADATA_DESCRIPTION", "GLISK Season 0: an AI-generated collection on Base.", 2000
+        ),
+        metadata_external_url=r.text("METADATA_EXTERNAL_URL", ""),
+        keeper_private_key=r.private_key("KEEPER_PRIVATE_KEY"),
+        keeper_gas_strategy=r.choice("KEEPER_GAS_STRATEGY", "medium", GAS_STRATEGIES),
+        reveal_gas_buffer=r.decimal("REVEAL_GAS_BUFFER", Decimal("1.2"), Decimal("1")) or Decimal("1.2"),
+        reveal_max_fee_gwei=r.decimal("REVEAL_MAX_FEE_GWEI", None, Decimal("0")),
+        reveal_confirmations=r.integer("REVEAL_CONFIRMATIONS", 1, minimum=1),
+        transaction_timeout_seconds=r.integer("TRANSACTION_TIMEOUT_SECONDS", 180, minimum=1),
+        worker_batch_size=r.integer("WORKER_BATCH_SIZE", 10, minimum=1, maximum=500),
+        batch_reveal_wait_seconds=r.number("BATCH_REVEAL_WAIT_SECONDS", 5.0),
+        batch_reveal_max_tokens=r.integer(
+            "BATCH_REVEAL_MAX_TOKENS", MAX_REVEAL_BATCH, minimum=1, maximum=MAX_REVEAL_BATCH
+        ),
+        stage_lease_seconds=r.integer("STAGE_LEASE_SECONDS", 300, minimum=5),
+        image_max_attempts=r.integer("IMAGE_MAX_ATTEMPTS", 5, minimum=1),
+        ipfs_max_attempts=r.integer("IPFS_MAX_ATTEMPTS", 5, minimum=1),
+        reveal_max_attempts=r.integer("REVEAL_MAX_ATTEMPTS", 5, minimum=1),
+        retry_backoff_base_seconds=r.number("RETRY_BACKOFF_BASE_SECONDS", 2.0),
+        retry_backoff_max_seconds=r.number("RETRY_BACKOFF_MAX_SECONDS", 300.0),
+        qcluster_workers=r.integer("QCLUSTER_WORKERS", 2, minimum=1, maximum=64),
+    )
+    problems = list(r.problems)
+    if production:
+        problems.extend(_production_problems(config))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _production_problems(c: Config) -> list[str]:
+    """What production refuses: missing credentials and unsafe defaults (names only)."""
+    problems: list[str] = []
+
+    def missing(name: str, why: str) -> None:
+        problems.append(f"{name} is required in production ({why})")
+
+    if c.debug:
+        problems.append("DEBUG must be off in production")
+    if c.secret_key == DEFAULT_SECRET_KEY or len(c.secret_key) < 32:
+        problems.append("SECRET_KEY must be set to a unique value of at least 32 characters")
+    if not c.alchemy_webhook_secret:
+        missing("ALCHEMY_WEBHOOK_SECRET", "webhook signatures cannot be verified without it")
+    if not c.keeper_private_key:
+        missing("KEEPER_PRIVATE_KEY", "the keeper signs reveal transactions")
+    if not c.contract_address:
+        missing("GLISK_NFT_CONTRACT_ADDRESS", "the contract to watch and reveal")
+    if not c.rpc_url:
+        missing("RPC_URL or ALCHEMY_API_KEY", "the chain endpoint")
+    if c.image_provider == "replicate" and not c.replicate_api_token:
+        missing("REPLICATE_API_TOKEN", "IMAGE_PROVIDER is replicate")
+    if c.ipfs_provider == "pinata" and not c.pinata_jwt:
+        missing("PINATA_JWT", "IPFS_PROVIDER is pinata")
+    if "*" in c.allowed_hosts:
+        problems.append("ALLOWED_HOSTS must not contain '*' in production")
+    return problems
+
+
+def read_env_file(path: Any) -> dict[str, str]:
+    """Parse a ``KEY=value`` file (the devnet's) without touching ``os.environ``."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return values
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values

@@ -1,0 +1,30 @@
+"""`GET /health`: 200 when the database answers, 503 (with no driver text) when it does not."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        # The driver's text can carry host names and credentials: log the class, answer generically.
+        logger.warning("health.database_unreachable", extra={"error_type": type(exc).__name__})
+        return JsonResponse(
+            {
+                "status": "unhealthy",
+                "error": {"type": "DatabaseUnavailable", "message": "the database is not answering"},
+            },
+            status=503,
+        )
+    return JsonResponse({"status": "healthy"})

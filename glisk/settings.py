@@ -1,0 +1,166 @@
+"""Django settings: the one base module. Everything variable comes from the environment.
+
+Values are read and validated by :mod:`glisk.config`; this module only maps them onto Django's
+names. With ``DATABASE_URL`` unset, the project's embedded PostgreSQL is started (or joined).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+from glisk.config import load_config, read_env_file
+from glisk.logging import logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("GLISK_VAR_DIR", BASE_DIR / "var"))
+DEVNET_ENV_FILE = VAR_DIR / "devnet.env"
+
+# A developer's .env fills what the process environment leaves unset (never overrides it).
+if os.environ.get("APP_ENV") != "test":
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+GLISK = load_config(os.environ, devnet=read_env_file(DEVNET_ENV_FILE))
+GLISK_SECRET_VALUES = GLISK.secret_values()
+
+APP_ENV = GLISK.app_env
+DEBUG = GLISK.debug
+SECRET_KEY = GLISK.secret_key
+ALLOWED_HOSTS = GLISK.allowed_hosts
+CSRF_TRUSTED_ORIGINS = GLISK.csrf_trusted_origins
+CORS_ALLOWED_ORIGINS = GLISK.cors_origins
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "corsheaders",
+    "rest_framework",
+    "django_q",
+    "authors",
+    "chain",
+    "lifecycle",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "glisk.urls"
+WSGI_APPLICATION = "glisk.wsgi.application"
+ASGI_APPLICATION = "glisk.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if GLISK.database_url:
+    _database_url = GLISK.database_url
+else:
+    from glisk.embedded_db import database_url
+
+    _database_url = database_url(VAR_DIR)
+
+DATABASES = {"default": environ.Env.db_url_config(_database_url)}
+DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+DATABASES["default"]["CONN_MAX_AGE"] = GLISK.conn_max_age
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+DATABASES["default"]["TEST"] = {"NAME": "test_glisk"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if APP_ENV == "test":
+    # Speed knob only: hashing strength is irrelevant to what the tests check.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if APP_ENV == "production"
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = APP_ENV != "production"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every start without it
+IPFS_LOCAL_DIR = VAR_DIR / "ipfs"
+
+if APP_ENV == "production":
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = GLISK.secure_ssl_redirect
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = GLISK.secure_hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = GLISK.secure_hsts_seconds > 0
+    SECURE_HSTS_PRELOAD = GLISK.secure_hsts_seconds > 0
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# django-q2: the ORM broker on our PostgreSQL. `retry` must exceed `timeout`, or a task still
+# running is handed to a second worker; stage tasks are idempotent, so at-least-once is safe.
+Q_CLUSTER = {
+    "name": "glisk",
+    "orm": "default",
+    "workers": GLISK.qcluster_workers,
+    "timeout": 600,
+    "retry": 660,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "queue_limit": 50,
+    "poll": 0.2,
+    "catch_up": False,
+    "label": "Task queue",
+}
+
+LOGGING = logging_config(level=GLISK.log_level, json_output=APP_ENV == "production")

@@ -1,0 +1,223 @@
+"""The token state machine and the stage-claim primitive.
+
+`token_transition` is the only code that writes `Token.status`: a compare-and-swap UPDATE that
+writes the history row in the same transaction. `token_claim` hands a stage a disjoint batch of
+due tokens under a lease; `token_transition(..., lease_owner=…)` finishes only if the lease is
+still ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from lifecycle.models import (
+    ALLOWED_TRANSITIONS,
+    RETRYABLE_STAGES,
+    TERMINAL_STATUSES,
+    Token,
+    TokenStatus,
+    TokenTransition,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidStateTransition(Exception):
+    """The token was not in a state from which the wanted transition applies."""
+
+    def __init__(self, *, token_id: int, current: str | None, wanted: str, allowed_from: Iterable[str]):
+        self.token_id = token_id
+        self.current = current
+        self.wanted = wanted
+        self.allowed_from = sorted(allowed_from)
+        where = "does not exist" if current is None else f"is {current}"
+        super().__init__(
+            f"token #{token_id} {where}; cannot move to {wanted} "
+            f"(allowed from: {', '.join(self.allowed_from) or 'nowhere'})"
+        )
+
+
+class LeaseLost(InvalidStateTransition):
+    """The token's lease is no longer held by this worker (it expired and was reclaimed)."""
+
+
+def _sources_for(to: str) -> set[str]:
+    return {src for src, targets in ALLOWED_TRANSITIONS.items() if to in targets}
+
+
+def token_transition(
+    *,
+    token_id: int,
+    to: str,
+    actor: str,
+    reason: str = "",
+    sources: Iterable[str] | None = None,
+    lease_owner: str | None = None,
+    fields: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Move token `token_id` to `to` if it is in one of `sources` (default: every legal source).
+
+    `fields` are written in the same UPDATE (e.g. the image CID a stage produced). With
+    `lease_owner`, the update applies only while that worker still holds the token's lease, and
+    the lease is released. Raises `InvalidStateTransition` (or `LeaseLost`) when nothing matched.
+    """
+    legal = _sources_for(to)
+    allowed = legal if sources is None else legal & set(sources)
+    if sources is not None and not set(sources) <= legal:
+        illegal = ", ".join(sorted(set(sources) - legal))
+        raise ValueError(f"{illegal} → {to} is not in ALLOWED_TRANSITIONS")
+    now = timezone.now()
+    values: dict[str, Any] = dict(fields or {})
+    values.update(status=to, status_changed_at=now, updated_at=now)
+    if to == TokenStatus.REVEALED:
+        values.setdefault("revealed_at", now)
+    if to in TERMINAL_STATUSES or lease_owner is not None:
+        values.update(claimed_by="", lease_expires_at=None)
+
+    with transaction.atomic():
+        # Lock the row so the history records the status we actually moved from.
+        row = (
+            Token.objects.select_for_update().filter(pk=token_id).values_list("status", "claimed_by").first()
+        )
+        current = row[0] if row else None
+        if row is None or current not in allowed:
+            raise InvalidStateTransition(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
+        if lease_owner is not None and row[1] != lease_owner:
+            raise LeaseLost(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
+        Token.objects.filter(pk=token_id, status=current).update(**values)
+        TokenTransition.objects.create(
+            token_id=token_id,
+            from_status=current,
+            to_status=to,
+            reason=reason[:500],
+            actor=actor[:128],
+            detail=detail,
+            created_at=now,
+        )
+    logger.info("token.transition", extra={"token_id": token_id, "from": current, "to": to, "actor": actor})
+
+
+def token_fail(
+    *,
+    token_id: int,
+    actor: str,
+    reason: str,
+    lease_owner: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Move a token to `failed`, remembering the stage it failed from and why."""
+    current = Token.objects.filter(pk=token_id).values_list("status", flat=True).first()
+    stage = current if current in RETRYABLE_STAGES else ""
+    token_transition(
+        token_id=token_id,
+        to=TokenStatus.FAILED,
+        actor=actor,
+        reason=reason,
+        sources=[stage] if stage else None,
+        lease_owner=lease_owner,
+        fields={"failed_stage": stage, "last_error": reason[:500], "last_error_detail": detail},
+        detail=detail,
+    )
+
+
+def token_retry(*, token_id: int, actor: str, reason: str = "operator retry") -> str:
+    """Send a failed token back to the stage that failed, with fresh attempt counters.
+
+    Returns the status it went back to.
+    """
+    row = Token.objects.filter(pk=token_id).values_list("status", "failed_stage").first()
+    if row is None or row[0] != TokenStatus.FAILED:
+        raise InvalidStateTransition(
+            token_id=token_id,
+            current=row[0] if row else None,
+            wanted="retry",
+            allowed_from=[TokenStatus.FAILED],
+        )
+    stage = row[1] or TokenStatus.DETECTED
+    token_transition(
+        token_id=token_id,
+        to=stage,
+        actor=actor,
+        reason=reason,
+        sources=[TokenStatus.FAILED],
+        fields={
+            "failed_stage": "",
+            "next_attempt_at": timezone.now(),
+            "image_attempts": 0,
+            "ipfs_attempts": 0,
+            "reveal_attempts": 0,
+        },
+    )
+    return stage
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A batch of tokens leased to one worker until `lease_expires_at`."""
+
+    worker_id: str
+    lease_expires_at: datetime
+    tokens: list[Token]
+
+    @property
+    def ids(self) -> list[int]:
+        return [t.pk for t in self.tokens]
+
+
+def token_claim(
+    *,
+    statuses: Sequence[str],
+    worker_id: str,
+    limit: int,
+    lease_seconds: int,
+    now: datetime | None = None,
+) -> Claim:
+    """Lease up to `limit` due tokens in `statuses` to `worker_id`.
+
+    Due means `next_attempt_at <= now` and no live lease. Rows locked by another claimer are
+    skipped (`SKIP LOCKED`), so concurrent claimers get disjoint sets; the lock is released at
+    commit, and the lease keeps the tokens ours until it expires.
+    """
+    now = now or timezone.now()
+    expires = now + timedelta(seconds=lease_seconds)
+    with transaction.atomic():
+        tokens = list(
+            Token.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status__in=list(statuses), next_attempt_at__lte=now)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+            .order_by("next_attempt_at", "token_id")[:limit]
+        )
+        if tokens:
+            Token.objects.filter(pk__in=[t.pk for t in tokens]).update(
+                claimed_by=worker_id, lease_expires_at=expires, updated_at=now
+            )
+            for token in tokens:
+                token.claimed_by, token.lease_expires_at = worker_id, expires
+    return Claim(worker_id=worker_id, lease_expires_at=expires, tokens=tokens)
+
+
+def token_lease_release(*, token_id: int, worker_id: str, fields: dict[str, Any] | None = None) -> bool:
+    """Give a leased token back without changing its status (e.g. to retry later).
+
+    `fields` (attempt counts, `next_attempt_at`, last error) are written only if the lease is
+    still ours. Returns whether it was.
+    """
+    values = dict(fields or {})
+    values.update(claimed_by="", lease_expires_at=None, updated_at=timezone.now())
+    return Token.objects.filter(pk=token_id, claimed_by=worker_id).update(**values) == 1
+
+
+def token_lease_held(*, token_id: int, worker_id: str) -> bool:
+    """Whether `worker_id` still holds an unexpired lease on the token."""
+    return Token.objects.filter(
+        pk=token_id, claimed_by=worker_id, lease_expires_at__gt=timezone.now()
+    ).exists()

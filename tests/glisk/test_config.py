@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from glisk.config import DEFAULT_SECRET_KEY, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KEEPER_KEY = "0x" + "ab" * 32
+GOOD_PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "s3cr3t-" + "k" * 40,
+    "ALCHEMY_WEBHOOK_SECRET": "whsec_live_value_123",
+    "KEEPER_PRIVATE_KEY": KEEPER_KEY,
+    "GLISK_NFT_CONTRACT_ADDRESS": "0x742d35Cc6634C0532925a3b844Bc9e7595f0bEb0",
+    "NETWORK": "BASE_SEPOLIA",
+    "ALCHEMY_API_KEY": "alch-key-abcdef",
+    "IMAGE_PROVIDER": "replicate",
+    "REPLICATE_API_TOKEN": "r8_abcdefghijklmnopqrstuvwxyz",
+    "IPFS_PROVIDER": "pinata",
+    "PINATA_JWT": "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",
+}
+
+
+def test_defaults_work_offline_in_development():
+    config = load_config({})
+    assert config.app_env == "development"
+    assert config.network == "DEVNET"
+    assert config.chain_id == 31337
+    assert config.image_provider == "local"
+    assert config.ipfs_provider == "local"
+    assert config.replicate_model_version == "black-forest-labs/flux-schnell"
+    assert config.reveal_gas_buffer == Decimal("1.2")
+    assert config.transaction_timeout_seconds == 180
+    assert (config.worker_batch_size, config.batch_reveal_wait_seconds, config.batch_reveal_max_tokens) == (
+        10,
+        5.0,
+        50,
+    )
+
+
+def test_good_production_config_loads_and_derives_the_alchemy_rpc_url():
+    config = load_config(GOOD_PRODUCTION)
+    assert config.chain_id == 84532
+    assert config.rpc_url == "https://base-sepolia.g.alchemy.com/v2/alch-key-abcdef"
+    assert config.explorer_url == "https://sepolia.basescan.org"
+
+
+def test_production_names_every_missing_and_unsafe_variable_at_once():
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(
+            {
+                "APP_ENV": "production",
+                "DEBUG": "true",
+                "IMAGE_PROVIDER": "replicate",
+                "IPFS_PROVIDER": "pinata",
+                "ALLOWED_HOSTS": "*",
+            }
+        )
+    message = str(excinfo.value)
+    for name in (
+        "DEBUG",
+        "SECRET_KEY",
+        "ALCHEMY_WEBHOOK_SECRET",
+        "KEEPER_PRIVATE_KEY",
+        "GLISK_NFT_CONTRACT_ADDRESS",
+        "RPC_URL",
+        "REPLICATE_API_TOKEN",
+        "PINATA_JWT",
+        "ALLOWED_HOSTS",
+    ):
+        assert name in message, name
+    assert len(excinfo.value.problems) == 9
+
+
+def test_default_secret_key_is_refused_in_production():
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load_config({**GOOD_PRODUCTION, "SECRET_KEY": DEFAULT_SECRET_KEY})
+
+
+def test_provider_credentials_are_required_only_for_the_chosen_provider():
+    config = load_config(
+        {
+            **GOOD_PRODUCTION,
+            "IMAGE_PROVIDER": "local",
+            "REPLICATE_API_TOKEN": "",
+            "IPFS_PROVIDER": "local",
+            "PINATA_JWT": "",
+        }
+    )
+    assert config.image_provider == "local"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GLISK_NFT_CONTRACT_ADDRESS", "0x1234"),
+        ("GLISK_DEFAULT_AUTHOR_WALLET", "not-an-address"),
+        ("KEEPER_PRIVATE_KEY", "0xnothex"),
+        ("NETWORK", "ETHEREUM"),
+        ("APP_ENV", "staging"),
+        ("WORKER_BATCH_SIZE", "-3"),
+        ("BATCH_REVEAL_WAIT_SECONDS", "-1"),
+        ("BATCH_REVEAL_MAX_TOKENS", "51"),
+        ("REVEAL_GAS_BUFFER", "0.5"),
+        ("REVEAL_MAX_FEE_GWEI", "-2"),
+        ("TRANSACTION_TIMEOUT_SECONDS", "soon"),
+        ("IMAGE_PROVIDER", "dalle"),
+        ("KEEPER_GAS_STRATEGY", "ludicrous"),
+        ("DATABASE_URL", "sqlite:///db.sqlite3"),
+        ("RPC_URL", "ftp://node"),
+        ("DEFAULT_PROMPT", "p" * 1001),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_variable(name, value):
+    with pytest.raises(ConfigError) as excinfo:
+        load_config({name: value})
+    assert any(problem.startswith(name) for problem in excinfo.value.problems), excinfo.value.problems
+
+
+def test_no_secret_value_is_echoed_in_any_message():
+    bad = {
+        **GOOD_PRODUCTION,
+        "DEBUG": "on",
+        "KEEPER_PRIVATE_KEY": "0xdeadbeef-not-a-key-but-secret-looking",
+        "PINATA_JWT": "",
+        "SECRET_KEY": "short-secret",
+    }
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(bad)
+    message = str(excinfo.value)
+    for value in (
+        "0xdeadbeef-not-a-key-but-secret-looking",
+        "short-secret",
+        "whsec_live_value_123",
+        "r8_abcdefghijklmnopqrstuvwxyz",
+        "alch-key-abcdef",
+    ):
+        assert value not in message
+
+
+def test_devnet_file_fills_unset_variables_but_never_overrides_the_environment():
+    devnet = {
+        "RPC_URL": "http://127.0.0.1:8545",
+        "GLISK_NFT_CONTRACT_ADDRESS": "0x" + "11" * 20,
+        "KEEPER_PRIVATE_KEY": KEEPER_KEY,
+    }
+    config = load_config({"RPC_URL": "http://127.0.0.1:9999"}, devnet=devnet)
+    assert config.rpc_url == "http://127.0.0.1:9999"
+    assert config.contract_address == "0x" + "11" * 20
+    # Not on the devnet: the file is ignored.
+    assert load_config({"NETWORK": "BASE_SEPOLIA"}, devnet=devnet).contract_address == ""
+
+
+def test_manage_py_refuses_to_start_in_production_naming_problems_without_values():
+    env = {k: v for k, v in os.environ.items() if k not in GOOD_PRODUCTION}
+    env.update(
+        {
+            "APP_ENV": "production",
+            "DATABASE_URL": "postgresql://u:hunter2hunter2@127.0.0.1:1/x",
+            "KEEPER_PRIVATE_KEY": "0xsupersecretbutmalformed",
+            "DJANGO_SETTINGS_MODULE": "glisk.settings",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "KEEPER_PRIVATE_KEY must be a 32-byte hex private key" in result.stderr
+    assert "ALCHEMY_WEBHOOK_SECRET is required in production" in result.stderr
+    assert "supersecret" not in result.stderr + result.stdout
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_every_variable_the_service_reads_is_documented_in_env_example():
+    import re
+
+    source = (ROOT / "glisk" / "config.py").read_text()
+    read = set(re.findall(r'r\.\w+\(\s*"([A-Z_]+)"', source))
+    assert len(read) > 40
+    documented = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - documented == set()

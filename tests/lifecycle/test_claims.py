@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from lifecycle.models import Token, TokenStatus
+from lifecycle.services.tokens import (
+    LeaseLost,
+    token_claim,
+    token_lease_held,
+    token_lease_release,
+    token_transition,
+)
+from tests.factories import TokenFactory
+
+S = TokenStatus
+
+
+@pytest.mark.django_db
+def test_claim_takes_only_due_unleased_tokens_of_the_status():
+    now = timezone.now()
+    due = TokenFactory.create_batch(3, status=S.DETECTED)
+    TokenFactory.create(status=S.DETECTED, next_attempt_at=now + timedelta(minutes=5))  # backing off
+    TokenFactory.create(status=S.UPLOADING)  # another stage
+    TokenFactory.create(status=S.DETECTED, claimed_by="other", lease_expires_at=now + timedelta(minutes=1))
+    claim = token_claim(statuses=[S.DETECTED], worker_id="w1", limit=10, lease_seconds=60)
+    assert sorted(claim.ids) == sorted(t.pk for t in due)
+    assert set(Token.objects.filter(claimed_by="w1").values_list("pk", flat=True)) == set(claim.ids)
+
+
+@pytest.mark.django_db
+def test_claim_respects_limit_and_orders_by_due_time():
+    now = timezone.now()
+    older = TokenFactory.create(status=S.DETECTED, next_attempt_at=now - timedelta(minutes=2))
+    TokenFactory.create_batch(4, status=S.DETECTED, next_attempt_at=now - timedelta(minutes=1))
+    claim = token_claim(statuses=[S.DETECTED], worker_id="w1", limit=2, lease_seconds=60)
+    assert len(claim.tokens) == 2
+    assert claim.tokens[0].pk == older.pk
+
+
+@pytest.mark.django_db
+def test_expired_lease_is_reclaimable_and_the_old_owner_loses_it():
+    token = TokenFactory.create(status=S.GENERATING)
+    first = token_claim(statuses=[S.GENERATING], worker_id="dead-worker", limit=5, lease_seconds=60)
+    assert first.ids == [token.pk]
+    assert token_claim(statuses=[S.GENERATING], worker_id="w2", limit=5, lease_seconds=60).ids == []
+
+    later = timezone.now() + timedelta(seconds=61)
+    second = token_claim(statuses=[S.GENERATING], worker_id="w2", limit=5, lease_seconds=60, now=later)
+    assert second.ids == [token.pk]
+    # The dead worker comes back: its finish must not apply.
+    with pytest.raises(LeaseLost):
+        token_transition(token_id=token.pk, to=S.UPLOADING, actor="stage:image", lease_owner="dead-worker")
+    assert not token_lease_release(token_id=token.pk, worker_id="dead-worker", fields={"image_attempts": 9})
+    token.refresh_from_db()
+    assert token.status == S.GENERATING
+    assert token.claimed_by == "w2"
+    assert token.image_attempts == 0
+    token_transition(token_id=token.pk, to=S.UPLOADING, actor="stage:image", lease_owner="w2")
+    token.refresh_from_db()
+    assert token.status == S.UPLOADING
+    assert token.claimed_by == ""
+    assert token.lease_expires_at is None
+
+
+@pytest.mark.django_db
+def test_release_keeps_status_and_records_backoff():
+    token = TokenFactory.create(status=S.UPLOADING)
+    token_claim(statuses=[S.UPLOADING], worker_id="w1", limit=1, lease_seconds=60)
+    assert token_lease_held(token_id=token.pk, worker_id="w1")
+    retry_at = timezone.now() + timedelta(seconds=30)
+    assert token_lease_release(
+        token_id=token.pk, worker_id="w1", fields={"ipfs_attempts": 1, "next_attempt_at": retry_at}
+    )
+    token.refresh_from_db()
+    assert token.status == S.UPLOADING
+    assert token.ipfs_attempts == 1
+    assert token.next_attempt_at == retry_at
+    assert not token_lease_held(token_id=token.pk, worker_id="w1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_connections_claiming_at_once_get_disjoint_sets():
+    """Each thread has its own database connection; both claim while the other's lock is held."""
+    TokenFactory.create_batch(40, status=S.DETECTED)
+    barrier = threading.Barrier(2)
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def claimer(name: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            got: list[int] = []
+            for _ in range(10):
+                got += token_claim(statuses=[S.DETECTED], worker_id=name, limit=3, lease_seconds=60).ids
+            results[name] = got
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    a, b = set(results["a"]), set(results["b"])
+    assert len(results["a"]) == len(a)
+    assert len(results["b"]) == len(b)
+    assert a.isdisjoint(b)
+    assert a | b == set(Token.objects.values_list("pk", flat=True))
+    assert Token.objects.filter(claimed_by="a").count() == len(a)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_locked_by_another_transaction_is_skipped_not_waited_for():
+    locked, free = TokenFactory.create(status=S.DETECTED), TokenFactory.create(status=S.DETECTED)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_lock() -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            list(Token.objects.select_for_update().filter(pk=locked.pk))
+            holding.set()
+            release.wait(timeout=10)
+        connections.close_all()
+
+    t = threading.Thread(target=hold_lock)
+    t.start()
+    assert holding.wait(timeout=10)
+    try:
+        claim = token_claim(statuses=[S.DETECTED], worker_id="w", limit=10, lease_seconds=60)
+        assert claim.ids == [free.pk]
+    finally:
+        release.set()
+        t.join(timeout=10)
+    assert connection.is_usable()
