@@ -144,7 +144,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "glisk.api.exception_handler",
 }
+# A block's worth of mint logs fits easily; larger bodies are refused before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # django-q2: the ORM broker on our PostgreSQL. `retry` must exceed `timeout`, or a task still
 # running is handed to a second worker; stage tasks are idempotent, so at-least-once is safe.

@@ -1,0 +1,111 @@
+"""`manage.py devnet`: a local chain with GliskNFT on it, for development and the demo.
+
+Starts anvil on 127.0.0.1 with its state in var/devnet, deploys the contract, funds a keeper
+and grants it KEEPER_ROLE, and writes var/devnet.env, which the settings read when
+NETWORK=DEVNET. Run again, it reuses the running chain or the saved state. Ctrl-C stops anvil
+(which saves its state).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from eth_account import Account
+
+from chain import devnet
+from chain.adapter import ChainError, GliskChain
+
+
+class Command(BaseCommand):
+    help = "Start (or reuse) the local anvil chain with GliskNFT deployed, and write var/devnet.env."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8545)
+        parser.add_argument(
+            "--block-time",
+            type=float,
+            default=1.0,
+            help="seconds between blocks on an idle chain (0: one block per transaction only)",
+        )
+        parser.add_argument("--reset", action="store_true", help="forget the saved chain and deploy afresh")
+        parser.add_argument(
+            "--detach", action="store_true", help="leave anvil running in the background and return"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        var: Path = settings.VAR_DIR
+        env_file: Path = settings.DEVNET_ENV_FILE
+        state_file = var / "devnet" / "state.json"
+        port = options["port"]
+        url = f"http://127.0.0.1:{port}"
+        if options["reset"]:
+            state_file.unlink(missing_ok=True)
+            env_file.unlink(missing_ok=True)
+
+        existing = devnet.DevnetInfo.read(env_file)
+        if existing and existing.rpc_url == url and self._alive(existing):
+            self._report(existing, reused="running")
+            return
+
+        process = devnet.start_anvil(
+            port=port,
+            state_file=state_file,
+            block_time=options["block_time"],
+            log_file=var / "devnet" / "anvil.log",
+        )
+        try:
+            bare = GliskChain(rpc_url=url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
+            if existing and existing.rpc_url == url and devnet.has_contract(bare, existing.contract_address):
+                info = devnet.DevnetInfo(**{**existing.as_dict(), "anvil_pid": process.pid})
+                reused = "saved state"
+            else:
+                info = devnet.DevnetInfo(
+                    **{**devnet.provision(bare, rpc_url=url).as_dict(), "anvil_pid": process.pid}
+                )
+                reused = ""
+            info.write(env_file)
+            self._report(info, reused=reused)
+            if options["detach"]:
+                return
+            self.stdout.write("devnet running; Ctrl-C stops it")
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                while not stop.is_set() and process.poll() is None:
+                    stop.wait(0.5)
+            except KeyboardInterrupt:
+                pass
+        except BaseException:
+            devnet.stop_process(process)
+            raise
+        devnet.stop_process(process)
+        self.stdout.write("devnet stopped (state saved)")
+        if process.returncode not in (0, -signal.SIGTERM, None):
+            sys.exit(1)
+
+    def _alive(self, info: devnet.DevnetInfo) -> bool:
+        chain = GliskChain(
+            rpc_url=info.rpc_url,
+            contract_address=info.contract_address,
+            chain_id=devnet.DEVNET_CHAIN_ID,
+            timeout=1,
+        )
+        try:
+            chain.check_chain_id()
+            return devnet.has_contract(chain, info.contract_address)
+        except ChainError:
+            return False
+
+    def _report(self, info: devnet.DevnetInfo, reused: str) -> None:
+        keeper = Account.from_key(info.keeper_private_key).address
+        how = f" (reused: {reused})" if reused else " (deployed)"
+        self.stdout.write(
+            f"devnet ready{how}\n  rpc: {info.rpc_url}\n  contract: {info.contract_address} "
+            f"(block {info.deployment_block})\n  keeper: {keeper}\n  settings: {settings.DEVNET_ENV_FILE}"
+        )

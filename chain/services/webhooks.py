@@ -1,0 +1,243 @@
+"""Alchemy Custom (GraphQL) webhooks: verify, store raw, parse strictly, ingest idempotently.
+
+Verification happens over the exact bytes received, before anything is parsed. Every delivery
+is stored whatever becomes of it, so it can be inspected and replayed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chain import abi
+from chain.adapter import MalformedLog, MintLog, decode_batch_minted
+from chain.models import MintEvent, WebhookDelivery
+from chain.services.ingestion import mint_logs_ingest
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Alchemy-Signature"
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_MAX_INT = 2**63 - 1
+_STORED_HEADERS_EXCLUDED = {"HTTP_COOKIE", "HTTP_AUTHORIZATION"}
+
+
+class WebhookRejected(Exception):
+    """A delivery we answer with 4xx: it says what was wrong with it."""
+
+    def __init__(self, message: str, *, status_code: int = 400):
+        self.status_code = status_code
+        super().__init__(message)
+
+
+def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) -> bool:
+    """HMAC-SHA256 of the raw body with the signing key, compared in constant time."""
+    if not signature or not secret:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature.strip().lower())
+
+
+def webhook_delivery_record(*, body: bytes, meta: dict[str, Any]) -> WebhookDelivery:
+    """Store the delivery as received (autocommitted, before anything can fail)."""
+    headers = {
+        key[5:].replace("_", "-").title(): str(value)
+        for key, value in meta.items()
+        if key.startswith("HTTP_") and key not in _STORED_HEADERS_EXCLUDED
+    }
+    if "CONTENT_TYPE" in meta:
+        headers["Content-Type"] = str(meta["CONTENT_TYPE"])
+    return WebhookDelivery.objects.create(body=body, headers=headers)
+
+
+def webhook_delivery_reject(
+    *, delivery: WebhookDelivery, outcome: str, error: str, signature_valid: bool | None = None
+) -> None:
+    fields: dict[str, Any] = {"outcome": outcome, "error": error[:2000], "processed_at": timezone.now()}
+    if signature_valid is not None:
+        fields["signature_valid"] = signature_valid
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
+
+
+@dataclass
+class ParsedDelivery:
+    event_id: str
+    webhook_id: str
+    capacity_error: str | None = None
+    logs: list[MintLog] = field(default_factory=list)
+    ignored_logs: int = 0
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise WebhookRejected(message)
+
+
+def _int(value: Any, name: str, maximum: int = _MAX_INT) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer")
+    _require(0 <= value <= maximum, f"{name} is out of range")
+    return int(value)
+
+
+def _str(value: Any, name: str, pattern: re.Pattern[str] | None = None) -> str:
+    _require(isinstance(value, str), f"{name} must be a string")
+    if pattern is not None:
+        _require(bool(pattern.match(value)), f"{name} is malformed")
+    return str(value)
+
+
+def parse_alchemy_payload(body: bytes, *, contract_address: str, network: str) -> ParsedDelivery:
+    """Validate an Alchemy GraphQL delivery and decode our contract's successful BatchMinted logs.
+
+    Raises `WebhookRejected` (400) for anything malformed; nothing is decoded half-way.
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookRejected("body is not valid JSON") from None
+    _require(isinstance(payload, dict), "payload must be a JSON object")
+    event = payload.get("event")
+    _require(isinstance(event, dict), "payload has no event object")
+    parsed = ParsedDelivery(
+        event_id=str(payload.get("id", ""))[:128], webhook_id=str(payload.get("webhookId", ""))[:128]
+    )
+    if "error" in event and "data" not in event:
+        parsed.capacity_error = str(event["error"])[:1000]
+        return parsed
+    sent_network = event.get("network")
+    if sent_network is not None:
+        _require(
+            sent_network == network,
+            f"delivery is for network {str(sent_network)[:40]!r}, this service runs NETWORK={network}",
+        )
+    data = event.get("data")
+    _require(
+        isinstance(data, dict) and isinstance(data.get("block"), dict), "payload has no event.data.block"
+    )
+    block = data["block"]
+    number = _int(block.get("number"), "block.number")
+    block_hash = _str(block.get("hash"), "block.hash", _HASH).lower()
+    timestamp = _int(block.get("timestamp"), "block.timestamp", maximum=2**40)
+    logs = block.get("logs", [])
+    _require(isinstance(logs, list), "block.logs must be a list")
+    block_time = datetime.fromtimestamp(timestamp, tz=UTC)
+    contract = contract_address.lower()
+
+    for n, log in enumerate(logs):
+        where = f"block.logs[{n}]"
+        _require(isinstance(log, dict), f"{where} must be an object")
+        account = log.get("account")
+        _require(isinstance(account, dict), f"{where}.account must be an object")
+        address = _str(account.get("address"), f"{where}.account.address", _ADDRESS).lower()
+        topics = log.get("topics")
+        _require(
+            isinstance(topics, list) and all(isinstance(t, str) for t in topics),
+            f"{where}.topics must be a list of strings",
+        )
+        if address != contract or not topics or topics[0].lower() != abi.BATCH_MINTED_TOPIC:
+            parsed.ignored_logs += 1
+            continue
+        tx = log.get("transaction")
+        _require(isinstance(tx, dict), f"{where}.transaction must be an object")
+        tx_hash = _str(tx.get("hash"), f"{where}.transaction.hash", _HASH).lower()
+        status = tx.get("status")
+        if status != 1:  # reverted (0) or unknown: a failed transaction minted nothing
+            parsed.ignored_logs += 1
+            continue
+        index = _int(log.get("index"), f"{where}.index", maximum=2**31 - 1)
+        try:
+            minter, author, start, quantity, paid = decode_batch_minted(
+                topics, _str(log.get("data"), f"{where}.data")
+            )
+        except MalformedLog as exc:
+            raise WebhookRejected(f"{where}: {exc}") from None
+        _require(start + quantity - 1 <= _MAX_INT, f"{where}: token ids out of range")
+        parsed.logs.append(
+            MintLog(
+                minter=minter,
+                prompt_author=author,
+                start_token_id=start,
+                quantity=quantity,
+                total_paid_wei=paid,
+                tx_hash=tx_hash,
+                log_index=index,
+                block_number=number,
+                block_hash=block_hash,
+                block_timestamp=block_time,
+            )
+        )
+    return parsed
+
+
+def webhook_delivery_process(*, delivery: WebhookDelivery) -> dict[str, Any]:
+    """Parse and ingest a verified delivery; returns the summary stored on it.
+
+    Raises `WebhookRejected` after recording the delivery as malformed.
+    """
+    config = settings.GLISK
+    body = bytes(delivery.body)
+    try:
+        parsed = parse_alchemy_payload(body, contract_address=config.contract_address, network=config.network)
+    except WebhookRejected as exc:
+        webhook_delivery_reject(delivery=delivery, outcome=WebhookDelivery.Outcome.MALFORMED, error=str(exc))
+        logger.warning("webhook.malformed", extra={"delivery_id": delivery.pk, "error": str(exc)})
+        raise
+    if parsed.capacity_error is not None:
+        summary: dict[str, Any] = {"capacity_error": parsed.capacity_error}
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            outcome=WebhookDelivery.Outcome.CAPACITY_ERROR,
+            event_id=parsed.event_id,
+            webhook_id=parsed.webhook_id,
+            result=summary,
+            error=parsed.capacity_error,
+            processed_at=timezone.now(),
+        )
+        logger.warning("webhook.capacity_error", extra={"delivery_id": delivery.pk})
+        return summary
+    with transaction.atomic():
+        result = mint_logs_ingest(
+            logs=parsed.logs, chain_id=config.chain_id, source=MintEvent.Source.WEBHOOK, delivery=delivery
+        )
+        summary = {"mint_logs": len(parsed.logs), "ignored_logs": parsed.ignored_logs, **result.as_dict()}
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            outcome=WebhookDelivery.Outcome.PROCESSED,
+            event_id=parsed.event_id,
+            webhook_id=parsed.webhook_id,
+            result=summary,
+            error="",
+            processed_at=timezone.now(),
+        )
+    logger.info(
+        "webhook.processed",
+        extra={"delivery_id": delivery.pk, "event_id": parsed.event_id, "tokens_new": result.tokens_new},
+    )
+    return summary
+
+
+def webhook_delivery_replay(*, delivery_id: int) -> dict[str, Any]:
+    """Run a stored delivery through processing again (idempotent), re-checking its signature."""
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    signature = next((v for k, v in delivery.headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
+    valid = webhook_signature_valid(
+        body=bytes(delivery.body), signature=signature, secret=settings.GLISK.alchemy_webhook_secret
+    )
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        signature_valid=valid, replay_count=delivery.replay_count + 1
+    )
+    if not valid:
+        raise WebhookRejected(
+            "the stored signature does not verify with the current signing key", status_code=401
+        )
+    delivery.refresh_from_db()
+    return webhook_delivery_process(delivery=delivery)

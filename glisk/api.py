@@ -1,0 +1,62 @@
+"""One error shape for every API response: `{"error": {"type": …, "message": …}}`.
+
+Raw exception text never reaches a client: unexpected errors are logged and answered with a
+generic 500 message.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A domain error with a message that is safe to show."""
+
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    error_type: str = "bad_request"
+
+    def __init__(self, message: str, *, status_code: int | None = None, error_type: str | None = None):
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+        if error_type is not None:
+            self.error_type = error_type
+
+
+def error_response(
+    status_code: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response({"error": {"type": error_type, "message": message}}, status=status_code, headers=headers)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.error_type, str(exc))
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        detail = getattr(exc, "detail", None)
+        message = detail if isinstance(detail, str) else _flatten(detail) if detail else str(exc)
+        error_type = getattr(exc, "default_code", "error")
+        if isinstance(exc, exceptions.APIException) and isinstance(exc.get_codes(), str):
+            error_type = str(exc.get_codes())
+        auth = response.headers.get("WWW-Authenticate") if hasattr(response, "headers") else None
+        return error_response(
+            response.status_code, error_type, message, {"WWW-Authenticate": auth} if auth else None
+        )
+    logger.exception("api.unhandled_error", extra={"view": type(context.get("view")).__name__})
+    return error_response(500, "server_error", "internal error; the operators have the details in the logs")
+
+
+def _flatten(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_flatten(v) for v in detail)
+    return str(detail)

@@ -1,0 +1,108 @@
+"""`manage.py devnet` as an operator runs it: a real process, started, reused, stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chain import devnet
+from chain.adapter import GliskChain
+from glisk.config import read_env_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(var: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "GLISK_VAR_DIR": str(var),
+        "APP_ENV": "test",
+        "DJANGO_SETTINGS_MODULE": "glisk.settings",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"{text!r} not seen in {lines}")
+
+
+def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
+    port = devnet.free_port()
+    first = start(tmp_path, port)
+    try:
+        out = "".join(wait_for_line(first, "Ctrl-C stops it"))
+        assert "(deployed)" in out
+        env = read_env_file(tmp_path / "devnet.env")
+        assert set(env) >= {
+            "RPC_URL",
+            "GLISK_NFT_CONTRACT_ADDRESS",
+            "CONTRACT_DEPLOYMENT_BLOCK",
+            "KEEPER_PRIVATE_KEY",
+            "ALCHEMY_WEBHOOK_SECRET",
+        }
+        assert env["KEEPER_PRIVATE_KEY"] not in out  # the key is written to the file, never printed
+        chain = GliskChain(
+            rpc_url=env["RPC_URL"], contract_address=env["GLISK_NFT_CONTRACT_ADDRESS"], chain_id=31337
+        )
+        from eth_account import Account
+
+        from chain import abi
+
+        assert chain.has_role(abi.KEEPER_ROLE, Account.from_key(env["KEEPER_PRIVATE_KEY"]).address)
+        assert chain.balance(Account.from_key(env["KEEPER_PRIVATE_KEY"]).address) > 10**18
+        devnet.mint(
+            chain,
+            minter=devnet.dev_accounts(chain)[2],
+            prompt_author=devnet.dev_accounts(chain)[3],
+            quantity=2,
+        )
+
+        second = subprocess.run(
+            [sys.executable, "manage.py", "devnet", "--port", str(port)],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "GLISK_VAR_DIR": str(tmp_path),
+                "APP_ENV": "test",
+                "DJANGO_SETTINGS_MODULE": "glisk.settings",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 0 and "(reused: running)" in second.stdout
+    finally:
+        first.send_signal(signal.SIGINT)
+        rest = first.communicate(timeout=30)[0]
+    assert "devnet stopped" in rest
+    assert (tmp_path / "devnet" / "state.json").exists()
+
+    # Started again: the saved chain comes back with the contract and its tokens.
+    third = start(tmp_path, port)
+    try:
+        out = "".join(wait_for_line(third, "Ctrl-C stops it"))
+        assert "(reused: saved state)" in out
+        assert chain.next_token_id() == 3
+    finally:
+        third.send_signal(signal.SIGINT)
+        third.communicate(timeout=30)
