@@ -325,7 +325,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         reveal_max_attempts=r.integer("REVEAL_MAX_ATTEMPTS", 5, minimum=1),
         retry_backoff_base_seconds=r.number("RETRY_BACKOFF_BASE_SECONDS", 2.0),
         retry_backoff_max_seconds=r.number("RETRY_BACKOFF_MAX_SECONDS", 300.0),
-        qcluster_workers=r.integer("QCLUSTER_WORKERS", 2, minimum=1, maximum=64),
+        qcluster_workers=r.integer("QCLUSTER_WORKERS", 4, minimum=2, maximum=64),
     )
     problems = list(r.problems)
     if production:

@@ -42,10 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "corsheaders",
     "rest_framework",
-    "django_q",
+    # Our apps come before django_q so that lifecycle's `qcluster` command wraps django-q2's.
     "authors",
     "chain",
     "lifecycle",
+    "django_q",
 ]
 
 MIDDLEWARE = [
@@ -155,6 +156,8 @@ Q_CLUSTER = {
     "name": "glisk",
     "orm": "default",
     "workers": GLISK.qcluster_workers,
+    # Stage tasks run for at most ~2 min, the watcher ~5 min; a task still running at `timeout` is
+    # killed, and one whose worker died comes back after `retry`.
     "timeout": 600,
     "retry": 660,
     "max_attempts": 3,

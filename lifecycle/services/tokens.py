@@ -61,6 +61,7 @@ def token_transition(
     reason: str = "",
     sources: Iterable[str] | None = None,
     lease_owner: str | None = None,
+    release_lease: bool = True,
     fields: dict[str, Any] | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
@@ -68,7 +69,8 @@ def token_transition(
 
     `fields` are written in the same UPDATE (e.g. the image CID a stage produced). With
     `lease_owner`, the update applies only while that worker still holds the token's lease, and
-    the lease is released. Raises `InvalidStateTransition` (or `LeaseLost`) when nothing matched.
+    the lease is released (unless `release_lease` is false: a stage starting its work).
+    Raises `InvalidStateTransition` (or `LeaseLost`) when nothing matched.
     """
     legal = _sources_for(to)
     allowed = legal if sources is None else legal & set(sources)
@@ -80,7 +82,7 @@ def token_transition(
     values.update(status=to, status_changed_at=now, updated_at=now)
     if to == TokenStatus.REVEALED:
         values.setdefault("revealed_at", now)
-    if to in TERMINAL_STATUSES or lease_owner is not None:
+    if to in TERMINAL_STATUSES or (lease_owner is not None and release_lease):
         values.update(claimed_by="", lease_expires_at=None)
 
     with transaction.atomic():
@@ -113,6 +115,7 @@ def token_fail(
     reason: str,
     lease_owner: str | None = None,
     detail: dict[str, Any] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> None:
     """Move a token to `failed`, remembering the stage it failed from and why."""
     current = Token.objects.filter(pk=token_id).values_list("status", flat=True).first()
@@ -124,7 +127,12 @@ def token_fail(
         reason=reason,
         sources=[stage] if stage else None,
         lease_owner=lease_owner,
-        fields={"failed_stage": stage, "last_error": reason[:500], "last_error_detail": detail},
+        fields={
+            **(fields or {}),
+            "failed_stage": stage,
+            "last_error": reason[:500],
+            "last_error_detail": detail,
+        },
         detail=detail,
     )
 

@@ -1,0 +1,38 @@
+"""django-q2 tasks that speak to the chain: the keeper, the log watcher, start-up recovery."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chain.adapter import ChainError, GliskChain
+from chain.services.keeper import _ready_waiting, reveal_run
+from chain.services.recovery import tokens_recover
+from chain.services.watcher import watcher_run
+from lifecycle.nudge import stage_nudge
+
+logger = logging.getLogger(__name__)
+
+
+def reveal_stage() -> dict[str, Any] | None:
+    report = reveal_run()
+    if report is None:
+        return None  # another process is the keeper's sender right now
+    # A token that became ready after our last look, while its nudge found the lock taken.
+    if _ready_waiting():
+        stage_nudge(stage="reveal")
+    return vars(report)
+
+
+def watcher() -> int:
+    return watcher_run()
+
+
+def recover_on_start() -> dict[str, Any]:
+    try:
+        chain = GliskChain.from_settings()
+        chain.check_chain_id()
+        return tokens_recover(chain=chain).as_dict()
+    except ChainError as exc:
+        logger.error("recovery.on_start_failed", extra={"error": str(exc)})
+        return {"error": str(exc)}

@@ -1,0 +1,200 @@
+"""Image providers: Replicate (flux-schnell, through the official client) and a local generator.
+
+Both return the image *bytes* with their real content type: Replicate deletes outputs after an
+hour, so the bytes are fetched at once and stored by the stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import requests
+
+from lifecycle.providers.errors import ContentPolicyViolation, ProviderError, http_error, parse_retry_after
+
+_NSFW = re.compile(r"nsfw|content polic|safety|sensitive", re.I)
+_SNIFF = [
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+]
+
+
+def sniff_content_type(data: bytes, fallback: str = "application/octet-stream") -> str:
+    """The image type from its magic bytes (a server's Content-Type can be wrong or missing)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, content_type in _SNIFF:
+        if data.startswith(magic):
+            return content_type
+    return fallback
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    content_type: str
+    external_id: str = ""
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage: ...
+
+
+class LocalImageProvider:
+    """Deterministic from prompt and token id, offline, a few milliseconds per image."""
+
+    name = "local"
+
+    def __init__(self, size: int = 256):
+        self.size = size
+
+    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage:
+        from PIL import Image, ImageDraw
+
+        seed = hashlib.sha256(f"{token_id}:{prompt}".encode()).digest()
+        size = self.size
+        image = Image.new("RGB", (size, size), tuple(seed[0:3]))
+        draw = ImageDraw.Draw(image)
+        for i in range(8):
+            b = seed[3 + i * 3 : 6 + i * 3]
+            x0, y0 = (b[0] * size) // 256, (b[1] * size) // 256
+            radius = 16 + (b[2] * size) // 512
+            color = tuple(seed[(i * 5) % 29 : (i * 5) % 29 + 3])
+            if i % 2:
+                draw.ellipse((x0 - radius, y0 - radius, x0 + radius, y0 + radius), fill=color)
+            else:
+                draw.rectangle((x0 - radius, y0 - radius // 2, x0 + radius, y0 + radius // 2), fill=color)
+        draw.text((8, size - 18), f"GLISK #{token_id}", fill=(255, 255, 255))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=False)
+        return GeneratedImage(data=buffer.getvalue(), content_type="image/png",
+                              external_id=f"local-{seed[:6].hex()}")
+
+
+class ReplicateImageProvider:
+    """flux-schnell through `replicate.Client`, with the token, base URL and timeouts on the client."""
+
+    name = "replicate"
+
+    def __init__(self, *, api_token: str, base_url: str, model: str, timeout: float,
+                 poll_interval: float = 0.5, download_timeout: float = 30.0):
+        import replicate
+
+        if not api_token:
+            raise ProviderError("REPLICATE_API_TOKEN is not set", transient=False, error_class="configuration")
+        self.model = model
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.download_timeout = download_timeout
+        self._last_response = threading.local()
+        self._client = replicate.Client(
+            api_token=api_token,
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            event_hooks={"response": [self._remember_response]},
+        )
+        self._client.poll_interval = poll_interval
+
+    @classmethod
+    def from_settings(cls) -> ReplicateImageProvider:
+        from django.conf import settings
+
+        c = settings.GLISK
+        return cls(api_token=c.replicate_api_token, base_url=c.replicate_base_url,
+                   model=c.replicate_model_version, timeout=c.replicate_timeout_seconds)
+
+    def _remember_response(self, response: httpx.Response) -> None:
+        # ReplicateError keeps only status and detail; Retry-After comes from here.
+        self._last_response.retry_after = response.headers.get("retry-after")
+
+    def _input(self, prompt: str) -> dict[str, Any]:
+        return {"prompt": prompt, "aspect_ratio": "1:1", "num_outputs": 1, "output_format": "webp",
+                "output_quality": 80, "go_fast": True}
+
+    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage:
+        from replicate.exceptions import ModelError, ReplicateError
+
+        self._last_response.retry_after = None
+        owner_name, _, version = self.model.partition(":")
+        wait = max(1, min(60, int(self.timeout) - 1))
+        deadline = time.monotonic() + self.timeout
+        try:
+            if version:
+                prediction = self._client.predictions.create(version=version, input=self._input(prompt), wait=wait)
+            else:
+                owner, _, name = owner_name.partition("/")
+                prediction = self._client.models.predictions.create(
+                    model=(owner, name), input=self._input(prompt), wait=wait
+                )
+            while prediction.status not in ("succeeded", "failed", "canceled"):
+                if time.monotonic() > deadline:
+                    raise ProviderError(f"prediction {prediction.id} not finished within {self.timeout:g}s",
+                                        transient=True, error_class="timeout")
+                time.sleep(self.poll_interval)
+                prediction.reload()
+        except ReplicateError as exc:
+            status = exc.status or 0
+            detail = (exc.detail or exc.title or "")[:300]
+            raise http_error(status, f"Replicate answered {status}: {detail}",
+                             retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None))) from None
+        except ModelError as exc:  # raised by some client paths; same meaning as status "failed"
+            prediction = exc.prediction
+        except httpx.TimeoutException:
+            raise ProviderError(f"Replicate did not answer within {self.timeout:g}s", transient=True,
+                                error_class="timeout") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"Replicate is unreachable ({type(exc).__name__})", transient=True,
+                                error_class="connection") from None
+
+        if prediction.status == "failed":
+            error = str(prediction.error or "prediction failed")
+            if _NSFW.search(error):
+                raise ContentPolicyViolation(error[:300], external_id=prediction.id)
+            # A model failure is not an HTTP error; Replicate's own failures are worth one more try.
+            raise ProviderError(f"prediction {prediction.id} failed: {error[:300]}", transient=True,
+                                error_class="model_error")
+        if prediction.status == "canceled":
+            raise ProviderError(f"prediction {prediction.id} was canceled", transient=True, error_class="canceled")
+        output = prediction.output
+        url = output[0] if isinstance(output, list) and output else output
+        if not isinstance(url, str) or not url:
+            raise ProviderError(f"prediction {prediction.id} returned no output", transient=True,
+                                error_class="no_output")
+        data, content_type = self._download(url)
+        return GeneratedImage(data=data, content_type=content_type, external_id=prediction.id)
+
+    def _download(self, url: str) -> tuple[bytes, str]:
+        try:
+            response = requests.get(url, timeout=self.download_timeout)
+        except requests.Timeout:
+            raise ProviderError("image download timed out", transient=True, error_class="timeout") from None
+        except requests.RequestException as exc:
+            raise ProviderError(f"image download failed ({type(exc).__name__})", transient=True,
+                                error_class="connection") from None
+        if response.status_code != 200:
+            # 404 after an hour: the output is gone and only a new generation can help.
+            raise ProviderError(f"image download answered {response.status_code}", transient=True,
+                                error_class=f"download_{response.status_code}")
+        data = response.content
+        if not data:
+            raise ProviderError("image download was empty", transient=True, error_class="no_output")
+        header_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return data, sniff_content_type(data, header_type or "application/octet-stream")
+
+
+def image_provider() -> ImageProvider:
+    from django.conf import settings
+
+    if settings.GLISK.image_provider == "replicate":
+        return ReplicateImageProvider.from_settings()
+    return LocalImageProvider()

@@ -1,0 +1,164 @@
+"""IPFS: kubo-compatible CIDs computed locally, and the pinners (Pinata, a local store).
+
+Every upload's CID is computed here first; a provider that answers with another CID fails the
+attempt loudly, because the metadata and the chain would otherwise point at something else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from aleph_cid import CidHasher
+
+from lifecycle.providers.errors import ProviderError, http_error, parse_retry_after
+
+_CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$")
+
+
+def cid_v1(data: bytes) -> str:
+    """What `ipfs add --cid-version=1` (and Pinata's `cidVersion: 1`) gives for one file:
+    raw leaves, 256 KiB chunks, a balanced dag-pb tree above one chunk."""
+    hasher = CidHasher.for_ipfs_v1_raw_leaves()
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def is_cid(text: str) -> bool:
+    return bool(_CID.match(text))
+
+
+@dataclass(frozen=True)
+class Pinned:
+    cid: str
+    size: int
+
+
+class Pinner(Protocol):
+    name: str
+
+    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned: ...
+
+
+class CidMismatch(ProviderError):
+    def __init__(self, expected: str, got: str):
+        super().__init__(f"provider returned CID {got[:80]} but the content hashes to {expected}",
+                         transient=False, error_class="cid_mismatch")
+
+
+class LocalPinner:
+    """A content-addressed store under var/ipfs, served by the app at /ipfs/<cid>."""
+
+    name = "local"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, cid: str) -> Path:
+        return self.root / cid[-2:] / cid
+
+    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned:
+        cid = cid_v1(data)
+        target = self.path_for(cid)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write-then-rename: a reader never sees half a file, two writers never clash.
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            Path(tmp).replace(target)
+            target.with_suffix(".type").write_text(content_type)
+        return Pinned(cid=cid, size=len(data))
+
+    def read(self, cid: str) -> tuple[bytes, str] | None:
+        if not is_cid(cid):
+            return None
+        path = self.path_for(cid)
+        if not path.exists():
+            return None
+        type_file = path.with_suffix(".type")
+        content_type = type_file.read_text() if type_file.exists() else "application/octet-stream"
+        return path.read_bytes(), content_type
+
+
+class PinataPinner:
+    """`pinFileToIPFS` with `cidVersion: 1` and a Bearer JWT."""
+
+    name = "pinata"
+
+    def __init__(self, *, jwt: str, api_url: str, timeout: float):
+        if not jwt:
+            raise ProviderError("PINATA_JWT is not set", transient=False, error_class="configuration")
+        self._jwt = jwt  # never logged
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    @classmethod
+    def from_settings(cls) -> PinataPinner:
+        from django.conf import settings
+
+        c = settings.GLISK
+        return cls(jwt=c.pinata_jwt, api_url=c.pinata_api_url, timeout=c.pinata_timeout_seconds)
+
+    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned:
+        files = {"file": (filename, data, content_type)}
+        form = {
+            "pinataMetadata": json.dumps({"name": filename, "keyvalues": keyvalues}),
+            "pinataOptions": json.dumps({"cidVersion": 1}),
+        }
+        try:
+            response = self._session.post(
+                f"{self.api_url}/pinning/pinFileToIPFS", files=files, data=form,
+                headers={"Authorization": f"Bearer {self._jwt}"}, timeout=self.timeout,
+            )
+        except requests.Timeout:
+            raise ProviderError(f"Pinata did not answer within {self.timeout:g}s", transient=True,
+                                error_class="timeout") from None
+        except requests.RequestException as exc:
+            raise ProviderError(f"Pinata is unreachable ({type(exc).__name__})", transient=True,
+                                error_class="connection") from None
+        if response.status_code != 200:
+            raise http_error(response.status_code, f"Pinata answered {response.status_code}: {_reason(response)}",
+                             retry_after=parse_retry_after(response.headers.get("retry-after")))
+        try:
+            body: dict[str, Any] = response.json()
+            cid = str(body["IpfsHash"])
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError("Pinata answered 200 without an IpfsHash", transient=True,
+                                error_class="bad_response") from None
+        return Pinned(cid=cid, size=int(body.get("PinSize") or len(data)))
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return response.text[:200]
+    if isinstance(error, dict):
+        return f"{error.get('reason', '')} {error.get('details', '')}".strip()[:200]
+    return str(error)[:200]
+
+
+def pin_verified(pinner: Pinner, *, data: bytes, filename: str, content_type: str,
+                 keyvalues: dict[str, str]) -> Pinned:
+    """Pin, and fail loudly unless the provider's CID is the one the bytes hash to."""
+    expected = cid_v1(data)
+    pinned = pinner.pin(data=data, filename=filename, content_type=content_type, keyvalues=keyvalues)
+    if pinned.cid != expected:
+        raise CidMismatch(expected, pinned.cid)
+    return pinned
+
+
+def pinner() -> Pinner:
+    from django.conf import settings
+
+    if settings.GLISK.ipfs_provider == "pinata":
+        return PinataPinner.from_settings()
+    return LocalPinner(settings.IPFS_LOCAL_DIR)
