@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -52,18 +52,18 @@ class Config:
     app_env: str
     debug: bool
     log_level: str
-    secret_key: str
+    secret_key: str = field(repr=False)  # secret (or may hold one)
     allowed_hosts: list[str]
     cors_origins: list[str]
     csrf_trusted_origins: list[str]
-    database_url: str | None
+    database_url: str | None = field(repr=False)  # secret (or may hold one)
     conn_max_age: int
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
 
-    alchemy_api_key: str
-    alchemy_webhook_secret: str
-    rpc_url: str
+    alchemy_api_key: str = field(repr=False)  # secret (or may hold one)
+    alchemy_webhook_secret: str = field(repr=False)  # secret (or may hold one)
+    rpc_url: str = field(repr=False)  # secret (or may hold one)
     rpc_timeout_seconds: float
     network: str
     chain_id: int
@@ -77,21 +77,21 @@ class Config:
     default_prompt: str
 
     image_provider: str
-    replicate_api_token: str
+    replicate_api_token: str = field(repr=False)  # secret (or may hold one)
     replicate_base_url: str
     replicate_model_version: str
     replicate_timeout_seconds: float
     fallback_censored_prompt: str
 
     ipfs_provider: str
-    pinata_jwt: str
+    pinata_jwt: str = field(repr=False)  # secret (or may hold one)
     pinata_api_url: str
     pinata_gateway: str
     pinata_timeout_seconds: float
     metadata_description: str
     metadata_external_url: str
 
-    keeper_private_key: str
+    keeper_private_key: str = field(repr=False)  # secret (or may hold one)
     keeper_gas_strategy: str
     reveal_gas_buffer: Decimal
     reveal_max_fee_gwei: Decimal | None

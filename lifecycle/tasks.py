@@ -53,7 +53,10 @@ def sweep() -> dict[str, int]:
             stage_nudge(stage=stage)
     from chain.models import RevealTransaction
 
-    if not counts["reveal"] and RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE).exists():
+    if (
+        not counts["reveal"]
+        and RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE).exists()
+    ):
         stage_nudge(stage="reveal")
     logger.info("sweeper.ran", extra=counts)
     return counts

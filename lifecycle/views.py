@@ -13,7 +13,9 @@ from lifecycle.providers.ipfs import LocalPinner
 def ipfs_gateway(request: HttpRequest, cid: str) -> HttpResponse:
     found = LocalPinner(settings.IPFS_LOCAL_DIR).read(cid)
     if found is None:
-        return JsonResponse({"error": {"type": "not_found", "message": "no such CID in the local store"}}, status=404)
+        return JsonResponse(
+            {"error": {"type": "not_found", "message": "no such CID in the local store"}}, status=404
+        )
     data, content_type = found
     response = HttpResponse(data, content_type=content_type)
     response["Cache-Control"] = "public, max-age=31536000, immutable"  # content-addressed: never changes

@@ -96,7 +96,9 @@ class Keeper:
         if cap is not None:
             cap_wei = int(cap * GWEI)
             if cap_wei < next_base + tip:
-                raise FeesAboveCap(f"base fee {next_base / GWEI:.4f} gwei + tip exceeds REVEAL_MAX_FEE_GWEI={cap}")
+                raise FeesAboveCap(
+                    f"base fee {next_base / GWEI:.4f} gwei + tip exceeds REVEAL_MAX_FEE_GWEI={cap}"
+                )
             max_fee = min(max_fee, cap_wei)
         return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
 
@@ -106,11 +108,19 @@ class Keeper:
         return sel + abi_encode(["uint256[]", "string[]"], [token_ids, uris]).hex()
 
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[bytes, str]:
-        signed = self._account.sign_transaction({
-            "type": 2, "chainId": self.chain.chain_id, "nonce": nonce, "to": self.chain.contract_address,
-            "value": 0, "data": data, "gas": gas, "maxFeePerGas": fees.max_fee_per_gas,
-            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
-        })
+        signed = self._account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": self.chain.chain_id,
+                "nonce": nonce,
+                "to": self.chain.contract_address,
+                "value": 0,
+                "data": data,
+                "gas": gas,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            }
+        )
         return bytes(signed.raw_transaction), HexBytes(signed.hash).to_0x_hex()
 
     def sign_and_store(self, tokens: list[Token]) -> RevealTransaction:
@@ -118,20 +128,33 @@ class Keeper:
         ids = [t.pk for t in tokens]
         uris = [f"ipfs://{t.metadata_cid}" for t in tokens]
         data = self.calldata(ids, uris)
-        estimate = int(self.chain.rpc("eth_estimateGas", [{"from": self.address, "to": self.chain.contract_address,
-                                                             "data": data}]), 16)
+        estimate = int(
+            self.chain.rpc(
+                "eth_estimateGas", [{"from": self.address, "to": self.chain.contract_address, "data": data}]
+            ),
+            16,
+        )
         gas = int(Decimal(estimate) * self.config.reveal_gas_buffer)
         fees = self.fees()
         nonce = int(self.chain.rpc("eth_getTransactionCount", [self.address, "pending"]), 16)
         raw, tx_hash = self._sign(nonce=nonce, data=data, gas=gas, fees=fees)
         with transaction.atomic():
             row = RevealTransaction.objects.create(
-                chain_id=self.chain.chain_id, keeper_address=self.address, nonce=nonce, token_ids=ids,
-                token_uris=uris, raw_tx=raw, tx_hash=tx_hash, max_fee_per_gas_wei=fees.max_fee_per_gas,
-                max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas, gas_limit=gas,
+                chain_id=self.chain.chain_id,
+                keeper_address=self.address,
+                nonce=nonce,
+                token_ids=ids,
+                token_uris=uris,
+                raw_tx=raw,
+                tx_hash=tx_hash,
+                max_fee_per_gas_wei=fees.max_fee_per_gas,
+                max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas,
+                gas_limit=gas,
             )
             Token.objects.filter(pk__in=ids).update(reveal_transaction=row, updated_at=timezone.now())
-        logger.info("reveal.signed", extra={"tx_hash": tx_hash, "nonce": nonce, "tokens": len(ids), "gas": gas})
+        logger.info(
+            "reveal.signed", extra={"tx_hash": tx_hash, "nonce": nonce, "tokens": len(ids), "gas": gas}
+        )
         return row
 
     def broadcast(self, row: RevealTransaction) -> None:
@@ -143,14 +166,19 @@ class Keeper:
             if "already known" not in text and "known transaction" not in text:
                 raise
         RevealTransaction.objects.filter(pk=row.pk, status__in=RevealTransaction.ACTIVE).update(
-            status=RevealTransaction.Status.SENT, sent_at=timezone.now())
+            status=RevealTransaction.Status.SENT, sent_at=timezone.now()
+        )
         logger.info("reveal.sent", extra={"tx_hash": row.tx_hash, "nonce": row.nonce})
 
     # --- resolving what is in flight -------------------------------------------------------
     def in_flight(self) -> RevealTransaction | None:
-        return (RevealTransaction.objects.filter(chain_id=self.chain.chain_id, keeper_address=self.address,
-                                                 status__in=RevealTransaction.ACTIVE)
-                .order_by("nonce", "created_at").first())
+        return (
+            RevealTransaction.objects.filter(
+                chain_id=self.chain.chain_id, keeper_address=self.address, status__in=RevealTransaction.ACTIVE
+            )
+            .order_by("nonce", "created_at")
+            .first()
+        )
 
     def resolve(self, row: RevealTransaction, report: KeeperReport) -> bool:
         """Move an in-flight transaction forward. Returns True when nothing is in flight any more."""
@@ -188,9 +216,13 @@ class Keeper:
         """Same nonce and calldata, fees bumped past the node's replacement threshold."""
         fees = self.fees()
         bumped = Fees(
-            max_fee_per_gas=max(fees.max_fee_per_gas, int(Decimal(int(row.max_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1),
-            max_priority_fee_per_gas=max(fees.max_priority_fee_per_gas,
-                                         int(Decimal(int(row.max_priority_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1),
+            max_fee_per_gas=max(
+                fees.max_fee_per_gas, int(Decimal(int(row.max_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1
+            ),
+            max_priority_fee_per_gas=max(
+                fees.max_priority_fee_per_gas,
+                int(Decimal(int(row.max_priority_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1,
+            ),
         )
         cap = self.config.reveal_max_fee_gwei
         if cap is not None and bumped.max_fee_per_gas > int(cap * GWEI):
@@ -198,20 +230,32 @@ class Keeper:
         data = self.calldata(list(row.token_ids), list(row.token_uris))
         raw, tx_hash = self._sign(nonce=row.nonce, data=data, gas=row.gas_limit, fees=bumped)
         with transaction.atomic():
-            RevealTransaction.objects.filter(pk=row.pk).update(status=RevealTransaction.Status.REPLACED,
-                                                               error="stuck past TRANSACTION_TIMEOUT_SECONDS")
+            RevealTransaction.objects.filter(pk=row.pk).update(
+                status=RevealTransaction.Status.REPLACED, error="stuck past TRANSACTION_TIMEOUT_SECONDS"
+            )
             new = RevealTransaction.objects.create(
-                chain_id=row.chain_id, keeper_address=row.keeper_address, nonce=row.nonce, token_ids=row.token_ids,
-                token_uris=row.token_uris, raw_tx=raw, tx_hash=tx_hash, max_fee_per_gas_wei=bumped.max_fee_per_gas,
-                max_priority_fee_per_gas_wei=bumped.max_priority_fee_per_gas, gas_limit=row.gas_limit, replaces=row,
+                chain_id=row.chain_id,
+                keeper_address=row.keeper_address,
+                nonce=row.nonce,
+                token_ids=row.token_ids,
+                token_uris=row.token_uris,
+                raw_tx=raw,
+                tx_hash=tx_hash,
+                max_fee_per_gas_wei=bumped.max_fee_per_gas,
+                max_priority_fee_per_gas_wei=bumped.max_priority_fee_per_gas,
+                gas_limit=row.gas_limit,
+                replaces=row,
             )
             Token.objects.filter(pk__in=row.token_ids).update(reveal_transaction=new)
-        logger.warning("reveal.replaced", extra={"old_tx": row.tx_hash, "new_tx": tx_hash, "nonce": row.nonce})
+        logger.warning(
+            "reveal.replaced", extra={"old_tx": row.tx_hash, "new_tx": tx_hash, "nonce": row.nonce}
+        )
         self.broadcast(new)
         return new
 
-    def _mined(self, row: RevealTransaction, mined: RevealTransaction, receipt: dict[str, Any],
-               report: KeeperReport) -> bool:
+    def _mined(
+        self, row: RevealTransaction, mined: RevealTransaction, receipt: dict[str, Any], report: KeeperReport
+    ) -> bool:
         block = int(receipt["blockNumber"], 16)
         confirmations = self.chain.block_number() - block + 1
         if int(receipt["status"], 16) == 1 and confirmations < self.config.reveal_confirmations:
@@ -222,34 +266,57 @@ class Keeper:
         with transaction.atomic():
             if mined.pk != row.pk:
                 RevealTransaction.objects.filter(pk=row.pk).update(
-                    status=RevealTransaction.Status.REPLACED, error=f"superseded: {mined.tx_hash} was mined")
+                    status=RevealTransaction.Status.REPLACED, error=f"superseded: {mined.tx_hash} was mined"
+                )
             if int(receipt["status"], 16) != 1:
                 RevealTransaction.objects.filter(pk=mined.pk).update(
-                    status=RevealTransaction.Status.FAILED, gas_used=gas_used, effective_gas_price_wei=price,
-                    block_number=block, error="reverted on chain")
+                    status=RevealTransaction.Status.FAILED,
+                    gas_used=gas_used,
+                    effective_gas_price_wei=price,
+                    block_number=block,
+                    error="reverted on chain",
+                )
                 self._release_tokens(mined, f"reveal transaction {mined.tx_hash} reverted", report)
                 return True
             RevealTransaction.objects.filter(pk=mined.pk).update(
-                status=RevealTransaction.Status.CONFIRMED, gas_used=gas_used, effective_gas_price_wei=price,
-                block_number=block, confirmed_at=now)
+                status=RevealTransaction.Status.CONFIRMED,
+                gas_used=gas_used,
+                effective_gas_price_wei=price,
+                block_number=block,
+                confirmed_at=now,
+            )
             for token_id in mined.token_ids:
                 try:
-                    token_transition(token_id=token_id, to=TokenStatus.REVEALED, actor=ACTOR,
-                                     reason=f"revealed in {mined.tx_hash}", sources=[TokenStatus.READY],
-                                     fields={"reveal_transaction_id": mined.pk, "revealed_at": now},
-                                     detail={"tx_hash": mined.tx_hash, "block": block})
+                    token_transition(
+                        token_id=token_id,
+                        to=TokenStatus.REVEALED,
+                        actor=ACTOR,
+                        reason=f"revealed in {mined.tx_hash}",
+                        sources=[TokenStatus.READY],
+                        fields={"reveal_transaction_id": mined.pk, "revealed_at": now},
+                        detail={"tx_hash": mined.tx_hash, "block": block},
+                    )
                     report.tokens_revealed += 1
                 except InvalidStateTransition as exc:
                     # Revealed on chain whatever the database says; an operator must look at it.
                     logger.error("reveal.token_not_ready", extra={"token_id": token_id, "error": str(exc)})
         report.confirmed += 1
-        logger.info("reveal.confirmed", extra={"tx_hash": mined.tx_hash, "block": block, "gas_used": gas_used,
-                                               "tokens": len(mined.token_ids)})
+        logger.info(
+            "reveal.confirmed",
+            extra={
+                "tx_hash": mined.tx_hash,
+                "block": block,
+                "gas_used": gas_used,
+                "tokens": len(mined.token_ids),
+            },
+        )
         return True
 
     def _abandon(self, row: RevealTransaction, why: str, report: KeeperReport) -> None:
         with transaction.atomic():
-            RevealTransaction.objects.filter(pk=row.pk).update(status=RevealTransaction.Status.FAILED, error=why)
+            RevealTransaction.objects.filter(pk=row.pk).update(
+                status=RevealTransaction.Status.FAILED, error=why
+            )
             self._release_tokens(row, f"reveal transaction {row.tx_hash} abandoned: {why}", report)
 
     def _release_tokens(self, row: RevealTransaction, reason: str, report: KeeperReport) -> None:
@@ -257,21 +324,34 @@ class Keeper:
         for token in Token.objects.filter(pk__in=row.token_ids, status=TokenStatus.READY):
             attempts = token.reveal_attempts + 1
             if attempts >= self.config.reveal_max_attempts:
-                token_fail(token_id=token.pk, actor=ACTOR, reason=reason, detail={"tx_hash": row.tx_hash},
-                           fields={"reveal_attempts": attempts, "reveal_transaction": None})
+                token_fail(
+                    token_id=token.pk,
+                    actor=ACTOR,
+                    reason=reason,
+                    detail={"tx_hash": row.tx_hash},
+                    fields={"reveal_attempts": attempts, "reveal_transaction": None},
+                )
                 report.failed_tokens += 1
             else:
                 Token.objects.filter(pk=token.pk).update(
-                    reveal_attempts=attempts, reveal_transaction=None, last_error=reason[:500],
-                    next_attempt_at=timezone.now() + timedelta(seconds=min(60, 2**attempts)))
+                    reveal_attempts=attempts,
+                    reveal_transaction=None,
+                    last_error=reason[:500],
+                    next_attempt_at=timezone.now() + timedelta(seconds=min(60, 2**attempts)),
+                )
 
     # --- choosing and checking a batch -----------------------------------------------------
     def due_tokens(self, *, force: bool = False) -> list[Token]:
         """The next batch, if it is full or its oldest token has waited long enough."""
         now = timezone.now()
-        queue = Token.objects.filter(status=TokenStatus.READY, next_attempt_at__lte=now, reveal_transaction=None)
-        batch = list(queue.select_related("author").order_by("status_changed_at", "token_id")
-                     [: self.config.batch_reveal_max_tokens])
+        queue = Token.objects.filter(
+            status=TokenStatus.READY, next_attempt_at__lte=now, reveal_transaction=None
+        )
+        batch = list(
+            queue.select_related("author").order_by("status_changed_at", "token_id")[
+                : self.config.batch_reveal_max_tokens
+            ]
+        )
         if not batch:
             return []
         if len(batch) >= self.config.batch_reveal_max_tokens or force:
@@ -286,8 +366,12 @@ class Keeper:
         for token in tokens:
             state = states[token.pk]
             if isinstance(state, ContractRevert):
-                token_fail(token_id=token.pk, actor=ACTOR, reason=f"not on chain ({state.name}); reorged away?",
-                           detail={"revert": state.name})
+                token_fail(
+                    token_id=token.pk,
+                    actor=ACTOR,
+                    reason=f"not on chain ({state.name}); reorged away?",
+                    detail={"revert": state.name},
+                )
                 report.failed_tokens += 1
             elif isinstance(state, ChainError):
                 raise state
@@ -295,10 +379,13 @@ class Keeper:
                 self._sync_revealed(token, state)
                 report.synced_without_tx += 1
             elif state.prompt_author.lower() != token.author.wallet_address.lower():
-                token_fail(token_id=token.pk, actor=ACTOR,
-                           reason=f"author mismatch: chain says {state.prompt_author}, "
-                                  f"database says {token.author.wallet_address} (reorg or bug)",
-                           detail={"chain_author": state.prompt_author})
+                token_fail(
+                    token_id=token.pk,
+                    actor=ACTOR,
+                    reason=f"author mismatch: chain says {state.prompt_author}, "
+                    f"database says {token.author.wallet_address} (reorg or bug)",
+                    detail={"chain_author": state.prompt_author},
+                )
                 report.failed_tokens += 1
             else:
                 sendable.append(token)
@@ -308,10 +395,15 @@ class Keeper:
         from chain.services.recovery import cid_from_uri
 
         on_chain_cid = cid_from_uri(state.token_uri)
-        token_transition(token_id=token.pk, to=TokenStatus.REVEALED, actor=ACTOR,
-                         reason="already revealed on chain; synced without a transaction", sources=[TokenStatus.READY],
-                         fields={"metadata_cid": on_chain_cid or token.metadata_cid},
-                         detail={"token_uri": state.token_uri})
+        token_transition(
+            token_id=token.pk,
+            to=TokenStatus.REVEALED,
+            actor=ACTOR,
+            reason="already revealed on chain; synced without a transaction",
+            sources=[TokenStatus.READY],
+            fields={"metadata_cid": on_chain_cid or token.metadata_cid},
+            detail={"token_uri": state.token_uri},
+        )
 
     # --- one pass --------------------------------------------------------------------------
     def step(self, report: KeeperReport, *, force: bool = False) -> str:
@@ -337,8 +429,14 @@ class Keeper:
         return "sent"
 
 
-def reveal_run(*, keeper: Keeper | None = None, budget_seconds: float = 60.0, poll_seconds: float = 0.25,
-               sleep: Callable[[float], None] = time.sleep, force: bool = False) -> KeeperReport | None:
+def reveal_run(
+    *,
+    keeper: Keeper | None = None,
+    budget_seconds: float = 60.0,
+    poll_seconds: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+    force: bool = False,
+) -> KeeperReport | None:
     """Be the keeper's one sender for up to `budget_seconds`; None if another process is.
 
     Waits for a batch to fill (or its oldest token to wait BATCH_REVEAL_WAIT_SECONDS) and for
@@ -376,5 +474,7 @@ def _ready_waiting() -> bool:
 
 
 def oldest_ready_age_seconds() -> float | None:
-    oldest = Token.objects.filter(status=TokenStatus.READY).aggregate(oldest=Min("status_changed_at"))["oldest"]
+    oldest = Token.objects.filter(status=TokenStatus.READY).aggregate(oldest=Min("status_changed_at"))[
+        "oldest"
+    ]
     return None if oldest is None else (timezone.now() - oldest).total_seconds()

@@ -11,8 +11,15 @@ class ProviderError(Exception):
     `error_class`: a short stable label for metrics and the admin (e.g. "http_429", "timeout").
     """
 
-    def __init__(self, message: str, *, transient: bool, error_class: str, retry_after: float | None = None,
-                 status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        error_class: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.transient = transient
         self.error_class = error_class
@@ -31,7 +38,9 @@ class ContentPolicyViolation(ProviderError):
 def http_error(status: int, message: str, retry_after: float | None = None) -> ProviderError:
     """Classify an HTTP status the same way for every provider."""
     if status == 429:
-        return ProviderError(message, transient=True, error_class="http_429", retry_after=retry_after, status=status)
+        return ProviderError(
+            message, transient=True, error_class="http_429", retry_after=retry_after, status=status
+        )
     if status >= 500:
         return ProviderError(message, transient=True, error_class=f"http_{status}", status=status)
     return ProviderError(message, transient=False, error_class=f"http_{status}", status=status)

@@ -77,8 +77,9 @@ class LocalImageProvider:
         draw.text((8, size - 18), f"GLISK #{token_id}", fill=(255, 255, 255))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=False)
-        return GeneratedImage(data=buffer.getvalue(), content_type="image/png",
-                              external_id=f"local-{seed[:6].hex()}")
+        return GeneratedImage(
+            data=buffer.getvalue(), content_type="image/png", external_id=f"local-{seed[:6].hex()}"
+        )
 
 
 class ReplicateImageProvider:
@@ -86,12 +87,22 @@ class ReplicateImageProvider:
 
     name = "replicate"
 
-    def __init__(self, *, api_token: str, base_url: str, model: str, timeout: float,
-                 poll_interval: float = 0.5, download_timeout: float = 30.0):
+    def __init__(
+        self,
+        *,
+        api_token: str,
+        base_url: str,
+        model: str,
+        timeout: float,
+        poll_interval: float = 0.5,
+        download_timeout: float = 30.0,
+    ):
         import replicate
 
         if not api_token:
-            raise ProviderError("REPLICATE_API_TOKEN is not set", transient=False, error_class="configuration")
+            raise ProviderError(
+                "REPLICATE_API_TOKEN is not set", transient=False, error_class="configuration"
+            )
         self.model = model
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -110,16 +121,26 @@ class ReplicateImageProvider:
         from django.conf import settings
 
         c = settings.GLISK
-        return cls(api_token=c.replicate_api_token, base_url=c.replicate_base_url,
-                   model=c.replicate_model_version, timeout=c.replicate_timeout_seconds)
+        return cls(
+            api_token=c.replicate_api_token,
+            base_url=c.replicate_base_url,
+            model=c.replicate_model_version,
+            timeout=c.replicate_timeout_seconds,
+        )
 
     def _remember_response(self, response: httpx.Response) -> None:
         # ReplicateError keeps only status and detail; Retry-After comes from here.
         self._last_response.retry_after = response.headers.get("retry-after")
 
     def _input(self, prompt: str) -> dict[str, Any]:
-        return {"prompt": prompt, "aspect_ratio": "1:1", "num_outputs": 1, "output_format": "webp",
-                "output_quality": 80, "go_fast": True}
+        return {
+            "prompt": prompt,
+            "aspect_ratio": "1:1",
+            "num_outputs": 1,
+            "output_format": "webp",
+            "output_quality": 80,
+            "go_fast": True,
+        }
 
     def generate(self, *, prompt: str, token_id: int) -> GeneratedImage:
         from replicate.exceptions import ModelError, ReplicateError
@@ -130,7 +151,9 @@ class ReplicateImageProvider:
         deadline = time.monotonic() + self.timeout
         try:
             if version:
-                prediction = self._client.predictions.create(version=version, input=self._input(prompt), wait=wait)
+                prediction = self._client.predictions.create(
+                    version=version, input=self._input(prompt), wait=wait
+                )
             else:
                 owner, _, name = owner_name.partition("/")
                 prediction = self._client.models.predictions.create(
@@ -138,38 +161,50 @@ class ReplicateImageProvider:
                 )
             while prediction.status not in ("succeeded", "failed", "canceled"):
                 if time.monotonic() > deadline:
-                    raise ProviderError(f"prediction {prediction.id} not finished within {self.timeout:g}s",
-                                        transient=True, error_class="timeout")
+                    raise ProviderError(
+                        f"prediction {prediction.id} not finished within {self.timeout:g}s",
+                        transient=True,
+                        error_class="timeout",
+                    )
                 time.sleep(self.poll_interval)
                 prediction.reload()
         except ReplicateError as exc:
             status = exc.status or 0
             detail = (exc.detail or exc.title or "")[:300]
-            raise http_error(status, f"Replicate answered {status}: {detail}",
-                             retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None))) from None
+            raise http_error(
+                status,
+                f"Replicate answered {status}: {detail}",
+                retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None)),
+            ) from None
         except ModelError as exc:  # raised by some client paths; same meaning as status "failed"
             prediction = exc.prediction
         except httpx.TimeoutException:
-            raise ProviderError(f"Replicate did not answer within {self.timeout:g}s", transient=True,
-                                error_class="timeout") from None
+            raise ProviderError(
+                f"Replicate did not answer within {self.timeout:g}s", transient=True, error_class="timeout"
+            ) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(f"Replicate is unreachable ({type(exc).__name__})", transient=True,
-                                error_class="connection") from None
+            raise ProviderError(
+                f"Replicate is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
+            ) from None
 
         if prediction.status == "failed":
             error = str(prediction.error or "prediction failed")
             if _NSFW.search(error):
                 raise ContentPolicyViolation(error[:300], external_id=prediction.id)
             # A model failure is not an HTTP error; Replicate's own failures are worth one more try.
-            raise ProviderError(f"prediction {prediction.id} failed: {error[:300]}", transient=True,
-                                error_class="model_error")
+            raise ProviderError(
+                f"prediction {prediction.id} failed: {error[:300]}", transient=True, error_class="model_error"
+            )
         if prediction.status == "canceled":
-            raise ProviderError(f"prediction {prediction.id} was canceled", transient=True, error_class="canceled")
+            raise ProviderError(
+                f"prediction {prediction.id} was canceled", transient=True, error_class="canceled"
+            )
         output = prediction.output
         url = output[0] if isinstance(output, list) and output else output
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"prediction {prediction.id} returned no output", transient=True,
-                                error_class="no_output")
+            raise ProviderError(
+                f"prediction {prediction.id} returned no output", transient=True, error_class="no_output"
+            )
         data, content_type = self._download(url)
         return GeneratedImage(data=data, content_type=content_type, external_id=prediction.id)
 
@@ -179,12 +214,16 @@ class ReplicateImageProvider:
         except requests.Timeout:
             raise ProviderError("image download timed out", transient=True, error_class="timeout") from None
         except requests.RequestException as exc:
-            raise ProviderError(f"image download failed ({type(exc).__name__})", transient=True,
-                                error_class="connection") from None
+            raise ProviderError(
+                f"image download failed ({type(exc).__name__})", transient=True, error_class="connection"
+            ) from None
         if response.status_code != 200:
             # 404 after an hour: the output is gone and only a new generation can help.
-            raise ProviderError(f"image download answered {response.status_code}", transient=True,
-                                error_class=f"download_{response.status_code}")
+            raise ProviderError(
+                f"image download answered {response.status_code}",
+                transient=True,
+                error_class=f"download_{response.status_code}",
+            )
         data = response.content
         if not data:
             raise ProviderError("image download was empty", transient=True, error_class="no_output")

@@ -48,8 +48,11 @@ class Pinner(Protocol):
 
 class CidMismatch(ProviderError):
     def __init__(self, expected: str, got: str):
-        super().__init__(f"provider returned CID {got[:80]} but the content hashes to {expected}",
-                         transient=False, error_class="cid_mismatch")
+        super().__init__(
+            f"provider returned CID {got[:80]} but the content hashes to {expected}",
+            transient=False,
+            error_class="cid_mismatch",
+        )
 
 
 class LocalPinner:
@@ -115,24 +118,33 @@ class PinataPinner:
         }
         try:
             response = self._session.post(
-                f"{self.api_url}/pinning/pinFileToIPFS", files=files, data=form,
-                headers={"Authorization": f"Bearer {self._jwt}"}, timeout=self.timeout,
+                f"{self.api_url}/pinning/pinFileToIPFS",
+                files=files,
+                data=form,
+                headers={"Authorization": f"Bearer {self._jwt}"},
+                timeout=self.timeout,
             )
         except requests.Timeout:
-            raise ProviderError(f"Pinata did not answer within {self.timeout:g}s", transient=True,
-                                error_class="timeout") from None
+            raise ProviderError(
+                f"Pinata did not answer within {self.timeout:g}s", transient=True, error_class="timeout"
+            ) from None
         except requests.RequestException as exc:
-            raise ProviderError(f"Pinata is unreachable ({type(exc).__name__})", transient=True,
-                                error_class="connection") from None
+            raise ProviderError(
+                f"Pinata is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
+            ) from None
         if response.status_code != 200:
-            raise http_error(response.status_code, f"Pinata answered {response.status_code}: {_reason(response)}",
-                             retry_after=parse_retry_after(response.headers.get("retry-after")))
+            raise http_error(
+                response.status_code,
+                f"Pinata answered {response.status_code}: {_reason(response)}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
         try:
             body: dict[str, Any] = response.json()
             cid = str(body["IpfsHash"])
         except (ValueError, KeyError, TypeError):
-            raise ProviderError("Pinata answered 200 without an IpfsHash", transient=True,
-                                error_class="bad_response") from None
+            raise ProviderError(
+                "Pinata answered 200 without an IpfsHash", transient=True, error_class="bad_response"
+            ) from None
         return Pinned(cid=cid, size=int(body.get("PinSize") or len(data)))
 
 
@@ -146,8 +158,9 @@ def _reason(response: requests.Response) -> str:
     return str(error)[:200]
 
 
-def pin_verified(pinner: Pinner, *, data: bytes, filename: str, content_type: str,
-                 keyvalues: dict[str, str]) -> Pinned:
+def pin_verified(
+    pinner: Pinner, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]
+) -> Pinned:
     """Pin, and fail loudly unless the provider's CID is the one the bytes hash to."""
     expected = cid_v1(data)
     pinned = pinner.pin(data=data, filename=filename, content_type=content_type, keyvalues=keyvalues)

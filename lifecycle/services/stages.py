@@ -26,7 +26,13 @@ from lifecycle.nudge import stage_nudge
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import ImageProvider, image_provider
 from lifecycle.providers.ipfs import Pinner, pin_verified, pinner
-from lifecycle.services.tokens import LeaseLost, token_claim, token_fail, token_lease_release, token_transition
+from lifecycle.services.tokens import (
+    LeaseLost,
+    token_claim,
+    token_fail,
+    token_lease_release,
+    token_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,38 +65,76 @@ class StageReport:
 
 
 def _error_detail(error: ProviderError, provider: str) -> dict[str, Any]:
-    return {"provider": provider, "error_class": error.error_class, "status": error.status,
-            "transient": error.transient, "retry_after": error.retry_after}
+    return {
+        "provider": provider,
+        "error_class": error.error_class,
+        "status": error.status,
+        "transient": error.transient,
+        "retry_after": error.retry_after,
+    }
 
 
-def _retry_or_fail(*, token: Token, worker_id: str, actor: str, error: ProviderError, provider: str,
-                   attempts_field: str, attempts: int, max_attempts: int, report: StageReport) -> None:
+def _retry_or_fail(
+    *,
+    token: Token,
+    worker_id: str,
+    actor: str,
+    error: ProviderError,
+    provider: str,
+    attempts_field: str,
+    attempts: int,
+    max_attempts: int,
+    report: StageReport,
+) -> None:
     detail = _error_detail(error, provider)
     reason = f"{provider}: {error}"
     if error.transient and attempts < max_attempts:
         delay = backoff_seconds(attempts, retry_after=error.retry_after)
-        kept = token_lease_release(token_id=token.pk, worker_id=worker_id, fields={
-            attempts_field: attempts, "next_attempt_at": timezone.now() + timedelta(seconds=delay),
-            "last_error": reason[:500], "last_error_detail": detail,
-        })
+        kept = token_lease_release(
+            token_id=token.pk,
+            worker_id=worker_id,
+            fields={
+                attempts_field: attempts,
+                "next_attempt_at": timezone.now() + timedelta(seconds=delay),
+                "last_error": reason[:500],
+                "last_error_detail": detail,
+            },
+        )
         if kept:
             report.retried += 1
         else:
             report.lost += 1
-        logger.warning("stage.retry_scheduled", extra={"token_id": token.pk, "actor": actor, "attempt": attempts,
-                                                      "error_class": error.error_class, "delay": round(delay, 2)})
+        logger.warning(
+            "stage.retry_scheduled",
+            extra={
+                "token_id": token.pk,
+                "actor": actor,
+                "attempt": attempts,
+                "error_class": error.error_class,
+                "delay": round(delay, 2),
+            },
+        )
         return
     why = reason if not error.transient else f"{reason} (gave up after {attempts} attempts)"
     try:
-        token_fail(token_id=token.pk, actor=actor, reason=why, lease_owner=worker_id, detail=detail,
-                   fields={attempts_field: attempts})
+        token_fail(
+            token_id=token.pk,
+            actor=actor,
+            reason=why,
+            lease_owner=worker_id,
+            detail=detail,
+            fields={attempts_field: attempts},
+        )
         report.failed += 1
     except LeaseLost:
         report.lost += 1
-    logger.error("stage.token_failed", extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class})
+    logger.error(
+        "stage.token_failed", extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class}
+    )
 
 
 # --- image stage -------------------------------------------------------------------------------
+
 
 def prompt_for(token: Token) -> str:
     """The author's prompt, else the default author's, else DEFAULT_PROMPT."""
@@ -102,65 +146,107 @@ def prompt_for(token: Token) -> str:
     return settings.GLISK.default_prompt
 
 
-def _generate_recorded(*, token: Token, provider: ImageProvider, prompt: str, attempt: int,
-                       fallback: bool) -> tuple[ImageJob, Any]:
-    job = ImageJob.objects.create(token=token, attempt=attempt, provider=provider.name, prompt_text=prompt,
-                                  fallback=fallback)
+def _generate_recorded(
+    *, token: Token, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
+) -> tuple[ImageJob, Any]:
+    job = ImageJob.objects.create(
+        token=token, attempt=attempt, provider=provider.name, prompt_text=prompt, fallback=fallback
+    )
     started = time.monotonic()
     try:
         image = provider.generate(prompt=prompt, token_id=token.pk)
     except ProviderError as exc:
-        outcome = (AttemptOutcome.CONTENT_POLICY if isinstance(exc, ContentPolicyViolation)
-                   else AttemptOutcome.TRANSIENT_ERROR if exc.transient else AttemptOutcome.PERMANENT_ERROR)
+        outcome = (
+            AttemptOutcome.CONTENT_POLICY
+            if isinstance(exc, ContentPolicyViolation)
+            else AttemptOutcome.TRANSIENT_ERROR
+            if exc.transient
+            else AttemptOutcome.PERMANENT_ERROR
+        )
         ImageJob.objects.filter(pk=job.pk).update(
-            outcome=outcome, error=str(exc)[:2000], error_class=exc.error_class,
+            outcome=outcome,
+            error=str(exc)[:2000],
+            error_class=exc.error_class,
             external_id=getattr(exc, "external_id", "") or "",
-            duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now(),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            finished_at=timezone.now(),
         )
         raise
     ImageJob.objects.filter(pk=job.pk).update(
-        outcome=AttemptOutcome.SUCCEEDED, external_id=image.external_id[:128], image_bytes=len(image.data),
-        duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now(),
+        outcome=AttemptOutcome.SUCCEEDED,
+        external_id=image.external_id[:128],
+        image_bytes=len(image.data),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        finished_at=timezone.now(),
     )
     return job, image
 
 
-def image_generate_token(*, token: Token, worker_id: str, provider: ImageProvider, report: StageReport) -> None:
+def image_generate_token(
+    *, token: Token, worker_id: str, provider: ImageProvider, report: StageReport
+) -> None:
     """Generate, download and store one claimed token's image; move it to `uploading`."""
     actor = "stage:image"
     config = settings.GLISK
     if token.status == TokenStatus.DETECTED:
         prompt = prompt_for(token)
-        token_transition(token_id=token.pk, to=TokenStatus.GENERATING, actor=actor, reason="generation started",
-                         sources=[TokenStatus.DETECTED], lease_owner=worker_id, release_lease=False,
-                         fields={"prompt_text": prompt, "fallback_prompt_used": False})
+        token_transition(
+            token_id=token.pk,
+            to=TokenStatus.GENERATING,
+            actor=actor,
+            reason="generation started",
+            sources=[TokenStatus.DETECTED],
+            lease_owner=worker_id,
+            release_lease=False,
+            fields={"prompt_text": prompt, "fallback_prompt_used": False},
+        )
         token.prompt_text, token.fallback_prompt_used = prompt, False
     attempts = token.image_attempts + 1
     prompt, fallback = token.prompt_text or prompt_for(token), token.fallback_prompt_used
     try:
         try:
-            _, image = _generate_recorded(token=token, provider=provider, prompt=prompt, attempt=attempts,
-                                          fallback=fallback)
+            _, image = _generate_recorded(
+                token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback
+            )
         except ContentPolicyViolation:
             if fallback:
                 raise
             # One retry with the safe prompt, recorded on the token.
             prompt, fallback = config.fallback_censored_prompt, True
             Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(
-                prompt_text=prompt, fallback_prompt_used=True)
-            _, image = _generate_recorded(token=token, provider=provider, prompt=prompt, attempt=attempts,
-                                          fallback=True)
+                prompt_text=prompt, fallback_prompt_used=True
+            )
+            _, image = _generate_recorded(
+                token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=True
+            )
     except ContentPolicyViolation as exc:
-        error = ProviderError(f"the fallback prompt was refused too: {exc}", transient=False,
-                              error_class="content_policy")
-        _retry_or_fail(token=token, worker_id=worker_id, actor=actor, error=error, provider=provider.name,
-                       attempts_field="image_attempts", attempts=attempts,
-                       max_attempts=config.image_max_attempts, report=report)
+        error = ProviderError(
+            f"the fallback prompt was refused too: {exc}", transient=False, error_class="content_policy"
+        )
+        _retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=actor,
+            error=error,
+            provider=provider.name,
+            attempts_field="image_attempts",
+            attempts=attempts,
+            max_attempts=config.image_max_attempts,
+            report=report,
+        )
         return
     except ProviderError as exc:
-        _retry_or_fail(token=token, worker_id=worker_id, actor=actor, error=exc, provider=provider.name,
-                       attempts_field="image_attempts", attempts=attempts,
-                       max_attempts=config.image_max_attempts, report=report)
+        _retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=actor,
+            error=exc,
+            provider=provider.name,
+            attempts_field="image_attempts",
+            attempts=attempts,
+            max_attempts=config.image_max_attempts,
+            report=report,
+        )
         return
 
     digest = hashlib.sha256(image.data).hexdigest()[:16]
@@ -169,12 +255,24 @@ def image_generate_token(*, token: Token, worker_id: str, provider: ImageProvide
     try:
         with transaction.atomic():
             token_transition(
-                token_id=token.pk, to=TokenStatus.UPLOADING, actor=actor, reason="image stored",
-                sources=[TokenStatus.GENERATING], lease_owner=worker_id,
-                fields={"image": path, "image_content_type": image.content_type, "image_attempts": attempts,
-                        "prompt_text": prompt, "fallback_prompt_used": fallback, "image_cid": "",
-                        "metadata_cid": "", "next_attempt_at": timezone.now(), "last_error": "",
-                        "last_error_detail": None},
+                token_id=token.pk,
+                to=TokenStatus.UPLOADING,
+                actor=actor,
+                reason="image stored",
+                sources=[TokenStatus.GENERATING],
+                lease_owner=worker_id,
+                fields={
+                    "image": path,
+                    "image_content_type": image.content_type,
+                    "image_attempts": attempts,
+                    "prompt_text": prompt,
+                    "fallback_prompt_used": fallback,
+                    "image_cid": "",
+                    "metadata_cid": "",
+                    "next_attempt_at": timezone.now(),
+                    "last_error": "",
+                    "last_error_detail": None,
+                },
             )
             stage_nudge(stage="ipfs")
     except LeaseLost:
@@ -185,6 +283,7 @@ def image_generate_token(*, token: Token, worker_id: str, provider: ImageProvide
 
 
 # --- IPFS stage --------------------------------------------------------------------------------
+
 
 def token_metadata(*, token: Token, image_cid: str) -> dict[str, Any]:
     """The ERC-721 metadata (with OpenSea's attributes) for a token."""
@@ -210,23 +309,34 @@ def metadata_bytes(metadata: dict[str, Any]) -> bytes:
     return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _pin_recorded(*, token: Token, pinner_: Pinner, kind: str, attempt: int, data: bytes, filename: str,
-                  content_type: str) -> str:
+def _pin_recorded(
+    *, token: Token, pinner_: Pinner, kind: str, attempt: int, data: bytes, filename: str, content_type: str
+) -> str:
     record = IpfsRecord.objects.create(token=token, kind=kind, attempt=attempt, provider=pinner_.name)
     started = time.monotonic()
     try:
-        pinned = pin_verified(pinner_, data=data, filename=filename, content_type=content_type,
-                              keyvalues={"token_id": str(token.pk), "kind": kind})
+        pinned = pin_verified(
+            pinner_,
+            data=data,
+            filename=filename,
+            content_type=content_type,
+            keyvalues={"token_id": str(token.pk), "kind": kind},
+        )
     except ProviderError as exc:
         IpfsRecord.objects.filter(pk=record.pk).update(
             outcome=AttemptOutcome.TRANSIENT_ERROR if exc.transient else AttemptOutcome.PERMANENT_ERROR,
-            error=str(exc)[:2000], error_class=exc.error_class,
-            duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now(),
+            error=str(exc)[:2000],
+            error_class=exc.error_class,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            finished_at=timezone.now(),
         )
         raise
     IpfsRecord.objects.filter(pk=record.pk).update(
-        outcome=AttemptOutcome.SUCCEEDED, cid=pinned.cid, size_bytes=pinned.size,
-        duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now(),
+        outcome=AttemptOutcome.SUCCEEDED,
+        cid=pinned.cid,
+        size_bytes=pinned.size,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        finished_at=timezone.now(),
     )
     return pinned.cid
 
@@ -241,36 +351,78 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
             with token.image.open("rb") as handle:
                 data = handle.read()
             extension = _EXTENSIONS.get(token.image_content_type, "bin")
-            image_cid = _pin_recorded(token=token, pinner_=pinner_, kind=IpfsRecord.Kind.IMAGE, attempt=attempts,
-                                      data=data, filename=f"glisk-s0-{token.pk}.{extension}",
-                                      content_type=token.image_content_type or "application/octet-stream")
+            image_cid = _pin_recorded(
+                token=token,
+                pinner_=pinner_,
+                kind=IpfsRecord.Kind.IMAGE,
+                attempt=attempts,
+                data=data,
+                filename=f"glisk-s0-{token.pk}.{extension}",
+                content_type=token.image_content_type or "application/octet-stream",
+            )
             # Kept at once: a metadata failure must not pin the image again.
             if not Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(image_cid=image_cid):
                 report.lost += 1
                 return
         metadata = token_metadata(token=token, image_cid=image_cid)
-        metadata_cid = _pin_recorded(token=token, pinner_=pinner_, kind=IpfsRecord.Kind.METADATA,
-                                     attempt=attempts, data=metadata_bytes(metadata),
-                                     filename=f"glisk-s0-{token.pk}.json", content_type="application/json")
+        metadata_cid = _pin_recorded(
+            token=token,
+            pinner_=pinner_,
+            kind=IpfsRecord.Kind.METADATA,
+            attempt=attempts,
+            data=metadata_bytes(metadata),
+            filename=f"glisk-s0-{token.pk}.json",
+            content_type="application/json",
+        )
     except ProviderError as exc:
-        _retry_or_fail(token=token, worker_id=worker_id, actor=actor, error=exc, provider=pinner_.name,
-                       attempts_field="ipfs_attempts", attempts=attempts, max_attempts=settings.GLISK.ipfs_max_attempts,
-                       report=report)
+        _retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=actor,
+            error=exc,
+            provider=pinner_.name,
+            attempts_field="ipfs_attempts",
+            attempts=attempts,
+            max_attempts=settings.GLISK.ipfs_max_attempts,
+            report=report,
+        )
         return
     except FileNotFoundError:
-        error = ProviderError("the stored image file is missing; regenerate the image", transient=False,
-                              error_class="image_missing")
-        _retry_or_fail(token=token, worker_id=worker_id, actor=actor, error=error, provider=pinner_.name,
-                       attempts_field="ipfs_attempts", attempts=attempts, max_attempts=1, report=report)
+        error = ProviderError(
+            "the stored image file is missing; regenerate the image",
+            transient=False,
+            error_class="image_missing",
+        )
+        _retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=actor,
+            error=error,
+            provider=pinner_.name,
+            attempts_field="ipfs_attempts",
+            attempts=attempts,
+            max_attempts=1,
+            report=report,
+        )
         return
     try:
         with transaction.atomic():
             token_transition(
-                token_id=token.pk, to=TokenStatus.READY, actor=actor, reason="image and metadata pinned",
-                sources=[TokenStatus.UPLOADING], lease_owner=worker_id,
-                fields={"image_cid": image_cid, "metadata_cid": metadata_cid, "metadata": metadata,
-                        "ipfs_attempts": attempts, "next_attempt_at": timezone.now(), "last_error": "",
-                        "last_error_detail": None},
+                token_id=token.pk,
+                to=TokenStatus.READY,
+                actor=actor,
+                reason="image and metadata pinned",
+                sources=[TokenStatus.UPLOADING],
+                lease_owner=worker_id,
+                fields={
+                    "image_cid": image_cid,
+                    "metadata_cid": metadata_cid,
+                    "metadata": metadata,
+                    "ipfs_attempts": attempts,
+                    "next_attempt_at": timezone.now(),
+                    "last_error": "",
+                    "last_error_detail": None,
+                },
             )
             stage_nudge(stage="reveal")
     except LeaseLost:
@@ -284,8 +436,9 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
 StageWork = Callable[[Token, str, StageReport], None]
 
 
-def _run_stage(*, statuses: list[str], worker_id: str, work: StageWork, budget_seconds: float,
-               batch_size: int) -> StageReport:
+def _run_stage(
+    *, statuses: list[str], worker_id: str, work: StageWork, budget_seconds: float, batch_size: int
+) -> StageReport:
     report = StageReport()
     deadline = time.monotonic() + budget_seconds
     lease = settings.GLISK.stage_lease_seconds
@@ -304,24 +457,33 @@ def _run_stage(*, statuses: list[str], worker_id: str, work: StageWork, budget_s
     return report
 
 
-def image_stage_run(*, worker_id: str, budget_seconds: float = 120.0,
-                    provider: ImageProvider | None = None) -> StageReport:
+def image_stage_run(
+    *, worker_id: str, budget_seconds: float = 120.0, provider: ImageProvider | None = None
+) -> StageReport:
     """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
     provider = provider or image_provider()
     return _run_stage(
-        statuses=[TokenStatus.DETECTED, TokenStatus.GENERATING], worker_id=worker_id,
-        work=lambda token, worker, report: image_generate_token(token=token, worker_id=worker, provider=provider,
-                                                                report=report),
-        budget_seconds=budget_seconds, batch_size=settings.GLISK.worker_batch_size,
+        statuses=[TokenStatus.DETECTED, TokenStatus.GENERATING],
+        worker_id=worker_id,
+        work=lambda token, worker, report: image_generate_token(
+            token=token, worker_id=worker, provider=provider, report=report
+        ),
+        budget_seconds=budget_seconds,
+        batch_size=settings.GLISK.worker_batch_size,
     )
 
 
-def ipfs_stage_run(*, worker_id: str, budget_seconds: float = 120.0, pinner_: Pinner | None = None) -> StageReport:
+def ipfs_stage_run(
+    *, worker_id: str, budget_seconds: float = 120.0, pinner_: Pinner | None = None
+) -> StageReport:
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
     return _run_stage(
-        statuses=[TokenStatus.UPLOADING], worker_id=worker_id,
-        work=lambda token, worker, report: ipfs_pin_token(token=token, worker_id=worker, pinner_=pinner_,
-                                                          report=report),
-        budget_seconds=budget_seconds, batch_size=settings.GLISK.worker_batch_size,
+        statuses=[TokenStatus.UPLOADING],
+        worker_id=worker_id,
+        work=lambda token, worker, report: ipfs_pin_token(
+            token=token, worker_id=worker, pinner_=pinner_, report=report
+        ),
+        budget_seconds=budget_seconds,
+        batch_size=settings.GLISK.worker_batch_size,
     )

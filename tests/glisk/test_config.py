@@ -187,3 +187,18 @@ def test_every_variable_the_service_reads_is_documented_in_env_example():
     assert len(read) > 40
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read - documented == set()
+
+
+def test_the_config_repr_never_shows_a_secret():
+    config = load_config(GOOD_PRODUCTION)
+    text = repr(config)
+    for name in (
+        "SECRET_KEY",
+        "ALCHEMY_WEBHOOK_SECRET",
+        "KEEPER_PRIVATE_KEY",
+        "REPLICATE_API_TOKEN",
+        "PINATA_JWT",
+        "ALCHEMY_API_KEY",
+    ):
+        assert GOOD_PRODUCTION[name] not in text, name
+    assert "alch-key-abcdef" not in text  # inside the derived RPC URL too

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from lifecycle.models import ImageJob, Token, TokenTransition
+from lifecycle.providers.images import LocalImageProvider, sniff_content_type
+from lifecycle.services.stages import image_stage_run, prompt_for
+from lifecycle.services.tokens import token_claim, token_retry
+from tests.factories import AuthorFactory, TokenFactory
+from tests.lifecycle.conftest import configure
+
+pytestmark = pytest.mark.django_db
+
+
+def run(provider=None):
+    return image_stage_run(worker_id="w-test", budget_seconds=30, provider=provider)
+
+
+def test_local_provider_generates_stores_and_moves_to_uploading(settings):
+    token = TokenFactory.create(author=AuthorFactory.create(prompt_text="a red fox in snow"))
+    report = run(LocalImageProvider())
+    assert (report.claimed, report.succeeded) == (1, 1)
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.claimed_by == ""
+    assert token.prompt_text == "a red fox in snow" and not token.fallback_prompt_used
+    assert token.image_content_type == "image/png"
+    with token.image.open("rb") as handle:
+        assert sniff_content_type(handle.read()) == "image/png"
+    job = ImageJob.objects.get(token=token)
+    assert (job.outcome, job.provider, job.attempt) == ("succeeded", "local", 1)
+    assert job.duration_ms is not None and job.image_bytes > 0
+    assert list(TokenTransition.objects.filter(token=token).values_list("to_status", flat=True)) == [
+        "generating",
+        "uploading",
+    ]
+    assert any("ipfs_stage" in str(q.task["func"]) for q in OrmQ.objects.all())
+
+
+def test_local_images_are_deterministic_and_distinct():
+    provider = LocalImageProvider()
+    a = provider.generate(prompt="p", token_id=1).data
+    assert a == provider.generate(prompt="p", token_id=1).data
+    assert a != provider.generate(prompt="p", token_id=2).data
+    assert a != provider.generate(prompt="q", token_id=1).data
+
+
+def test_prompt_falls_back_to_default_author_then_default_prompt(settings):
+    silent = AuthorFactory.create(prompt_text=None)
+    token = TokenFactory.create(author=silent)
+    assert prompt_for(token) == settings.GLISK.default_prompt
+    AuthorFactory.create(wallet_address=settings.GLISK.default_author_wallet, prompt_text="house style")
+    assert prompt_for(token) == "house style"
+
+
+def test_replicate_success_over_http(replicate, replicate_provider):
+    token = TokenFactory.create()
+    assert run(replicate_provider).succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.image_content_type == "image/webp"
+    job = ImageJob.objects.get(token=token)
+    assert job.external_id in replicate.predictions
+    create = next(r for r in replicate.requests if r["method"] == "POST")
+    assert create["path"] == "/v1/models/black-forest-labs/flux-schnell/predictions"
+    assert create["headers"]["Authorization"] == f"Bearer {replicate.token}"
+    assert create["headers"]["Prefer"].startswith("wait")
+    with token.image.open("rb") as handle:
+        assert handle.read() == replicate.files[job.external_id]
+
+
+def test_replicate_prediction_that_must_be_polled(replicate, replicate_provider):
+    replicate.inject("starting")
+    token = TokenFactory.create()
+    assert run(replicate_provider).succeeded == 1
+    assert Token.objects.get(pk=token.pk).status == "uploading"
+    assert sum(1 for r in replicate.requests if r["path"].startswith("/v1/predictions/")) >= 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [
+        ("429", "http_429"),
+        ("429_retry_after", "http_429"),
+        ("500", "http_500"),
+        ("503", "http_503"),
+        ("slow", "timeout"),
+        ("model_error", "model_error"),
+    ],
+)
+def test_transient_errors_back_off_and_keep_the_token(replicate, replicate_provider, fault, error_class):
+    replicate.inject(fault)
+    token = TokenFactory.create()
+    before = timezone.now()
+    report = run(replicate_provider)
+    assert report.retried == 1 and report.failed == 0
+    token.refresh_from_db()
+    assert token.status == "generating" and token.image_attempts == 1 and token.claimed_by == ""
+    assert token.next_attempt_at > before
+    assert token.last_error_detail["error_class"] == error_class
+    if fault == "429_retry_after":
+        assert (token.next_attempt_at - before).total_seconds() >= 3
+    job = ImageJob.objects.get(token=token)
+    assert job.outcome == "transient_error" and job.error_class == error_class
+
+
+def test_connection_refused_is_transient(replicate, replicate_provider):
+    replicate.stop()
+    token = TokenFactory.create()
+    assert run(replicate_provider).retried == 1
+    token.refresh_from_db()
+    assert token.last_error_detail["error_class"] in ("connection", "timeout")
+
+
+def test_vanished_output_is_transient(replicate, replicate_provider):
+    replicate.files_gone = True
+    token = TokenFactory.create()
+    assert run(replicate_provider).retried == 1
+    assert Token.objects.get(pk=token.pk).last_error_detail["error_class"] == "download_404"
+
+
+@pytest.mark.parametrize("fault", ["401", "422"])
+def test_permanent_errors_fail_the_token_with_a_readable_reason(replicate, replicate_provider, fault):
+    replicate.inject(fault)
+    token = TokenFactory.create()
+    assert run(replicate_provider).failed == 1
+    token.refresh_from_db()
+    assert token.status == "failed" and token.failed_stage == "generating"
+    assert f"Replicate answered {fault}" in token.last_error
+    assert ImageJob.objects.get(token=token).outcome == "permanent_error"
+
+
+def test_wrong_token_is_permanent(replicate, replicate_provider, settings):
+    replicate.token = "r8_rotated"
+    token = TokenFactory.create()
+    run(replicate_provider)
+    assert Token.objects.get(pk=token.pk).status == "failed"
+
+
+def test_nsfw_retries_once_with_the_fallback_prompt(replicate, replicate_provider, settings):
+    author = AuthorFactory.create(prompt_text="something explicit")
+    replicate.nsfw_prompts.add("something explicit")
+    token = TokenFactory.create(author=author)
+    assert run(replicate_provider).succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.fallback_prompt_used
+    assert token.prompt_text == settings.GLISK.fallback_censored_prompt
+    assert replicate.prompts == ["something explicit", settings.GLISK.fallback_censored_prompt]
+    jobs = list(ImageJob.objects.filter(token=token).values_list("outcome", "fallback"))
+    assert jobs == [("content_policy", False), ("succeeded", True)]
+
+
+def test_nsfw_fallback_refused_too_fails_the_token(replicate, replicate_provider, settings):
+    replicate.inject("nsfw", "nsfw")
+    token = TokenFactory.create()
+    assert run(replicate_provider).failed == 1
+    token.refresh_from_db()
+    assert token.status == "failed" and "fallback prompt was refused too" in token.last_error
+    assert token.fallback_prompt_used
+
+
+def test_retry_cap_ends_in_failed_then_operator_retry_succeeds(
+    replicate, replicate_provider, settings, fast_retries
+):
+    configure(settings, image_max_attempts=2)
+    replicate.inject("500", "503")
+    token = TokenFactory.create()
+    report = run(replicate_provider)
+    assert (report.retried, report.failed) == (1, 1)
+    token.refresh_from_db()
+    assert token.status == "failed" and "gave up after 2 attempts" in token.last_error
+    assert token.image_attempts == 2
+
+    assert token_retry(token_id=token.pk, actor="operator:ops") == "generating"
+    assert run(replicate_provider).succeeded == 1
+    assert Token.objects.get(pk=token.pk).status == "uploading"
+
+
+def test_second_run_does_no_external_work_for_finished_tokens(replicate, replicate_provider):
+    TokenFactory.create_batch(3)
+    assert run(replicate_provider).succeeded == 3
+    creates = replicate.creates
+    assert run(replicate_provider).claimed == 0
+    assert replicate.creates == creates == 3
+
+
+def test_a_dead_workers_lease_expires_and_the_token_is_picked_up(replicate_provider):
+    token = TokenFactory.create()
+    claim = token_claim(statuses=["detected"], worker_id="killed-worker", limit=1, lease_seconds=1)
+    assert claim.ids == [token.pk]
+    assert run(replicate_provider).claimed == 0  # leased to the dead worker
+    Token.objects.filter(pk=token.pk).update(lease_expires_at=timezone.now())  # time passes
+    assert run(replicate_provider).succeeded == 1
+    assert Token.objects.get(pk=token.pk).status == "uploading"

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import aleph_cid
+import pytest
+from django.core.files.base import ContentFile
+
+from lifecycle.models import IpfsRecord, Token
+from lifecycle.providers.ipfs import LocalPinner, cid_v1
+from lifecycle.services.stages import ipfs_stage_run, metadata_bytes, token_metadata
+from lifecycle.services.tokens import token_retry
+from tests.factories import AuthorFactory, TokenFactory
+from tests.lifecycle.conftest import configure
+from tests.standins.pinata import reference_cid_v1
+
+# shared/REFERENCE.md's published vectors.
+V0 = {
+    b"": "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+    b"hello world": "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD",
+    b"hello world\n": "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+}
+
+
+def test_cid_v1_matches_the_published_vector():
+    assert cid_v1(b"hello world") == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+
+
+@pytest.mark.parametrize(("data", "cid"), sorted(V0.items()))
+def test_the_cid_library_matches_the_v0_vectors(data, cid):
+    assert aleph_cid.compute_cid(data) == cid
+
+
+def test_the_cid_library_chunks_like_kubo():
+    """45,900,000 zero bytes: 176 chunks, two levels of links (the published v0 vector)."""
+    assert aleph_cid.compute_cid(b"\0" * 45_900_000) == "QmRdPboiJQoZ5cdazR9a8vGqdJvWg6M5bfdtUSKNHpuscj"
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 262_144])
+def test_single_chunk_v1_equals_the_first_principles_computation(size):
+    data = os.urandom(size)
+    assert cid_v1(data) == reference_cid_v1(data)
+    assert cid_v1(data).startswith("bafkrei")
+
+
+def test_multi_chunk_v1_has_a_dag_pb_root():
+    assert cid_v1(b"x" * 262_145).startswith("bafybei")
+
+
+def ready_for_ipfs(**kwargs):
+    token = TokenFactory.create(status="uploading", image_content_type="image/png", **kwargs)
+    token.image.save(f"{token.pk}.png", ContentFile(b"\x89PNG\r\n\x1a\n" + os.urandom(500)), save=True)
+    return token
+
+
+def run(pinner=None):
+    return ipfs_stage_run(worker_id="w-ipfs", budget_seconds=30, pinner_=pinner)
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_local_store_pins_image_and_metadata_and_serves_them(client, settings):
+    author = AuthorFactory.create(twitter_handle="@glisk", farcaster_handle="glisk.eth")
+    token = ready_for_ipfs(author=author)
+    configure(settings, metadata_external_url="https://glisk.xyz/t/{token_id}")
+    assert run().succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "ready"
+    with token.image.open("rb") as handle:
+        image = handle.read()
+    assert token.image_cid == cid_v1(image)
+    metadata = token.metadata
+    assert metadata["name"] == f"GLISK S0 #{token.pk}"
+    assert metadata["image"] == f"ipfs://{token.image_cid}"
+    assert metadata["external_url"] == f"https://glisk.xyz/t/{token.pk}"
+    assert {"trait_type": "Twitter", "value": "@glisk"} in metadata["attributes"]
+    assert {"trait_type": "Farcaster", "value": "glisk.eth"} in metadata["attributes"]
+    assert token.metadata_cid == cid_v1(metadata_bytes(metadata))
+
+    served = client.get(f"/ipfs/{token.metadata_cid}")
+    assert served.status_code == 200 and served["Content-Type"] == "application/json"
+    assert json.loads(served.content) == metadata
+    served_image = client.get(f"/ipfs/{token.image_cid}")
+    assert served_image["Content-Type"] == "image/png" and served_image.content == image
+    assert client.get("/ipfs/bafkreinotthere").status_code == 404
+    assert client.get("/ipfs/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    kinds = list(IpfsRecord.objects.filter(token=token).values_list("kind", "outcome"))
+    assert kinds == [("image", "succeeded"), ("metadata", "succeeded")]
+
+
+def test_metadata_serialization_is_deterministic():
+    token = TokenFactory.build(token_id=7, author=AuthorFactory.build(wallet_address="0x" + "ab" * 20))
+    a = metadata_bytes(token_metadata(token=token, image_cid="bafkx"))
+    b = metadata_bytes(dict(reversed(list(token_metadata(token=token, image_cid="bafkx").items()))))
+    assert a == b
+    assert b'"name":"GLISK S0 #7"' in a
+
+
+def test_pinata_upload_over_http(pinata, pinata_pinner):
+    token = ready_for_ipfs()
+    assert run(pinata_pinner).succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "ready"
+    assert set(pinata.pins) == {token.image_cid, token.metadata_cid}
+    pin = pinata.pins[token.metadata_cid]
+    assert pin["options"] == {"cidVersion": 1}
+    assert pin["metadata"]["name"] == f"glisk-s0-{token.pk}.json"
+    assert pin["metadata"]["keyvalues"] == {"token_id": str(token.pk), "kind": "metadata"}
+    assert all(r["headers"]["Authorization"] == f"Bearer {pinata.jwt}" for r in pinata.requests)
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503", "slow"])
+def test_pinata_transient_errors_retry(pinata, pinata_pinner, fault):
+    pinata.inject(fault)
+    token = ready_for_ipfs()
+    assert run(pinata_pinner).retried == 1
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.ipfs_attempts == 1
+    assert IpfsRecord.objects.get(token=token).outcome == "transient_error"
+
+
+@pytest.mark.parametrize("fault", ["400", "401", "403"])
+def test_pinata_permanent_errors_fail(pinata, pinata_pinner, fault):
+    pinata.inject(fault)
+    token = ready_for_ipfs()
+    assert run(pinata_pinner).failed == 1
+    token.refresh_from_db()
+    assert token.status == "failed" and token.failed_stage == "uploading"
+    assert f"Pinata answered {fault}" in token.last_error
+
+
+def test_a_cid_that_does_not_match_fails_loudly(pinata, pinata_pinner):
+    pinata.inject("wrong_cid")
+    token = ready_for_ipfs()
+    assert run(pinata_pinner).failed == 1
+    token.refresh_from_db()
+    assert token.status == "failed" and "hashes to" in token.last_error
+    assert IpfsRecord.objects.get(token=token).error_class == "cid_mismatch"
+
+
+def test_image_is_not_pinned_again_when_only_the_metadata_failed(pinata, pinata_pinner, fast_retries):
+    pinata.inject("none", "500")  # first upload (image) fine, second (metadata) fails
+    token = ready_for_ipfs()
+    assert run(pinata_pinner).succeeded == 1  # retried within the same run once due again
+    token.refresh_from_db()
+    assert token.status == "ready"
+    assert pinata.uploads.count(token.image_cid) == 1
+    records = list(IpfsRecord.objects.filter(token=token).values_list("kind", "outcome"))
+    assert records == [("image", "succeeded"), ("metadata", "transient_error"), ("metadata", "succeeded")]
+
+
+def test_ipfs_retry_cap_then_operator_retry(pinata, pinata_pinner, settings, fast_retries):
+    configure(settings, ipfs_max_attempts=2)
+    pinata.inject("503", "503")
+    token = ready_for_ipfs()
+    run(pinata_pinner)
+    token.refresh_from_db()
+    assert token.status == "failed" and token.failed_stage == "uploading"
+    assert token_retry(token_id=token.pk, actor="operator:ops") == "uploading"
+    assert run(pinata_pinner).succeeded == 1
+    assert Token.objects.get(pk=token.pk).status == "ready"
+
+
+def test_missing_image_file_fails_with_a_reason():
+    token = TokenFactory.create(status="uploading", image="images/gone.png", image_content_type="image/png")
+    run(LocalPinner(Path("/nonexistent")))
+    token.refresh_from_db()
+    assert token.status == "failed" and "regenerate" in token.last_error

@@ -1,0 +1,67 @@
+"""A threaded HTTP server on 127.0.0.1 with a queue of faults to inject, for stand-in APIs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class StandInServer:
+    handler_class: type[BaseHTTPRequestHandler]
+
+    def __init__(self) -> None:
+        self.faults: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server_self = self
+
+        handler_base: Any = self.handler_class
+
+        class Handler(handler_base):
+            standin = server_self
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> StandInServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def inject(self, *faults: str) -> None:
+        """Each fault applies to one upcoming request, in order."""
+        with self.lock:
+            self.faults.extend(faults)
+
+    def next_fault(self) -> str | None:
+        with self.lock:
+            return self.faults.popleft() if self.faults else None
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""

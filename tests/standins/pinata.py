@@ -1,0 +1,115 @@
+"""A Pinata API stand-in: `pinFileToIPFS` with multipart parsing and CIDs computed like Pinata's.
+
+Faults (one per upload): "429", "500", "503", "slow", "401", "403", "400", "wrong_cid".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.standins.base import StandInServer, read_body, send_json
+
+CHUNK = 262_144
+
+
+def reference_cid_v1(data: bytes) -> str:
+    """CIDv1 as kubo/Pinata compute it. Single-chunk files are computed here from first
+    principles (raw codec, sha2-256 multihash, base32); larger ones need the DAG builder."""
+    if len(data) <= CHUNK:
+        digest = bytes([0x01, 0x55, 0x12, 0x20]) + hashlib.sha256(data).digest()
+        return "b" + base64.b32encode(digest).decode().lower().rstrip("=")
+    from aleph_cid import CidHasher
+
+    hasher = CidHasher.for_ipfs_v1_raw_leaves()
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        parts[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return parts
+
+
+class PinataHandler(BaseHTTPRequestHandler):
+    standin: PinataStandIn
+
+    def do_POST(self) -> None:
+        s = self.standin
+        body = read_body(self)
+        s.requests.append({"path": self.path, "headers": dict(self.headers), "size": len(body)})
+        if self.path != "/pinning/pinFileToIPFS":
+            send_json(self, 404, {"error": "Not found"})
+            return
+        fault = s.next_fault()
+        if fault == "slow":
+            time.sleep(s.slow_seconds)
+        if fault in ("401", "403") or self.headers.get("Authorization") != f"Bearer {s.jwt}":
+            status = 403 if fault == "403" else 401
+            send_json(
+                self, status, {"error": {"reason": "INVALID_CREDENTIALS", "details": "Invalid API key"}}
+            )
+            return
+        if fault == "429":
+            send_json(
+                self,
+                429,
+                {"error": {"reason": "RATE_LIMITED", "details": "Too many requests"}},
+                {"x-ratelimit-limit": "60", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1"},
+            )
+            return
+        if fault in ("500", "503"):
+            send_json(self, int(fault), {"error": {"reason": "INTERNAL", "details": "try again"}})
+            return
+        parts = parse_multipart(self.headers.get("Content-Type", ""), body)
+        if "file" not in parts or fault == "400":
+            send_json(self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "file is required"}})
+            return
+        filename, data = parts["file"]
+        options = json.loads(parts.get("pinataOptions", (None, b"{}"))[1] or b"{}")
+        metadata = json.loads(parts.get("pinataMetadata", (None, b"{}"))[1] or b"{}")
+        if options.get("cidVersion") != 1:
+            send_json(
+                self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "expected cidVersion 1 here"}}
+            )
+            return
+        cid = reference_cid_v1(data)
+        if fault == "wrong_cid":
+            cid = reference_cid_v1(data + b"tampered")
+        with s.lock:
+            duplicate = cid in s.pins
+            s.pins[cid] = {"data": data, "filename": filename, "metadata": metadata, "options": options}
+            s.uploads.append(cid)
+        answer: dict[str, Any] = {
+            "IpfsHash": cid,
+            "PinSize": len(data),
+            "Timestamp": datetime.now(tz=UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if duplicate:
+            answer["isDuplicate"] = True
+        send_json(self, 200, answer)
+
+
+class PinataStandIn(StandInServer):
+    handler_class = PinataHandler
+
+    def __init__(self, jwt: str = "eyJhbGciOiJIUzI1NiJ9.eyJzdGFuZGluIjp0cnVlfQ.c3RhbmRpbg") -> None:
+        self.jwt = jwt
+        self.pins: dict[str, dict[str, Any]] = {}
+        self.uploads: list[str] = []
+        self.slow_seconds = 3.0
+        self.lock = threading.Lock()
+        super().__init__()

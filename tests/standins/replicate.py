@@ -1,0 +1,196 @@
+"""A Replicate API stand-in: predictions (with `Prefer: wait`), polling, problem JSON, file URLs.
+
+Faults (one per prediction create): "429", "429_retry_after", "500", "503", "slow" (sleeps past
+the client's timeout), "nsfw", "model_error", "401", "422", "starting" (answers `starting` and
+finishes after two polls). Prompts listed in `nsfw_prompts` always fail as NSFW.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.standins.base import StandInServer, read_body, send_json
+
+NSFW_ERROR = "All generated images contained NSFW content. Try running it again with a different prompt."
+
+
+def webp_bytes(seed: str) -> bytes:
+    from PIL import Image
+
+    color = tuple(secrets.token_bytes(3)) if not seed else tuple(seed.encode()[:3].ljust(3, b"x"))
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), color).save(buffer, format="WEBP")
+    return buffer.getvalue()
+
+
+def now() -> str:
+    return datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class ReplicateHandler(BaseHTTPRequestHandler):
+    standin: ReplicateStandIn
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") != f"Bearer {self.standin.token}":
+            send_json(
+                self,
+                401,
+                {
+                    "title": "Unauthenticated",
+                    "detail": "You did not pass a valid authentication token",
+                    "status": 401,
+                },
+            )
+            return False
+        return True
+
+    def do_POST(self) -> None:
+        s = self.standin
+        match = re.fullmatch(r"/v1/models/([^/]+)/([^/]+)/predictions", self.path)
+        body = read_body(self)
+        s.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
+        if not match:
+            send_json(self, 404, {"detail": "Not found", "status": 404})
+            return
+        fault = s.next_fault()
+        if fault == "slow":
+            time.sleep(s.slow_seconds)
+        if fault == "401" or not self._authorized():
+            if fault == "401":
+                send_json(self, 401, {"title": "Unauthenticated", "detail": "Invalid token", "status": 401})
+            return
+        if fault in ("429", "429_retry_after"):
+            headers = {"Retry-After": "3"} if fault == "429_retry_after" else {}
+            send_json(
+                self,
+                429,
+                {"detail": "Request was throttled. Expected available in 1 second.", "status": 429},
+                headers,
+            )
+            return
+        if fault in ("500", "503"):
+            send_json(self, int(fault), {"detail": "Internal server error", "status": int(fault)})
+            return
+        import json
+
+        try:
+            payload = json.loads(body)
+            prompt = payload["input"]["prompt"]
+            assert isinstance(prompt, str) and prompt
+        except (ValueError, KeyError, TypeError, AssertionError):
+            send_json(
+                self,
+                422,
+                {"title": "Input validation failed", "detail": "input.prompt is required", "status": 422},
+            )
+            return
+        if fault == "422":
+            send_json(
+                self,
+                422,
+                {"title": "Input validation failed", "detail": "- input.num_outputs: too big", "status": 422},
+            )
+            return
+        prediction_id = secrets.token_hex(10)
+        model = f"{match.group(1)}/{match.group(2)}"
+        prediction: dict[str, Any] = {
+            "id": prediction_id,
+            "model": model,
+            "version": "hidden",
+            "input": payload["input"],
+            "output": None,
+            "logs": "",
+            "error": None,
+            "status": "starting",
+            "created_at": now(),
+            "started_at": None,
+            "completed_at": None,
+            "metrics": {},
+            "data_removed": False,
+            "urls": {
+                "get": f"{s.url}/v1/predictions/{prediction_id}",
+                "cancel": f"{s.url}/v1/predictions/{prediction_id}/cancel",
+                "web": f"https://replicate.com/p/{prediction_id}",
+            },
+        }
+        nsfw = fault == "nsfw" or prompt in s.nsfw_prompts
+        if fault == "starting":
+            prediction["_polls_left"] = 2
+        else:
+            self._finish(prediction, nsfw=nsfw, model_error=fault == "model_error")
+        with s.lock:
+            s.predictions[prediction_id] = prediction
+            s.prompts.append(prompt)
+        send_json(self, 201, {k: v for k, v in prediction.items() if not k.startswith("_")})
+
+    def _finish(self, prediction: dict[str, Any], *, nsfw: bool = False, model_error: bool = False) -> None:
+        prediction["started_at"] = prediction["completed_at"] = now()
+        prediction["metrics"] = {"predict_time": 0.01}
+        if nsfw:
+            prediction.update(status="failed", error=NSFW_ERROR)
+        elif model_error:
+            prediction.update(status="failed", error="CUDA out of memory")
+        else:
+            self.standin.files[prediction["id"]] = webp_bytes(prediction["input"]["prompt"])
+            prediction.update(
+                status="succeeded", output=[f"{self.standin.url}/files/{prediction['id']}/out-0.webp"]
+            )
+
+    def do_GET(self) -> None:
+        s = self.standin
+        s.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
+        file_match = re.fullmatch(r"/files/([0-9a-f]+)/out-0\.webp", self.path)
+        if file_match:
+            data = s.files.get(file_match.group(1))
+            if data is None or s.files_gone:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/webp")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        match = re.fullmatch(r"/v1/predictions/([0-9a-f]+)", self.path)
+        if not match or not self._authorized():
+            if not match:
+                send_json(self, 404, {"detail": "Not found", "status": 404})
+            return
+        with s.lock:
+            prediction = s.predictions.get(match.group(1))
+            if prediction is None:
+                send_json(self, 404, {"detail": "Not found", "status": 404})
+                return
+            if prediction.get("_polls_left"):
+                prediction["_polls_left"] -= 1
+                prediction["status"] = "processing"
+                if not prediction["_polls_left"]:
+                    self._finish(prediction)
+        send_json(self, 200, {k: v for k, v in prediction.items() if not k.startswith("_")})
+
+
+class ReplicateStandIn(StandInServer):
+    handler_class = ReplicateHandler
+
+    def __init__(self, token: str = "r8_standin_token_0123456789") -> None:
+        self.token = token
+        self.predictions: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}
+        self.prompts: list[str] = []
+        self.nsfw_prompts: set[str] = set()
+        self.slow_seconds = 3.0
+        self.files_gone = False
+        self.lock = threading.Lock()
+        super().__init__()
+
+    @property
+    def creates(self) -> int:
+        return sum(1 for r in self.requests if r["method"] == "POST")
