@@ -1,0 +1,254 @@
+"""The whole system as real processes on one machine: anvil with our contract, the web app under
+gunicorn, N qclusters and the webhook relay. Used by `manage.py demo`, the end-to-end tests and
+the benchmarks, so that all three exercise exactly what a deployment runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from chain import devnet
+from chain.adapter import ChainError, GliskChain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Proc:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+
+@dataclass
+class Stack:
+    """Start with `start_chain()`, then the services you need; `stop()` ends everything."""
+
+    var_dir: Path
+    database_url: str
+    web_port: int = 0
+    block_time: float = 0.0
+    workers_per_cluster: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    info: devnet.DevnetInfo | None = None
+    procs: list[Proc] = field(default_factory=list)
+    _anvil: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "logs").mkdir(exist_ok=True)
+        self.web_port = self.web_port or devnet.free_port()
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def chain(self) -> GliskChain:
+        assert self.info is not None
+        return GliskChain(
+            rpc_url=self.info.rpc_url,
+            contract_address=self.info.contract_address,
+            chain_id=devnet.DEVNET_CHAIN_ID,
+        )
+
+    # --- the chain -------------------------------------------------------------------------
+    def start_chain(self, *, port: int = 0) -> devnet.DevnetInfo:
+        port = port or devnet.free_port()
+        self._anvil = devnet.start_anvil(
+            port=port, block_time=self.block_time, accounts=20, log_file=self.var_dir / "logs" / "anvil.log"
+        )
+        url = f"http://127.0.0.1:{port}"
+        bare = GliskChain(rpc_url=url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
+        self.info = devnet.provision(bare, rpc_url=url)
+        return self.info
+
+    # --- processes -------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        assert self.info is not None, "start_chain() first"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        env.update(
+            {
+                "APP_ENV": "test",
+                "DEBUG": "false",
+                "DJANGO_SETTINGS_MODULE": "glisk.settings",
+                "DATABASE_URL": self.database_url,
+                "GLISK_VAR_DIR": str(self.var_dir),
+                "NETWORK": "DEVNET",
+                "RPC_URL": self.info.rpc_url,
+                "GLISK_NFT_CONTRACT_ADDRESS": self.info.contract_address,
+                "CONTRACT_DEPLOYMENT_BLOCK": str(self.info.deployment_block),
+                "KEEPER_PRIVATE_KEY": self.info.keeper_private_key,
+                "ALCHEMY_WEBHOOK_SECRET": self.info.webhook_secret,
+                "QCLUSTER_WORKERS": str(self.workers_per_cluster),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> Proc:
+        log = open(self.var_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop())
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        proc = Proc(name=name, process=process, log=log)
+        self.procs.append(proc)
+        return proc
+
+    def manage(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_web(self, *, workers: int = 2, threads: int = 4) -> Proc:
+        proc = self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "glisk.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--worker-class",
+                "gthread",
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+            ],
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.process.poll() is not None:
+                raise RuntimeError(f"the web app exited: see {self.var_dir / 'logs' / 'web.log'}")
+            try:
+                if requests.get(f"{self.web_url}/health", timeout=1).status_code == 200:
+                    return proc
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the web app did not become healthy within 60 s")
+
+    def start_cluster(self, name: str = "cluster-1") -> Proc:
+        return self._spawn(name, [sys.executable, "manage.py", "qcluster"])
+
+    def start_relay(self) -> Proc:
+        assert self.info is not None
+        return self._spawn(
+            "relay",
+            [
+                sys.executable,
+                "manage.py",
+                "webhook_relay",
+                "--url",
+                f"{self.web_url}/webhooks/alchemy",
+                "--from-block",
+                str(self.info.deployment_block + 1),
+            ],
+        )
+
+    def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a cluster's workers die with it, as with a lost machine)."""
+        try:
+            os.killpg(proc.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.process.wait(timeout=30)
+        self.procs.remove(proc)
+        proc.log.close()
+
+    def stop(self) -> None:
+        for proc in list(reversed(self.procs)):
+            if proc.process.poll() is None:
+                try:
+                    os.killpg(proc.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in list(self.procs):
+            try:
+                proc.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.process.wait(timeout=10)
+            proc.log.close()
+        self.procs.clear()
+        if self._anvil is not None:
+            devnet.stop_process(self._anvil)
+            self._anvil = None
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def mint_plan(total: int, *, seed: int = 7) -> list[int]:
+    """Batch sizes from 1 to 50 that add up to `total` (a realistic mix, reproducible)."""
+    import random
+
+    rng = random.Random(seed)
+    sizes: list[int] = []
+    left = total
+    while left > 0:
+        size = min(left, rng.choice([1, 1, 2, 3, 5, 8, 10, 20, 35, 50]))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def mint_many(
+    chain: GliskChain, sizes: list[int], *, authors: list[str], collectors: list[str]
+) -> list[float]:
+    """Mint every batch (rotating collectors and authors); returns the wall time of each mint."""
+    times: list[float] = []
+    for n, size in enumerate(sizes):
+        devnet.mint(
+            chain,
+            minter=collectors[n % len(collectors)],
+            prompt_author=authors[n % len(authors)],
+            quantity=size,
+        )
+        times.append(time.time())
+    return times
+
+
+def wait_until(predicate: Any, *, timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except ChainError:
+            pass
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,144 @@
+"""Check the pipeline's invariants against the chain and the served IPFS content.
+
+Used by the demo before it exits, by the end-to-end and chaos tests, and by operators
+(`manage.py audit`): every minted token is revealed (or failed with a reason), revealed in
+exactly one confirmed transaction, with `tokenURI` = `ipfs://<metadata cid>`, metadata that names
+the image CID, image bytes that hash to it, and no generation or pin done twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from django.db.models import Count
+
+from chain.adapter import ChainError, GliskChain
+from chain.models import RevealTransaction
+from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus
+from lifecycle.providers.ipfs import cid_v1
+
+
+@dataclass
+class AuditResult:
+    on_chain: int = 0
+    revealed: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    checked_content: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 50:
+            self.problems.append(text)
+
+
+def pipeline_audit(
+    *,
+    chain: GliskChain,
+    gateway_url: str | None = None,
+    require_done: bool = True,
+    content_sample: int | None = None,
+) -> AuditResult:
+    """Audit every token the contract has minted. `gateway_url` enables the content checks."""
+    result = AuditResult()
+    result.on_chain = chain.next_token_id() - 1
+    tokens = {t.pk: t for t in Token.objects.filter(token_id__lte=result.on_chain)}
+    for token_id in range(1, result.on_chain + 1):
+        token = tokens.get(token_id)
+        if token is None:
+            result.problem(f"#{token_id} is on chain but not in the database")
+        elif token.status == TokenStatus.REVEALED:
+            result.revealed += 1
+        elif token.status == TokenStatus.FAILED:
+            result.failed += 1
+            if not token.last_error:
+                result.problem(f"#{token_id} failed without a reason")
+        else:
+            result.unfinished += 1
+            if require_done:
+                result.problem(f"#{token_id} is still {token.status}")
+
+    confirmed = Counter[int]()
+    for row in RevealTransaction.objects.filter(status=RevealTransaction.Status.CONFIRMED):
+        confirmed.update(row.token_ids)
+    for token_id, times in confirmed.items():
+        if times > 1:
+            result.problem(f"#{token_id} is in {times} confirmed reveal transactions")
+    reverted = RevealTransaction.objects.filter(
+        status=RevealTransaction.Status.FAILED, error__contains="reverted"
+    )
+    for row in reverted[:5]:
+        result.problem(f"reveal transaction {row.tx_hash} reverted")
+
+    revealed = [t for t in tokens.values() if t.status == TokenStatus.REVEALED]
+    for token in revealed:
+        if token.reveal_transaction_id is not None and confirmed[token.pk] != 1:
+            result.problem(f"#{token.pk} is revealed but in {confirmed[token.pk]} confirmed transactions")
+
+    try:
+        states = chain.token_states([t.pk for t in revealed])
+    except ChainError as exc:
+        result.problem(f"could not read tokenURI from the chain: {exc}")
+        states = {}
+    for token in revealed:
+        state = states.get(token.pk)
+        if isinstance(state, ChainError) or state is None:
+            continue
+        if not state.revealed or state.token_uri != f"ipfs://{token.metadata_cid}":
+            result.problem(
+                f"#{token.pk} tokenURI on chain is {state.token_uri!r}, database has {token.metadata_cid}"
+            )
+
+    twice = (
+        ImageJob.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
+        .values("token_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .exclude(token__status=TokenStatus.FAILED)
+    )
+    for row in twice[:5]:
+        result.problem(f"#{row['token_id']} had its image generated {row['n']} times")
+    pinned_twice = (
+        IpfsRecord.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
+        .values("token_id", "kind")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    for row in pinned_twice[:5]:
+        result.problem(f"#{row['token_id']} had its {row['kind']} pinned {row['n']} times")
+
+    if gateway_url:
+        sample = revealed if content_sample is None else revealed[:content_sample]
+        session = requests.Session()
+        for token in sample:
+            problem = _check_content(session, gateway_url, token)
+            if problem:
+                result.problem(problem)
+            result.checked_content += 1
+    return result
+
+
+def _check_content(session: requests.Session, gateway_url: str, token: Token) -> str | None:
+    try:
+        meta_response = session.get(f"{gateway_url}/ipfs/{token.metadata_cid}", timeout=10)
+        if meta_response.status_code != 200:
+            return f"#{token.pk} metadata {token.metadata_cid} is not served ({meta_response.status_code})"
+        if cid_v1(meta_response.content) != token.metadata_cid:
+            return f"#{token.pk} metadata bytes do not hash to {token.metadata_cid}"
+        metadata: dict[str, Any] = meta_response.json()
+        image_uri = str(metadata.get("image", ""))
+        if image_uri != f"ipfs://{token.image_cid}":
+            return f"#{token.pk} metadata names image {image_uri!r}, expected ipfs://{token.image_cid}"
+        image_response = session.get(f"{gateway_url}/ipfs/{token.image_cid}", timeout=10)
+        if image_response.status_code != 200 or cid_v1(image_response.content) != token.image_cid:
+            return f"#{token.pk} image bytes do not hash to {token.image_cid}"
+    except (requests.RequestException, ValueError) as exc:
+        return f"#{token.pk} content check failed: {type(exc).__name__}"
+    return None
