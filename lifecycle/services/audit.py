@@ -103,16 +103,16 @@ def pipeline_audit(
         .filter(n__gt=1)
         .exclude(token__status=TokenStatus.FAILED)
     )
-    for row in twice[:5]:
-        result.problem(f"#{row['token_id']} had its image generated {row['n']} times")
+    for dup in twice[:5]:
+        result.problem(f"#{dup['token_id']} had its image generated {dup['n']} times")
     pinned_twice = (
         IpfsRecord.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
         .values("token_id", "kind")
         .annotate(n=Count("id"))
         .filter(n__gt=1)
     )
-    for row in pinned_twice[:5]:
-        result.problem(f"#{row['token_id']} had its {row['kind']} pinned {row['n']} times")
+    for pin in pinned_twice[:5]:
+        result.problem(f"#{pin['token_id']} had its {pin['kind']} pinned {pin['n']} times")
 
     if gateway_url:
         sample = revealed if content_sample is None else revealed[:content_sample]
