@@ -37,6 +37,10 @@ test: lint typecheck pytest
 demo: install
 	$(PY) manage.py demo
 
+# The stack without simulated minting, on the configuration in .env (real services or the devnet).
+run: install
+	$(PY) manage.py serve
+
 migrate: install
 	$(PY) manage.py migrate --no-input
 

@@ -74,7 +74,7 @@ class Stack:
 
     # --- processes -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        assert self.info is not None, "start_chain() first"
+        """The processes' environment: ours, plus the database and (on a devnet) the chain."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update(
             {
@@ -83,16 +83,21 @@ class Stack:
                 "DJANGO_SETTINGS_MODULE": "glisk.settings",
                 "DATABASE_URL": self.database_url,
                 "GLISK_VAR_DIR": str(self.var_dir),
-                "NETWORK": "DEVNET",
-                "RPC_URL": self.info.rpc_url,
-                "GLISK_NFT_CONTRACT_ADDRESS": self.info.contract_address,
-                "CONTRACT_DEPLOYMENT_BLOCK": str(self.info.deployment_block),
-                "KEEPER_PRIVATE_KEY": self.info.keeper_private_key,
-                "ALCHEMY_WEBHOOK_SECRET": self.info.webhook_secret,
                 "QCLUSTER_WORKERS": str(self.workers_per_cluster),
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.info is not None:
+            env.update(
+                {
+                    "NETWORK": "DEVNET",
+                    "RPC_URL": self.info.rpc_url,
+                    "GLISK_NFT_CONTRACT_ADDRESS": self.info.contract_address,
+                    "CONTRACT_DEPLOYMENT_BLOCK": str(self.info.deployment_block),
+                    "KEEPER_PRIVATE_KEY": self.info.keeper_private_key,
+                    "ALCHEMY_WEBHOOK_SECRET": self.info.webhook_secret,
+                }
+            )
         env.update(self.extra_env)
         return env
 
@@ -172,6 +177,13 @@ class Stack:
                 "--from-block",
                 str(self.info.deployment_block + 1),
             ],
+        )
+
+    def start_relay_to_head(self) -> Proc:
+        """The relay for an existing devnet (the settings' chain), from the current head on."""
+        return self._spawn(
+            "relay",
+            [sys.executable, "manage.py", "webhook_relay", "--url", f"{self.web_url}/webhooks/alchemy"],
         )
 
     def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:

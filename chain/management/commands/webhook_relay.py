@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chain.adapter import GliskChain
+from chain.adapter import ChainError, GliskChain
 from chain.relay import WebhookRelay
 
 
@@ -29,7 +29,10 @@ class Command(BaseCommand):
         if not config.alchemy_webhook_secret or not config.contract_address:
             raise CommandError("no devnet settings: run `manage.py devnet` first")
         chain = GliskChain.from_settings()
-        start = options["from_block"] if options["from_block"] is not None else chain.block_number() + 1
+        try:
+            start = options["from_block"] if options["from_block"] is not None else chain.block_number() + 1
+        except ChainError as exc:
+            raise CommandError(f"the devnet is not answering: {exc}") from None
         relay = WebhookRelay(
             chain=chain, url=options["url"], secret=config.alchemy_webhook_secret, start_block=start
         )

@@ -10,6 +10,7 @@ with an admin login until Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -84,12 +85,10 @@ class Command(BaseCommand):
             argv += ["--timeout", str(options["timeout"])]
         env = {**os.environ, "DATABASE_URL": url, "APP_ENV": os.environ.get("APP_ENV", "development")}
         child = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)
-        try:
-            code = child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
-            code = child.wait()
-        sys.exit(code)
+        # Ctrl-C reaches the child through the terminal; the child stops the stack and exits.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        sys.exit(child.wait())
 
     def _run_child(self, options: dict[str, Any]) -> int:
         from django.core.management import call_command
@@ -116,7 +115,14 @@ class Command(BaseCommand):
             },
         )
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+        def interrupt(*_: Any) -> None:
+            stop.set()
+            raise KeyboardInterrupt
+
+        # Explicit handlers: a process started in the background inherits SIGINT as ignored.
+        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             started = time.monotonic()
             self.stdout.write("demo: starting anvil and deploying GliskNFT …")
@@ -131,10 +137,12 @@ class Command(BaseCommand):
             self._follow(total, timeout)
             code = self._summary(stack, total, mint_times)
             if options["keep_running"]:
-                self._keep_running(stack, stop)
+                with contextlib.suppress(KeyboardInterrupt):
+                    self._keep_running(stack, stop)
             return code
         except KeyboardInterrupt:
-            self.stdout.write("\ndemo: interrupted")
+            if not options["keep_running"] or not stop.is_set():
+                self.stdout.write("\ndemo: interrupted")
             return 130
         finally:
             self.stdout.write("demo: stopping every process it started …")
@@ -262,11 +270,8 @@ class Command(BaseCommand):
             f"\nthe stack keeps running: admin at {stack.web_url}/admin/  "
             f"login admin / {password}\nCtrl-C stops everything."
         )
-        try:
-            while not stop.is_set():
-                stop.wait(1)
-        except KeyboardInterrupt:
-            pass
+        while not stop.is_set():
+            stop.wait(1)
 
 
 def _internal() -> str:
