@@ -1,15 +1,102 @@
+"""Authors: prompts are edited here (validated), with each author's tokens by status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from eth_utils import is_address, to_checksum_address
 
 from authors.models import Author
+from glisk.config import PROMPT_MAX_LENGTH
+
+
+class AuthorForm(forms.ModelForm):
+    class Meta:
+        model = Author
+        fields = ("wallet_address", "prompt_text", "twitter_handle", "farcaster_handle")
+
+    def clean_wallet_address(self) -> str:
+        wallet = self.cleaned_data["wallet_address"].strip()
+        if not is_address(wallet):
+            raise forms.ValidationError("Enter a 0x-prefixed 20-byte address.")
+        return str(to_checksum_address(wallet))
+
+    def clean_prompt_text(self) -> str | None:
+        prompt = (self.cleaned_data.get("prompt_text") or "").strip()
+        if not prompt:
+            return None  # no prompt: the default author's prompt is used
+        if len(prompt) > PROMPT_MAX_LENGTH:
+            raise forms.ValidationError(
+                f"A prompt is at most {PROMPT_MAX_LENGTH} characters ({len(prompt)} given)."
+            )
+        return prompt
 
 
 @admin.register(Author)
 class AuthorAdmin(admin.ModelAdmin):
-    list_display = ("wallet_address", "has_prompt", "twitter_handle", "farcaster_handle", "created_at")
+    form = AuthorForm
+    list_display = (
+        "wallet_address",
+        "tokens_total",
+        "tokens_revealed",
+        "tokens_in_progress",
+        "tokens_failed",
+        "has_prompt",
+        "twitter_handle",
+        "farcaster_handle",
+    )
     list_filter = (("prompt_text", admin.EmptyFieldListFilter),)
     search_fields = ("wallet_address", "twitter_handle", "farcaster_handle", "prompt_text")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "token_counts")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Author]:
+        # Annotate first, then order: the leaderboard orders by an annotation.
+        return Author.objects.annotate(
+            n_total=Count("tokens"),
+            n_revealed=Count("tokens", filter=Q(tokens__status="revealed")),
+            n_failed=Count("tokens", filter=Q(tokens__status="failed")),
+        ).order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        # The authors list is a leaderboard (most tokens first); elsewhere (the token list's
+        # author filter) the queryset has no annotations, so order by wallet there.
+        match = request.resolver_match
+        if match is not None and match.url_name == "authors_author_changelist":
+            return ["-n_total", "wallet_address"]
+        return ["wallet_address"]
+
+    @admin.display(description="tokens", ordering="n_total")
+    def tokens_total(self, obj: Any) -> SafeString:
+        url = reverse("admin:lifecycle_token_changelist") + f"?author__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.n_total)
+
+    @admin.display(description="revealed", ordering="n_revealed")
+    def tokens_revealed(self, obj: Any) -> int:
+        return int(obj.n_revealed)
+
+    @admin.display(description="in progress")
+    def tokens_in_progress(self, obj: Any) -> int:
+        return int(obj.n_total - obj.n_revealed - obj.n_failed)
+
+    @admin.display(description="failed", ordering="n_failed")
+    def tokens_failed(self, obj: Any) -> int:
+        return int(obj.n_failed)
 
     @admin.display(boolean=True, description="prompt")
     def has_prompt(self, obj: Author) -> bool:
         return bool(obj.prompt_text)
+
+    @admin.display(description="tokens by status")
+    def token_counts(self, obj: Author) -> str:
+        counts = dict(obj.tokens.values_list("status").annotate(n=Count("pk")))
+        return ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "none yet"
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # tokens reference their author

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from rest_framework import exceptions
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -21,7 +24,7 @@ from chain.services.webhooks import (
     webhook_delivery_reject,
     webhook_signature_valid,
 )
-from glisk.api import ApiError
+from glisk.api import ApiError, ErrorOutput
 
 
 class AlchemySignatureAuthentication(BaseAuthentication):
@@ -47,6 +50,33 @@ class SignedByAlchemy(BasePermission):
         return request.auth == "alchemy"
 
 
+class AlchemySignatureScheme(OpenApiAuthenticationExtension):
+    target_class = AlchemySignatureAuthentication
+    name = "AlchemySignature"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": SIGNATURE_HEADER,
+            "description": "lower-case hex HMAC-SHA256 of the raw body with the webhook signing key",
+        }
+
+
+class WebhookSummary(serializers.Serializer):
+    status = serializers.CharField()
+    delivery_id = serializers.IntegerField()
+    mint_logs = serializers.IntegerField(required=False)
+    ignored_logs = serializers.IntegerField(required=False)
+    mint_events_new = serializers.IntegerField(required=False)
+    mint_events_duplicate = serializers.IntegerField(required=False)
+    tokens_new = serializers.IntegerField(required=False)
+    tokens_existing = serializers.IntegerField(required=False)
+    authors_new = serializers.IntegerField(required=False)
+    new_token_range = serializers.ListField(child=serializers.IntegerField(), allow_null=True, required=False)
+    capacity_error = serializers.CharField(required=False)
+
+
 class AlchemyWebhookView(APIView):
     authentication_classes = [AlchemySignatureAuthentication]
     permission_classes = [SignedByAlchemy]
@@ -70,6 +100,11 @@ class AlchemyWebhookView(APIView):
             )
         return super().handle_exception(exc)
 
+    @extend_schema(
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={200: WebhookSummary, 400: ErrorOutput, 401: ErrorOutput},
+        summary="Alchemy Custom (GraphQL) webhook: BatchMinted logs of the GliskNFT contract",
+    )
     def post(self, request: Request) -> Response:
         assert self.delivery is not None
         WebhookDelivery.objects.filter(pk=self.delivery.pk).update(signature_valid=True)

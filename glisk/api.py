@@ -9,11 +9,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rest_framework import exceptions, status
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
+
+
+class ErrorOutput(serializers.Serializer):
+    """The shape of every error response."""
+
+    class Inner(serializers.Serializer):
+        type = serializers.CharField()
+        message = serializers.CharField()
+
+    error = Inner()
 
 
 class ApiError(Exception):
@@ -60,3 +71,26 @@ def _flatten(detail: Any) -> str:
     if isinstance(detail, list):
         return "; ".join(_flatten(v) for v in detail)
     return str(detail)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 as JSON for API clients, Django's page for people in the admin."""
+    if request.path.startswith("/admin/"):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception or Exception())
+    return JsonResponse(
+        {"error": {"type": "not_found", "message": f"no such resource: {request.path[:200]}"}}, status=404
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(
+        {
+            "error": {
+                "type": "server_error",
+                "message": "internal error; the operators have the details in the logs",
+            }
+        },
+        status=500,
+    )

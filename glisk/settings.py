@@ -22,7 +22,10 @@ DEVNET_ENV_FILE = VAR_DIR / "devnet.env"
 if os.environ.get("APP_ENV") != "test":
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-GLISK = load_config(os.environ, devnet=read_env_file(DEVNET_ENV_FILE))
+# The devnet's settings (written by `manage.py devnet`) apply to development only: production
+# must name its own, and tests configure the chain they start.
+_devnet = read_env_file(DEVNET_ENV_FILE) if os.environ.get("APP_ENV", "development") == "development" else {}
+GLISK = load_config(os.environ, devnet=_devnet)
 GLISK_SECRET_VALUES = GLISK.secret_values()
 
 APP_ENV = GLISK.app_env
@@ -33,7 +36,7 @@ CSRF_TRUSTED_ORIGINS = GLISK.csrf_trusted_origins
 CORS_ALLOWED_ORIGINS = GLISK.cors_origins
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "glisk.apps.GliskAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -42,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Our apps come before django_q so that lifecycle's `qcluster` command wraps django-q2's.
     "authors",
     "chain",
@@ -146,6 +151,17 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "glisk.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GLISK backend API",
+    "DESCRIPTION": "Read API for GLISK tokens and authors, and the Alchemy webhook endpoint.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc are served from our static files (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 # A block's worth of mint logs fits easily; larger bodies are refused before they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

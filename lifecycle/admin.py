@@ -1,74 +1,462 @@
-from django.contrib import admin
-from django.http import HttpRequest
+"""The operators' back office for tokens: find a late or failed token, see why, fix it in one click."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 from glisk.admin import ReadOnlyAdmin, ReadOnlyInline
+from lifecycle.charts import STATUS_COLORS
 from lifecycle.models import ImageJob, IpfsRecord, Token, TokenTransition
+from lifecycle.selectors import stuck_q
+from lifecycle.services.operator import ACTIONS, ActionRefused
+
+ACTION_LABELS = {
+    "retry": "Retry from the stage that failed",
+    "regenerate": "Regenerate the image",
+    "repin": "Re-pin image and metadata",
+    "reveal_now": "Reveal now (skip the batch wait)",
+    "mark_failed": "Mark failed",
+}
+
+
+def status_badge(status: str) -> SafeString:
+    color = STATUS_COLORS.get(status, "#777")
+    return format_html(
+        '<span class="glisk-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
+        'font-size:11px;font-weight:600">{}</span>',
+        color,
+        status,
+    )
+
+
+def explorer_tx_link(tx_hash: str) -> SafeString | str:
+    base = settings.GLISK.explorer_url
+    if not tx_hash:
+        return "-"
+    if not base:
+        return tx_hash  # the devnet has no explorer
+    return format_html('<a href="{}/tx/{}" target="_blank" rel="noopener">{}</a>', base, tx_hash, tx_hash)
+
+
+def gateway_url(cid: str) -> str:
+    if settings.GLISK.ipfs_provider == "pinata":
+        return f"https://{settings.GLISK.pinata_gateway}/ipfs/{cid}"
+    return reverse("ipfs-gateway", args=[cid])
+
+
+def pretty_json(value: Any) -> SafeString:
+    return format_html(
+        '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
+
+
+class TokenActionForm(ActionForm):
+    reason = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Reason",
+        widget=forms.TextInput(attrs={"placeholder": "why (recorded in the timeline)"}),
+    )
+
+
+class StuckFilter(admin.SimpleListFilter):
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Stuck (lease expired or stage older than 15 min)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> QuerySet[Token]:
+        return queryset.filter(stuck_q()) if self.value() == "yes" else queryset
+
+
+class ErrorStageFilter(admin.SimpleListFilter):
+    title = "stage with errors"
+    parameter_name = "error_stage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("image", "Image"), ("ipfs", "IPFS"), ("reveal", "Reveal")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> QuerySet[Token]:
+        value = self.value()
+        if value == "image":
+            return queryset.filter(
+                Q(failed_stage__in=["detected", "generating"]) | Q(image_attempts__gt=0, status="generating")
+            )
+        if value == "ipfs":
+            return queryset.filter(Q(failed_stage="uploading") | Q(ipfs_attempts__gt=0, status="uploading"))
+        if value == "reveal":
+            return queryset.filter(Q(failed_stage="ready") | Q(reveal_attempts__gt=0, status="ready"))
+        return queryset
 
 
 class TransitionInline(ReadOnlyInline):
     model = TokenTransition
+    verbose_name_plural = "Status timeline"
     fields = ("created_at", "from_status", "to_status", "actor", "reason")
     readonly_fields = fields
 
 
 class ImageJobInline(ReadOnlyInline):
     model = ImageJob
-    fields = ("created_at", "attempt", "provider", "external_id", "outcome", "duration_ms", "error")
+    verbose_name_plural = "Image attempts"
+    fields = (
+        "created_at",
+        "attempt",
+        "provider",
+        "external_id",
+        "fallback",
+        "outcome",
+        "error_class",
+        "duration_ms",
+        "error",
+    )
     readonly_fields = fields
 
 
 class IpfsRecordInline(ReadOnlyInline):
     model = IpfsRecord
-    fields = ("created_at", "kind", "attempt", "provider", "cid", "outcome", "duration_ms", "error")
+    verbose_name_plural = "IPFS attempts"
+    fields = (
+        "created_at",
+        "kind",
+        "attempt",
+        "provider",
+        "cid",
+        "size_bytes",
+        "outcome",
+        "error_class",
+        "duration_ms",
+        "error",
+    )
     readonly_fields = fields
+
+
+def _make_action(name: str) -> Callable[..., None]:
+    def action(modeladmin: TokenAdmin, request: HttpRequest, queryset: QuerySet[Token]) -> None:
+        modeladmin.run_action(
+            request, name, list(queryset.values_list("pk", flat=True)), request.POST.get("reason", "")
+        )
+
+    action.__name__ = f"action_{name}"
+    return admin.action(description=ACTION_LABELS[name], permissions=["operate"])(action)
 
 
 @admin.register(Token)
 class TokenAdmin(admin.ModelAdmin):
     list_display = (
         "token_id",
-        "status",
-        "author",
-        "image_attempts",
-        "ipfs_attempts",
-        "reveal_attempts",
-        "last_error",
+        "badge",
+        "author_link",
+        "thumbnail",
+        "attempts",
+        "short_error",
+        "age",
         "updated_at",
     )
-    list_filter = ("status", "fallback_prompt_used", "failed_stage")
+    list_filter = ("status", ErrorStageFilter, StuckFilter, "fallback_prompt_used", "failed_stage", "author")
     search_fields = (
         "=token_id",
         "author__wallet_address",
+        "mint_event__tx_hash",
+        "reveal_transaction__tx_hash",
         "image_cid",
         "metadata_cid",
-        "mint_event__tx_hash",
     )
     list_select_related = ("author",)
+    list_per_page = 50
+    action_form = TokenActionForm
+    actions = [_make_action(name) for name in ACTIONS]
     inlines = (TransitionInline, ImageJobInline, IpfsRecordInline)
+    change_form_template = "admin/lifecycle/token/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "token_id",
+                    "badge",
+                    "author_link",
+                    "image_preview",
+                    "prompt_text",
+                    "fallback_prompt_used",
+                )
+            },
+        ),
+        ("IPFS", {"fields": ("image_links", "metadata_links", "metadata_pretty")}),
+        ("Chain", {"fields": ("mint_link", "reveal_link")}),
+        (
+            "Pipeline",
+            {
+                "fields": (
+                    "attempts",
+                    "next_attempt_at",
+                    "claimed_by",
+                    "lease_expires_at",
+                    "failed_stage",
+                    "last_error",
+                    "last_error_pretty",
+                    "created_at",
+                    "status_changed_at",
+                    "revealed_at",
+                    "reveal_requested_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "token_id",
+        "badge",
+        "author_link",
+        "image_preview",
+        "prompt_text",
+        "fallback_prompt_used",
+        "image_links",
+        "metadata_links",
+        "metadata_pretty",
+        "mint_link",
+        "reveal_link",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "lease_expires_at",
+        "failed_stage",
+        "last_error",
+        "last_error_pretty",
+        "created_at",
+        "status_changed_at",
+        "revealed_at",
+        "reveal_requested_at",
+    )
 
+    # --- permissions: rows are machine-written; operators act through the actions -----------
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # status changes go through the services (operator actions), never a form
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("lifecycle.operate_token"))
+
+    # --- columns ----------------------------------------------------------------------------
+    @admin.display(description="status", ordering="status")
+    def badge(self, obj: Token) -> SafeString:
+        return status_badge(obj.status)
+
+    @admin.display(description="author", ordering="author__wallet_address")
+    def author_link(self, obj: Token) -> SafeString:
+        url = reverse("admin:authors_author_change", args=[obj.author_id])
+        return format_html('<a href="{}">{}</a>', url, obj.author.wallet_address)
+
+    @admin.display(description="image")
+    def thumbnail(self, obj: Token) -> SafeString | str:
+        if not obj.image:
+            return "-"
+        url = reverse("admin:lifecycle_token_image", args=[obj.pk])
+        return format_html(
+            '<img src="{}" alt="#{}" width="48" height="48" loading="lazy" '
+            'style="border-radius:4px;object-fit:cover">',
+            url,
+            obj.pk,
+        )
+
+    @admin.display(description="attempts (img/ipfs/reveal)")
+    def attempts(self, obj: Token) -> str:
+        return f"{obj.image_attempts} / {obj.ipfs_attempts} / {obj.reveal_attempts}"
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Token) -> str:
+        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else (obj.last_error or "-")
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: Token) -> str:
+        from lifecycle.templatetags.humanize_glisk import duration
+
+        return duration(timezone.now() - obj.created_at)
+
+    # --- the token page -----------------------------------------------------------------------
+    @admin.display(description="image")
+    def image_preview(self, obj: Token) -> SafeString | str:
+        if not obj.image:
+            return "not generated yet"
+        url = reverse("admin:lifecycle_token_image", args=[obj.pk])
+        return format_html(
+            '<img src="{}" alt="token #{}" style="max-width:320px;border-radius:6px"> <div>{}</div>',
+            url,
+            obj.pk,
+            obj.image_content_type,
+        )
+
+    def _cid_links(self, cid: str) -> SafeString | str:
+        if not cid:
+            return "-"
+        return format_html(
+            '<code>ipfs://{}</code> · <a href="{}" target="_blank" rel="noopener">gateway</a>',
+            cid,
+            gateway_url(cid),
+        )
+
+    @admin.display(description="image CID")
+    def image_links(self, obj: Token) -> SafeString | str:
+        return self._cid_links(obj.image_cid)
+
+    @admin.display(description="metadata CID")
+    def metadata_links(self, obj: Token) -> SafeString | str:
+        return self._cid_links(obj.metadata_cid)
+
+    @admin.display(description="metadata")
+    def metadata_pretty(self, obj: Token) -> SafeString | str:
+        return pretty_json(obj.metadata) if obj.metadata else "-"
+
+    @admin.display(description="error detail")
+    def last_error_pretty(self, obj: Token) -> SafeString | str:
+        return pretty_json(obj.last_error_detail) if obj.last_error_detail else "-"
+
+    @admin.display(description="mint transaction")
+    def mint_link(self, obj: Token) -> SafeString | str:
+        return explorer_tx_link(obj.mint_event.tx_hash) if obj.mint_event is not None else "- (recovered)"
+
+    @admin.display(description="reveal transaction")
+    def reveal_link(self, obj: Token) -> SafeString | str:
+        tx = obj.reveal_transaction
+        if tx is None:
+            return "-"
+        url = reverse("admin:chain_revealtransaction_change", args=[tx.pk])
+        return format_html(
+            '<a href="{}">{}</a> ({}) · {}', url, tx.pk, tx.status, explorer_tx_link(tx.tx_hash)
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Token]:
+        return super().get_queryset(request).select_related("author", "mint_event", "reveal_transaction")
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Token], search_term: str
+    ) -> tuple[QuerySet[Token], bool]:
+        term = search_term.strip().lstrip("#")
+        if term.isdigit():
+            return queryset.filter(token_id=int(term)), False  # a number is a token id, not a wallet fragment
+        return super().get_search_results(request, queryset, search_term)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["operator_actions"] = ACTION_LABELS.items()
+        context["can_operate"] = self.has_operate_permission(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    # --- actions ----------------------------------------------------------------------------
+    def run_action(self, request: HttpRequest, name: str, token_ids: list[int], reason: str) -> None:
+        operator = request.user.get_username()
+        done: list[str] = []
+        refused: list[str] = []
+        for token_id in token_ids:
+            try:
+                done.append(ACTIONS[name](token_id=token_id, operator=operator, reason=reason))
+            except ActionRefused as exc:
+                refused.append(str(exc))
+        if done:
+            self.message_user(
+                request,
+                "; ".join(done[:10]) + (f" (+{len(done) - 10} more)" if len(done) > 10 else ""),
+                messages.SUCCESS,
+            )
+        for text in refused[:10]:
+            self.message_user(request, f"refused: {text}", messages.ERROR)
+
+    def get_urls(self) -> list[URLPattern]:
+        urls = [
+            path(
+                "<int:token_id>/image/",
+                self.admin_site.admin_view(self.image_view),
+                name="lifecycle_token_image",
+            ),
+            path(
+                "<int:token_id>/act/<str:action>/",
+                self.admin_site.admin_view(self.act_view),
+                name="lifecycle_token_act",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def image_view(self, request: HttpRequest, token_id: int) -> FileResponse:
+        token = get_object_or_404(Token, pk=token_id)
+        if not token.image:
+            raise Http404("no image")
+        try:
+            handle = token.image.open("rb")
+        except FileNotFoundError:
+            raise Http404("image file missing") from None
+        return FileResponse(handle, content_type=token.image_content_type or "application/octet-stream")
+
+    @method_decorator(require_POST)
+    def act_view(self, request: HttpRequest, token_id: int, action: str) -> HttpResponse:
+        """The token page's buttons: POST only, permission-gated, then back to the page."""
+        if action not in ACTIONS:
+            raise Http404("no such action")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        self.run_action(request, action, [token_id], request.POST.get("reason", ""))
+        return HttpResponseRedirect(reverse("admin:lifecycle_token_change", args=[token_id]))
 
 
 @admin.register(TokenTransition)
 class TokenTransitionAdmin(ReadOnlyAdmin):
     list_display = ("token", "from_status", "to_status", "actor", "reason", "created_at")
     list_filter = ("to_status", "from_status")
-    search_fields = ("=token__token_id", "actor")
+    search_fields = ("=token__token_id", "actor", "reason")
 
 
 @admin.register(ImageJob)
 class ImageJobAdmin(ReadOnlyAdmin):
-    list_display = ("token", "attempt", "provider", "external_id", "outcome", "duration_ms", "created_at")
-    list_filter = ("outcome", "provider", "fallback")
+    list_display = (
+        "token",
+        "attempt",
+        "provider",
+        "external_id",
+        "fallback",
+        "outcome",
+        "error_class",
+        "duration_ms",
+        "created_at",
+    )
+    list_filter = ("outcome", "provider", "fallback", "error_class")
     search_fields = ("=token__token_id", "external_id")
 
 
 @admin.register(IpfsRecord)
 class IpfsRecordAdmin(ReadOnlyAdmin):
-    list_display = ("token", "kind", "attempt", "provider", "cid", "outcome", "duration_ms", "created_at")
-    list_filter = ("kind", "outcome", "provider")
+    list_display = (
+        "token",
+        "kind",
+        "attempt",
+        "provider",
+        "cid",
+        "outcome",
+        "error_class",
+        "duration_ms",
+        "created_at",
+    )
+    list_filter = ("kind", "outcome", "provider", "error_class")
     search_fields = ("=token__token_id", "cid")

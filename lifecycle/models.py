@@ -80,9 +80,13 @@ class Token(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     revealed_at = models.DateTimeField(null=True, blank=True)
+    reveal_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="An operator asked to reveal without waiting for the batch."
+    )
 
     class Meta:
         ordering = ["token_id"]
+        permissions = [("operate_token", "Can retry, regenerate, re-pin, reveal now and fail tokens")]
         constraints = [
             models.CheckConstraint(condition=models.Q(token_id__gte=1), name="token_id_positive"),
             models.CheckConstraint(

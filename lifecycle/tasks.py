@@ -58,5 +58,9 @@ def sweep() -> dict[str, int]:
         and RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE).exists()
     ):
         stage_nudge(stage="reveal")
+    from chain.services.state import state_set
+    from lifecycle.selectors import HEARTBEAT_KEY
+
+    state_set(key=HEARTBEAT_KEY, value={"at": timezone.now().isoformat(), "host": socket.gethostname()})
     logger.info("sweeper.ran", extra=counts)
     return counts

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.utils import timezone
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -348,14 +348,16 @@ class Keeper:
             status=TokenStatus.READY, next_attempt_at__lte=now, reveal_transaction=None
         )
         batch = list(
-            queue.select_related("author").order_by("status_changed_at", "token_id")[
-                : self.config.batch_reveal_max_tokens
-            ]
+            queue.select_related("author").order_by(
+                F("reveal_requested_at").asc(nulls_last=True), "status_changed_at", "token_id"
+            )[: self.config.batch_reveal_max_tokens]
         )
         if not batch:
             return []
         if len(batch) >= self.config.batch_reveal_max_tokens or force:
             return batch
+        if batch[0].reveal_requested_at is not None:
+            return batch  # an operator asked for "reveal now": no batch wait
         waited = (now - batch[0].status_changed_at).total_seconds()
         return batch if waited >= self.config.batch_reveal_wait_seconds else []
 

@@ -1,0 +1,157 @@
+"""The read API: tokens, an author's tokens, the authors' leaderboard. Thin views over selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from eth_utils import is_address
+from rest_framework import generics, serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from authors.models import Author
+from glisk.api import ApiError, ErrorOutput
+from lifecycle.models import Token
+
+
+class Pagination(LimitOffsetPagination):
+    """limit/offset paging that refuses malformed values instead of silently ignoring them."""
+
+    default_limit = 50
+    max_limit = 500
+
+    def _strict(self, request: Request, name: str, minimum: int) -> None:
+        values = request.query_params.getlist(name)
+        if len(values) > 1:
+            raise ApiError(f"{name} given more than once", error_type="invalid_query")
+        if values and (not values[0].isdigit() or int(values[0]) < minimum):
+            raise ApiError(f"{name} must be an integer >= {minimum}", error_type="invalid_query")
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        params = super().get_schema_operation_parameters(view)
+        for param in params:
+            if param["name"] == self.limit_query_param:
+                param["schema"]["minimum"] = 1
+            elif param["name"] == self.offset_query_param:
+                param["schema"]["minimum"] = 0
+        return params
+
+    def get_limit(self, request: Request) -> int | None:
+        self._strict(request, self.limit_query_param, 1)
+        return super().get_limit(request)
+
+    def get_offset(self, request: Request) -> int:
+        self._strict(request, self.offset_query_param, 0)
+        return super().get_offset(request)
+
+
+def ipfs_http_url(cid: str) -> str | None:
+    if not cid:
+        return None
+    c = settings.GLISK
+    if c.ipfs_provider == "pinata":
+        return f"https://{c.pinata_gateway}/ipfs/{cid}"
+    return f"/ipfs/{cid}"
+
+
+class TokenOutput(serializers.Serializer):
+    token_id = serializers.IntegerField()
+    status = serializers.CharField()
+    author = serializers.CharField(source="author.wallet_address")
+    image_cid = serializers.CharField(allow_blank=True)
+    image_url = serializers.SerializerMethodField()
+    metadata_cid = serializers.CharField(allow_blank=True)
+    metadata_url = serializers.SerializerMethodField()
+    token_uri = serializers.SerializerMethodField()
+    reveal_tx = serializers.SerializerMethodField()
+    mint_tx = serializers.SerializerMethodField()
+    revealed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+    def get_image_url(self, obj: Token) -> str | None:
+        return ipfs_http_url(obj.image_cid)
+
+    def get_metadata_url(self, obj: Token) -> str | None:
+        return ipfs_http_url(obj.metadata_cid)
+
+    def get_token_uri(self, obj: Token) -> str | None:
+        return f"ipfs://{obj.metadata_cid}" if obj.metadata_cid else None
+
+    def get_reveal_tx(self, obj: Token) -> str | None:
+        tx = obj.reveal_transaction
+        return tx.tx_hash if tx is not None and tx.status == "confirmed" else None
+
+    def get_mint_tx(self, obj: Token) -> str | None:
+        return obj.mint_event.tx_hash if obj.mint_event is not None else None
+
+
+class LeaderboardEntry(serializers.Serializer):
+    wallet_address = serializers.CharField()
+    tokens = serializers.IntegerField(source="tokens_n")
+    revealed = serializers.IntegerField(source="revealed_n")
+    twitter_handle = serializers.CharField(allow_blank=True)
+    farcaster_handle = serializers.CharField(allow_blank=True)
+
+
+def tokens_qs() -> QuerySet[Token]:
+    return Token.objects.select_related("author", "reveal_transaction", "mint_event")
+
+
+class TokenDetailApi(APIView):
+    @extend_schema(responses={200: TokenOutput, 404: ErrorOutput}, summary="A token by its on-chain id")
+    def get(self, request: Request, token_id: int) -> Response:
+        token = tokens_qs().filter(pk=token_id).first()
+        if token is None:
+            raise ApiError(f"token #{token_id} is not known", status_code=404, error_type="not_found")
+        return Response(TokenOutput(token).data)
+
+
+@extend_schema(
+    responses={200: TokenOutput(many=True), 400: ErrorOutput, 404: ErrorOutput},
+    parameters=[
+        OpenApiParameter(
+            "wallet",
+            str,
+            OpenApiParameter.PATH,
+            pattern="^0x[0-9a-fA-F]{40}$",
+            description="the author's wallet (any letter case)",
+        ),
+    ],
+    summary="Tokens of an author, newest first",
+)
+class AuthorTokensApi(generics.ListAPIView):
+    serializer_class = TokenOutput
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Token]:
+        wallet = str(self.kwargs["wallet"])
+        if not is_address(wallet):
+            raise ApiError("wallet must be a 0x-prefixed 20-byte address", error_type="invalid_wallet")
+        author = Author.objects.annotate(w=Lower("wallet_address")).filter(w=wallet.lower()).first()
+        if author is None:
+            raise ApiError(f"no author {wallet}", status_code=404, error_type="not_found")
+        return tokens_qs().filter(author=author).order_by("-token_id")
+
+
+@extend_schema(
+    responses={200: LeaderboardEntry(many=True), 400: ErrorOutput},
+    summary="Authors by number of tokens minted with their prompt",
+)
+class LeaderboardApi(generics.ListAPIView):
+    serializer_class = LeaderboardEntry
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Author]:
+        return (
+            Author.objects.annotate(
+                tokens_n=Count("tokens"), revealed_n=Count("tokens", filter=Q(tokens__status="revealed"))
+            )
+            .filter(tokens_n__gt=0)
+            .order_by("-tokens_n", "wallet_address")
+        )

@@ -1,0 +1,345 @@
+"""The back office as operators use it: the dashboard, the token pages and the actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.files.base import ContentFile
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from lifecycle.models import Token, TokenTransition
+from lifecycle.selectors import dashboard_get
+from tests.factories import (
+    AuthorFactory,
+    MintEventFactory,
+    RevealTransactionFactory,
+    TokenFactory,
+    WebhookDeliveryFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def known_tokens():
+    """A known mix: 2 detected (one stuck), 1 uploading, 2 ready, 3 revealed (2 this hour), 2 failed."""
+    now = timezone.now()
+    author = AuthorFactory.create()
+    TokenFactory.create(token_id=1, author=author, status="detected")
+    TokenFactory.create(
+        token_id=2, author=author, status="detected", status_changed_at=now - timedelta(hours=1)
+    )
+    up = TokenFactory.create(token_id=3, author=author, status="uploading", image_content_type="image/png")
+    up.image.save("3.png", ContentFile(b"\x89PNG\r\n\x1a\nfake"), save=True)
+    TokenFactory.create(token_id=4, author=author, status="ready", metadata_cid="bafkmeta4")
+    TokenFactory.create(token_id=5, author=author, status="ready", metadata_cid="bafkmeta5")
+    for token_id, when in ((6, now), (7, now), (8, now - timedelta(hours=5))):
+        TokenFactory.create(
+            token_id=token_id,
+            author=author,
+            status="revealed",
+            metadata_cid=f"bafk{token_id}",
+            revealed_at=when,
+        )
+    TokenFactory.create(
+        token_id=9,
+        author=author,
+        status="failed",
+        failed_stage="generating",
+        last_error="Replicate answered 401",
+    )
+    TokenFactory.create(
+        token_id=10,
+        author=author,
+        status="failed",
+        failed_stage="uploading",
+        last_error="Pinata answered 403",
+        image="images/10.png",
+    )
+    Token.objects.filter(pk__in=[1, 3, 4, 5, 9, 10]).update(created_at=now - timedelta(minutes=5))
+    Token.objects.filter(pk=2).update(created_at=now - timedelta(hours=2))
+    return author
+
+
+def test_dashboard_figures_match_a_known_set_of_tokens(known_tokens):
+    board = dashboard_get(with_chain=False)
+    assert board.counts == {
+        "detected": 2,
+        "generating": 0,
+        "uploading": 1,
+        "ready": 2,
+        "revealed": 3,
+        "failed": 2,
+    }
+    assert board.failed == 2
+    assert board.stuck == 1  # token 2: an hour in `detected`
+    assert sum(n for _, n in board.revealed_per_hour) == 3
+    assert board.revealed_per_hour[-1][1] == 2
+    assert board.oldest_unrevealed_age > timedelta(hours=1, minutes=59)
+
+
+def test_dashboard_page_shows_charts_counts_and_links(admin_client, known_tokens):
+    WebhookDeliveryFactory.create()
+    response = admin_client.get(reverse("admin:index"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="glisk-chart"') == 2
+    assert "Tokens by status" in html and "Revealed per hour" in html
+    assert 'id="failed-count"' in html and '?status__exact=failed">2</a>' in html
+    assert '?stuck=yes">1</a>' in html
+    chart = html.split('class="glisk-chart"')[1].split("</svg>")[0]
+    assert "http" not in chart and ">2<" in chart  # drawn here with the figures, nothing fetched
+
+
+def test_stuck_filter_lists_the_stuck_token(admin_client, known_tokens):
+    response = admin_client.get(reverse("admin:lifecycle_token_changelist"), {"stuck": "yes"})
+    assert list(response.context["cl"].result_list.values_list("token_id", flat=True)) == [2]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"status__exact": "failed"}, [9, 10]),
+        ({"error_stage": "image"}, [9]),
+        ({"error_stage": "ipfs"}, [10]),
+        ({"q": "bafkmeta4"}, [4]),
+        ({"q": "7"}, [7]),
+    ],
+)
+def test_token_list_filters_and_search(admin_client, known_tokens, params, expected):
+    response = admin_client.get(reverse("admin:lifecycle_token_changelist"), params)
+    assert sorted(response.context["cl"].result_list.values_list("token_id", flat=True)) == expected
+
+
+def test_token_list_searches_wallet_and_tx_hash(admin_client):
+    event = MintEventFactory.create()
+    TokenFactory.create(token_id=50, author=event.author, mint_event=event)
+    for q in (event.tx_hash, event.author.wallet_address):
+        response = admin_client.get(reverse("admin:lifecycle_token_changelist"), {"q": q})
+        assert list(response.context["cl"].result_list.values_list("token_id", flat=True)) == [50]
+
+
+def test_token_page_shows_image_metadata_links_timeline_and_attempts(admin_client, settings):
+    import dataclasses
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, explorer_url="https://sepolia.basescan.org")
+    event = MintEventFactory.create()
+    tx = RevealTransactionFactory.create(status="confirmed", token_ids=[77])
+    token = TokenFactory.create(
+        token_id=77,
+        author=event.author,
+        mint_event=event,
+        status="revealed",
+        image_cid="bafkimage77",
+        metadata_cid="bafkmeta77",
+        reveal_transaction=tx,
+        metadata={"name": "GLISK S0 #77"},
+        prompt_text="a glass fox",
+        image_content_type="image/png",
+    )
+    token.image.save("77.png", ContentFile(b"\x89PNG\r\n\x1a\n77"), save=True)
+    TokenTransition.objects.create(
+        token=token, from_status="ready", to_status="revealed", actor="stage:reveal"
+    )
+    html = admin_client.get(reverse("admin:lifecycle_token_change", args=[77])).content.decode()
+    for fragment in (
+        "a glass fox",
+        "ipfs://bafkimage77",
+        "ipfs://bafkmeta77",
+        "/ipfs/bafkmeta77",
+        "&quot;name&quot;: &quot;GLISK S0 #77&quot;",
+        f"https://sepolia.basescan.org/tx/{event.tx_hash}",
+        f"https://sepolia.basescan.org/tx/{tx.tx_hash}",
+        "stage:reveal",
+        "Status timeline",
+        "Image attempts",
+        "IPFS attempts",
+        reverse("admin:lifecycle_token_image", args=[77]),
+    ):
+        assert fragment in html, fragment
+    image = admin_client.get(reverse("admin:lifecycle_token_image", args=[77]))
+    assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content).endswith(b"77")
+
+
+def test_devnet_has_no_explorer_links(admin_client):
+    event = MintEventFactory.create()
+    TokenFactory.create(token_id=5, author=event.author, mint_event=event)
+    html = admin_client.get(reverse("admin:lifecycle_token_change", args=[5])).content.decode()
+    assert event.tx_hash in html and "basescan" not in html
+
+
+def act(client, token_id, action, reason="checked by hand"):
+    return client.post(
+        reverse("admin:lifecycle_token_act", args=[token_id, action]), {"reason": reason}, follow=True
+    )
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_retry_button_sends_a_failed_token_back_and_records_who_and_why(admin_client, known_tokens):
+    response = act(admin_client, 9, "retry", "rotated the Replicate token")
+    assert Token.objects.get(pk=9).status == "generating"
+    last = TokenTransition.objects.filter(token_id=9).last()
+    assert (last.actor, last.reason) == ("operator:admin", "rotated the Replicate token")
+    assert any("goes back to generating" in m for m in messages_of(response))
+    assert OrmQ.objects.count() == 1
+
+
+def test_regenerate_and_repin_and_reveal_now_and_mark_failed(admin_client, known_tokens):
+    act(admin_client, 4, "regenerate")
+    token = Token.objects.get(pk=4)
+    assert token.status == "generating" and token.metadata_cid == "" and token.image_cid == ""
+    act(admin_client, 10, "repin")
+    assert Token.objects.get(pk=10).status == "uploading"
+    act(admin_client, 5, "reveal_now")
+    assert Token.objects.get(pk=5).reveal_requested_at is not None
+    act(admin_client, 1, "mark_failed", "bad prompt")
+    token = Token.objects.get(pk=1)
+    assert token.status == "failed" and "marked failed by admin: bad prompt" in token.last_error
+
+
+@pytest.mark.parametrize(
+    ("token_id", "action", "why"),
+    [
+        (6, "regenerate", "revealed on chain"),
+        (6, "mark_failed", "revealed already"),
+        (4, "retry", "not failed"),
+        (1, "repin", "can be re-pinned"),
+        (3, "reveal_now", "only ready tokens"),
+        (1, "regenerate", "being made already"),
+    ],
+)
+def test_an_action_on_a_token_in_the_wrong_state_is_refused_and_changes_nothing(
+    admin_client, known_tokens, token_id, action, why
+):
+    before = Token.objects.values().get(pk=token_id)
+    transitions = TokenTransition.objects.count()
+    response = act(admin_client, token_id, action)
+    assert any(why in m and m.startswith("refused") for m in messages_of(response)), messages_of(response)
+    assert Token.objects.values().get(pk=token_id) == before
+    assert TokenTransition.objects.count() == transitions
+
+
+def test_a_reason_is_required(admin_client, known_tokens):
+    response = act(admin_client, 9, "retry", reason="  ")
+    assert any("reason is required" in m for m in messages_of(response))
+    assert Token.objects.get(pk=9).status == "failed"
+
+
+def test_token_in_a_reveal_in_flight_cannot_be_changed(admin_client, known_tokens):
+    tx = RevealTransactionFactory.create(status="sent", token_ids=[4])
+    Token.objects.filter(pk=4).update(reveal_transaction=tx)
+    response = act(admin_client, 4, "regenerate")
+    assert any("in flight" in m for m in messages_of(response))
+    assert Token.objects.get(pk=4).status == "ready"
+
+
+def test_list_actions_apply_to_each_selected_token(admin_client, known_tokens):
+    url = reverse("admin:lifecycle_token_changelist")
+    response = admin_client.post(
+        url, {"action": "action_retry", "_selected_action": [9, 10, 4], "reason": "bulk retry"}, follow=True
+    )
+    assert Token.objects.get(pk=9).status == "generating" and Token.objects.get(pk=10).status == "uploading"
+    assert any("refused" in m and "#4" in m for m in messages_of(response))
+    assert Token.objects.get(pk=4).status == "ready"
+
+
+def test_buttons_are_post_only(admin_client, known_tokens):
+    response = admin_client.get(reverse("admin:lifecycle_token_act", args=[9, "retry"]))
+    assert response.status_code == 405
+    assert Token.objects.get(pk=9).status == "failed"
+
+
+@pytest.fixture
+def viewer_client(client):
+    """Staff who may look at tokens but not operate on them."""
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_token", "view_author"]))
+    client.force_login(user)
+    return client
+
+
+def test_operating_needs_the_permission(viewer_client, known_tokens):
+    assert viewer_client.get(reverse("admin:lifecycle_token_change", args=[9])).status_code == 200
+    assert act(viewer_client, 9, "retry").status_code == 403
+    assert Token.objects.get(pk=9).status == "failed"
+    html = viewer_client.get(reverse("admin:lifecycle_token_change", args=[9])).content.decode()
+    assert 'id="operator-actions"' not in html
+    changelist = viewer_client.get(reverse("admin:lifecycle_token_changelist")).content.decode()
+    assert "action_retry" not in changelist
+
+
+def test_operator_with_permission_sees_the_buttons(admin_client, known_tokens):
+    html = admin_client.get(reverse("admin:lifecycle_token_change", args=[9])).content.decode()
+    assert 'id="operator-actions"' in html and 'method="post"' in html
+
+
+def test_author_prompt_editing_is_validated(admin_client):
+    author = AuthorFactory.create(prompt_text="old")
+    url = reverse("admin:authors_author_change", args=[author.pk])
+    data = {
+        "wallet_address": author.wallet_address.lower(),
+        "prompt_text": "x" * 1001,
+        "twitter_handle": "",
+        "farcaster_handle": "",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and "at most 1000 characters" in response.content.decode()
+    data["prompt_text"] = "  a new prompt  "
+    admin_client.post(url, data)
+    author.refresh_from_db()
+    assert author.prompt_text == "a new prompt" and author.wallet_address.startswith("0x")
+    data["prompt_text"] = ""
+    admin_client.post(url, data)
+    author.refresh_from_db()
+    assert author.prompt_text is None
+
+
+def test_authors_list_is_a_leaderboard_with_counts_by_status(admin_client, known_tokens):
+    AuthorFactory.create()  # no tokens
+    response = admin_client.get(reverse("admin:authors_author_changelist"))
+    rows = list(response.context["cl"].result_list)
+    assert rows[0].pk == known_tokens.pk and rows[0].n_total == 10 and rows[0].n_revealed == 3
+    assert rows[0].n_failed == 2
+
+
+def test_webhook_delivery_page_pretty_prints_and_replays(admin_client):
+    delivery = WebhookDeliveryFactory.create(
+        body=b'{"webhookId": "wh_1", "event": {"error": "capacity"}}',
+        headers={"X-Alchemy-Signature": "00"},
+        signature_valid=False,
+    )
+    html = admin_client.get(
+        reverse("admin:chain_webhookdelivery_change", args=[delivery.pk])
+    ).content.decode()
+    assert "&quot;webhookId&quot;: &quot;wh_1&quot;" in html
+    response = admin_client.post(
+        reverse("admin:chain_webhookdelivery_changelist"),
+        {"action": "replay", "_selected_action": [delivery.pk]},
+        follow=True,
+    )
+    assert any("does not verify" in m for m in messages_of(response))
+
+
+def test_reveal_transaction_page_shows_cost_and_tokens(admin_client):
+    tx = RevealTransactionFactory.create(
+        status="confirmed", token_ids=[1, 2], gas_used=100_000, effective_gas_price_wei=2 * 10**9
+    )
+    html = admin_client.get(reverse("admin:chain_revealtransaction_change", args=[tx.pk])).content.decode()
+    assert "0.00020000" in html and "#1" in html and "#2" in html
+
+
+def test_django_q_pages_are_reachable(admin_client):
+    for name in (
+        "django_q_schedule_changelist",
+        "django_q_success_changelist",
+        "django_q_failure_changelist",
+        "django_q_ormq_changelist",
+    ):
+        assert admin_client.get(reverse(f"admin:{name}")).status_code == 200
