@@ -25,7 +25,7 @@ from glisk.admin import ReadOnlyAdmin, ReadOnlyInline
 from lifecycle.charts import STATUS_COLORS
 from lifecycle.models import ImageJob, IpfsRecord, Token, TokenTransition
 from lifecycle.selectors import stuck_q
-from lifecycle.services.operator import ACTIONS, ActionRefused
+from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
 ACTION_LABELS = {
     "retry": "Retry from the stage that failed",
@@ -362,7 +362,9 @@ class TokenAdmin(admin.ModelAdmin):
     def render_change_form(
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
-        context["operator_actions"] = ACTION_LABELS.items()
+        token = context.get("original")
+        names = applicable_actions(token) if token is not None else []
+        context["operator_actions"] = [(name, ACTION_LABELS[name]) for name in names]
         context["can_operate"] = self.has_operate_permission(request)
         return super().render_change_form(request, context, *args, **kwargs)
 

@@ -188,3 +188,31 @@ ACTIONS = {
     "reveal_now": operator_reveal_now,
     "mark_failed": operator_mark_failed,
 }
+
+
+def applicable_actions(token: Token) -> list[str]:
+    """The actions that would apply to `token` as it is (the token page shows only these)."""
+    status = token.status
+    in_flight = token.reveal_transaction_id is not None and status == TokenStatus.READY
+    names: list[str] = []
+    if status == TokenStatus.FAILED:
+        names.append("retry")
+    if status in (TokenStatus.UPLOADING, TokenStatus.READY, TokenStatus.FAILED) and not in_flight:
+        names.append("regenerate")
+    if (
+        token.image
+        and not in_flight
+        and (
+            status == TokenStatus.READY
+            or (
+                status == TokenStatus.FAILED
+                and token.failed_stage in (TokenStatus.UPLOADING, TokenStatus.READY)
+            )
+        )
+    ):
+        names.append("repin")
+    if status == TokenStatus.READY and not in_flight:
+        names.append("reveal_now")
+    if status not in TERMINAL_STATUSES and not in_flight:
+        names.append("mark_failed")
+    return names

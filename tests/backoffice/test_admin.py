@@ -343,3 +343,19 @@ def test_django_q_pages_are_reachable(admin_client):
         "django_q_ormq_changelist",
     ):
         assert admin_client.get(reverse(f"admin:{name}")).status_code == 200
+
+
+def test_the_token_page_offers_only_the_actions_that_apply(admin_client, known_tokens):
+    def buttons(token_id):
+        html = admin_client.get(reverse("admin:lifecycle_token_change", args=[token_id])).content.decode()
+        return {
+            name
+            for name in ("retry", "regenerate", "repin", "reveal_now", "mark_failed")
+            if f'value="{name}"' in html
+        }
+
+    assert buttons(9) == {"retry", "regenerate"}  # failed while generating: no stored image to re-pin
+    assert buttons(10) == {"retry", "regenerate", "repin"}
+    assert buttons(4) == {"regenerate", "reveal_now", "mark_failed"}
+    assert buttons(1) == {"mark_failed"}
+    assert buttons(6) == set()  # revealed: nothing left to do

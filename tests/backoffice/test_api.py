@@ -109,3 +109,9 @@ def test_api_conforms_to_its_schema_and_never_500s(case, seeded):
     response = case.call()
     assert response.status_code < 500, response.text
     case.validate_response(response)
+
+
+def test_docs_pages_forbid_third_party_requests(client):
+    for page in ("/docs", "/redoc"):
+        csp = client.get(page)["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "font-src 'self'" in csp and "img-src 'self'" in csp
