@@ -9,12 +9,13 @@ from chain.adapter import ChainError, GliskChain
 from chain.services.keeper import _ready_waiting, reveal_run
 from chain.services.recovery import tokens_recover
 from chain.services.watcher import watcher_run
-from lifecycle.nudge import stage_nudge
+from lifecycle.nudge import stage_nudge, stage_started
 
 logger = logging.getLogger(__name__)
 
 
 def reveal_stage() -> dict[str, Any] | None:
+    stage_started(stage="reveal")
     report = reveal_run()
     if report is None:
         return None  # another process is the keeper's sender right now

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from lifecycle.models import Token, TokenStatus
-from lifecycle.nudge import stage_nudge
+from lifecycle.nudge import stage_nudge, stage_started
 from lifecycle.services.stages import image_stage_run, ipfs_stage_run
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,13 @@ def worker_id() -> str:
 
 
 def image_stage() -> dict[str, Any]:
+    stage_started(stage="image")
     report = image_stage_run(worker_id=worker_id())
     return vars(report)
 
 
 def ipfs_stage() -> dict[str, Any]:
+    stage_started(stage="ipfs")
     report = ipfs_stage_run(worker_id=worker_id())
     return vars(report)
 

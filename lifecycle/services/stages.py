@@ -437,7 +437,13 @@ StageWork = Callable[[Token, str, StageReport], None]
 
 
 def _run_stage(
-    *, statuses: list[str], worker_id: str, work: StageWork, budget_seconds: float, batch_size: int
+    *,
+    stage: str,
+    statuses: list[str],
+    worker_id: str,
+    work: StageWork,
+    budget_seconds: float,
+    batch_size: int,
 ) -> StageReport:
     report = StageReport()
     deadline = time.monotonic() + budget_seconds
@@ -446,6 +452,9 @@ def _run_stage(
         claim = token_claim(statuses=statuses, worker_id=worker_id, limit=batch_size, lease_seconds=lease)
         if not claim.tokens:
             break
+        if len(claim.tokens) == batch_size:
+            # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
+            stage_nudge(stage=stage)
         report.claimed += len(claim.tokens)
         tokens = Token.objects.select_related("author").in_bulk(claim.ids)
         for token_id in claim.ids:
@@ -463,6 +472,7 @@ def image_stage_run(
     """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
     provider = provider or image_provider()
     return _run_stage(
+        stage="image",
         statuses=[TokenStatus.DETECTED, TokenStatus.GENERATING],
         worker_id=worker_id,
         work=lambda token, worker, report: image_generate_token(
@@ -479,6 +489,7 @@ def ipfs_stage_run(
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
     return _run_stage(
+        stage="ipfs",
         statuses=[TokenStatus.UPLOADING],
         worker_id=worker_id,
         work=lambda token, worker, report: ipfs_pin_token(

@@ -6,7 +6,7 @@ import json
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class StandInServer:
@@ -31,7 +31,7 @@ class StandInServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> StandInServer:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -44,9 +44,19 @@ class StandInServer:
         with self.lock:
             self.faults.extend(faults)
 
+    random_faults: tuple[str, ...] = ()
+    fault_rate = 0.0
+
     def next_fault(self) -> str | None:
+        """The queued fault, else (with `fault_rate`) a random one of `random_faults`."""
+        import random
+
         with self.lock:
-            return self.faults.popleft() if self.faults else None
+            if self.faults:
+                return self.faults.popleft()
+        if self.fault_rate and random.random() < self.fault_rate:
+            return random.choice(self.random_faults)
+        return None
 
 
 def send_json(

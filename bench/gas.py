@@ -1,0 +1,62 @@
+"""Reveal gas per token for batch sizes 1 to 50, with real CIDv1 metadata URIs, on anvil.
+
+.venv/bin/python bench/gas.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, setup_django, write_results
+
+SIZES = [1, 2, 5, 10, 20, 30, 40, 50]
+
+
+def main() -> None:
+    setup_django()
+    from eth_abi import encode
+
+    from chain import abi, devnet
+    from chain.adapter import GliskChain
+    from lifecycle.providers.ipfs import cid_v1
+
+    port = devnet.free_port()
+    anvil = devnet.start_anvil(port=port, accounts=12)
+    try:
+        rpc = f"http://127.0.0.1:{port}"
+        info = devnet.provision(GliskChain(rpc_url=rpc, contract_address="", chain_id=31337), rpc_url=rpc)
+        chain = GliskChain(rpc_url=rpc, contract_address=info.contract_address, chain_id=31337)
+        accounts = devnet.dev_accounts(chain)
+        selector = abi.selector(
+            {"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]}
+        )
+        rows = []
+        for size in SIZES:
+            start = chain.next_token_id()
+            devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=size)
+            ids = list(range(start, start + size))
+            uris = [f"ipfs://{cid_v1(os.urandom(64))}" for _ in ids]
+            data = selector + encode(["uint256[]", "string[]"], [ids, uris]).hex()
+            receipt = devnet.send_and_wait(
+                chain, {"from": accounts[0], "to": chain.contract_address, "data": data}
+            )
+            gas = int(receipt["gasUsed"], 16)
+            rows.append({"batch": size, "gas": gas, "gas_per_token": gas / size})
+            print(f"batch {size:>2}: {gas:>9,} gas  {gas / size:>9,.0f} per token")
+        default = next(r for r in rows if r["batch"] == 50)
+        print(
+            f"the keeper sends batches of BATCH_REVEAL_MAX_TOKENS (default 50): {default['gas_per_token']:,.0f} "
+            f"gas per token, {rows[0]['gas_per_token'] / default['gas_per_token']:.2f}x cheaper than one by one"
+        )
+        path = write_results("gas", {"results": rows})
+        print(f"results: {path.relative_to(ROOT)}")
+    finally:
+        devnet.stop_process(anvil)
+
+
+if __name__ == "__main__":
+    main()
