@@ -32,8 +32,12 @@ def test_a_flag_whose_task_never_started_expires():
 def test_a_rolled_back_nudge_leaves_no_flag_and_no_task():
     from django.db import transaction
 
-    with pytest.raises(RuntimeError), transaction.atomic():
-        stage_nudge(stage="image")
-        raise RuntimeError
+    def nudge_then_fail() -> None:
+        with transaction.atomic():
+            stage_nudge(stage="image")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        nudge_then_fail()
     assert OrmQ.objects.count() == 0
     assert stage_nudge(stage="image")
