@@ -147,6 +147,10 @@ class ImageJob(models.Model):
     error_class = models.CharField(max_length=64, blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     image_bytes = models.PositiveIntegerField(null=True, blank=True)
+    image_path = models.CharField(
+        max_length=255, blank=True, default="", help_text="Where the bytes were stored."
+    )
+    content_type = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -25,7 +25,7 @@ from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenS
 from lifecycle.nudge import stage_nudge
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import ImageProvider, image_provider
-from lifecycle.providers.ipfs import Pinner, pin_verified, pinner
+from lifecycle.providers.ipfs import Pinner, cid_v1, pin_verified, pinner
 from lifecycle.services.tokens import (
     LeaseLost,
     token_claim,
@@ -146,9 +146,22 @@ def prompt_for(token: Token) -> str:
     return settings.GLISK.default_prompt
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    path: str
+    content_type: str
+
+
+def _store_image(token: Token, data: bytes, content_type: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    extension = _EXTENSIONS.get(content_type, "bin")
+    return str(default_storage.save(f"images/{token.pk}-{digest}.{extension}", ContentFile(data)))
+
+
 def _generate_recorded(
     *, token: Token, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
-) -> tuple[ImageJob, Any]:
+) -> StoredImage:
+    """One generation, its bytes stored at once and the attempt recorded with where they are."""
     job = ImageJob.objects.create(
         token=token, attempt=attempt, provider=provider.name, prompt_text=prompt, fallback=fallback
     )
@@ -172,14 +185,33 @@ def _generate_recorded(
             finished_at=timezone.now(),
         )
         raise
+    path = _store_image(token, image.data, image.content_type)
     ImageJob.objects.filter(pk=job.pk).update(
         outcome=AttemptOutcome.SUCCEEDED,
         external_id=image.external_id[:128],
         image_bytes=len(image.data),
+        image_path=path,
+        content_type=image.content_type,
         duration_ms=int((time.monotonic() - started) * 1000),
         finished_at=timezone.now(),
     )
-    return job, image
+    return StoredImage(path=path, content_type=image.content_type)
+
+
+def _finished_generation(token: Token) -> tuple[StoredImage, ImageJob] | None:
+    """A generation that succeeded in this stint in `generating` but was never handed on (its
+    worker died between storing the image and the transition): reuse it, do not pay twice."""
+    job = (
+        ImageJob.objects.filter(
+            token=token, outcome=AttemptOutcome.SUCCEEDED, created_at__gte=token.status_changed_at
+        )
+        .exclude(image_path="")
+        .order_by("-created_at")
+        .first()
+    )
+    if job is None or not default_storage.exists(job.image_path):
+        return None
+    return StoredImage(path=job.image_path, content_type=job.content_type), job
 
 
 def image_generate_token(
@@ -203,11 +235,17 @@ def image_generate_token(
         token.prompt_text, token.fallback_prompt_used = prompt, False
     attempts = token.image_attempts + 1
     prompt, fallback = token.prompt_text or prompt_for(token), token.fallback_prompt_used
+    reused = _finished_generation(token) if token.status == TokenStatus.GENERATING else None
     try:
+        if reused is not None:
+            image, job = reused
+            prompt, fallback, attempts = job.prompt_text, job.fallback, max(job.attempt, token.image_attempts)
+            logger.info("stage.image_reused", extra={"token_id": token.pk, "job": job.pk})
         try:
-            _, image = _generate_recorded(
-                token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback
-            )
+            if reused is None:
+                image = _generate_recorded(
+                    token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback
+                )
         except ContentPolicyViolation:
             if fallback:
                 raise
@@ -216,7 +254,7 @@ def image_generate_token(
             Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(
                 prompt_text=prompt, fallback_prompt_used=True
             )
-            _, image = _generate_recorded(
+            image = _generate_recorded(
                 token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=True
             )
     except ContentPolicyViolation as exc:
@@ -249,9 +287,7 @@ def image_generate_token(
         )
         return
 
-    digest = hashlib.sha256(image.data).hexdigest()[:16]
-    extension = _EXTENSIONS.get(image.content_type, "bin")
-    path = default_storage.save(f"images/{token.pk}-{digest}.{extension}", ContentFile(image.data))
+    path = image.path
     try:
         with transaction.atomic():
             token_transition(
@@ -276,8 +312,7 @@ def image_generate_token(
             )
             stage_nudge(stage="ipfs")
     except LeaseLost:
-        default_storage.delete(path)  # another worker owns the token now; its image wins
-        report.lost += 1
+        report.lost += 1  # another worker owns the token now; it will reuse the stored image
         return
     report.succeeded += 1
 
@@ -312,6 +347,15 @@ def metadata_bytes(metadata: dict[str, Any]) -> bytes:
 def _pin_recorded(
     *, token: Token, pinner_: Pinner, kind: str, attempt: int, data: bytes, filename: str, content_type: str
 ) -> str:
+    expected = cid_v1(data)
+    if IpfsRecord.objects.filter(
+        token=token,
+        kind=kind,
+        cid=expected,
+        outcome=AttemptOutcome.SUCCEEDED,
+        created_at__gte=token.status_changed_at,
+    ).exists():
+        return expected  # pinned in this stint already (its worker died before handing it on)
     record = IpfsRecord.objects.create(token=token, kind=kind, attempt=attempt, provider=pinner_.name)
     started = time.monotonic()
     try:
@@ -434,6 +478,19 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
 # --- running a stage ---------------------------------------------------------------------------
 
 StageWork = Callable[[Token, str, StageReport], None]
+MAX_BACKOFF_WAIT_SECONDS = 30.0
+
+
+def _next_due_in(statuses: list[str]) -> float | None:
+    """Seconds until the next unleased token of these statuses is due, or None."""
+    now = timezone.now()
+    upcoming = (
+        Token.objects.filter(status__in=statuses, claimed_by="")
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return None if upcoming is None else max(0.0, (upcoming - now).total_seconds())
 
 
 def _run_stage(
@@ -451,7 +508,13 @@ def _run_stage(
     while time.monotonic() < deadline:
         claim = token_claim(statuses=statuses, worker_id=worker_id, limit=batch_size, lease_seconds=lease)
         if not claim.tokens:
-            break
+            # Tokens backing off after a transient error would otherwise wait for the sweeper
+            # (a minute): wait here for the next one that is due soon, holding no lock.
+            wait = _next_due_in(statuses)
+            if wait is None or wait > MAX_BACKOFF_WAIT_SECONDS or time.monotonic() + wait > deadline:
+                break
+            time.sleep(max(0.05, wait))
+            continue
         if len(claim.tokens) == batch_size:
             # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
             stage_nudge(stage=stage)

@@ -35,8 +35,9 @@ def mint(stack, total, seed=7):
     return chain
 
 
-def assert_invariants(stack, chain, total, *, allow_failed=False):
-    result = pipeline_audit(chain=chain, gateway_url=stack.web_url if stack.procs else None)
+def assert_invariants(stack, chain, total, *, allow_failed=False, local_ipfs=True):
+    gateway = stack.web_url if local_ipfs and stack.procs else None
+    result = pipeline_audit(chain=chain, gateway_url=gateway)
     assert result.problems == []
     assert result.on_chain == total and result.unfinished == 0
     if not allow_failed:
@@ -46,14 +47,14 @@ def assert_invariants(stack, chain, total, *, allow_failed=False):
 
 def test_sigkill_a_random_cluster_every_few_seconds(chaos_stack):
     """Scenario 1: clusters killed with SIGKILL (and restarted) while tokens flow."""
-    total = scale(150, 1000)
+    total = scale(80, 1000)
     stack = chaos_stack()
     stack.start_web()
     clusters = [stack.start_cluster("c1"), stack.start_cluster("c2")]
     chain = mint(stack, total)
     kills = 0
     rng = random.Random(3)
-    while not all_done(total) and kills < scale(4, 30):
+    while not all_done(total) and kills < scale(3, 30):
         time.sleep(rng.uniform(2, 5))
         victim = clusters.pop(rng.randrange(len(clusters)))
         stack.kill(victim)
@@ -66,7 +67,7 @@ def test_sigkill_a_random_cluster_every_few_seconds(chaos_stack):
 
 def test_same_deliveries_three_times_out_of_order_from_several_senders(chaos_stack):
     """Scenario 3: Alchemy retries and overlaps, against the app under gunicorn."""
-    total = scale(120, 600)
+    total = scale(80, 600)
     stack = chaos_stack()
     stack.start_web()
     chain = stack.chain()
@@ -112,7 +113,7 @@ def test_same_deliveries_three_times_out_of_order_from_several_senders(chaos_sta
 
 def test_restarting_the_web_app_during_ingestion_loses_no_answered_delivery(chaos_stack):
     """Scenario 2 (web half): every delivery answered 200 is in the database."""
-    total = scale(100, 500)
+    total = scale(60, 500)
     stack = chaos_stack()
     web = stack.start_web()
     chain = stack.chain()
@@ -153,7 +154,7 @@ def test_restarting_the_web_app_during_ingestion_loses_no_answered_delivery(chao
 def test_provider_faults_nsfw_and_an_rpc_outage(chaos_stack):
     """Scenario 4: 30 % of Replicate and Pinata calls fail, 5 % of prompts are NSFW, the RPC
     refuses every request for a while mid-run."""
-    total = scale(120, 500)
+    total = scale(30, 500)
     replicate, pinata = ReplicateStandIn().start(), PinataStandIn().start()
     replicate.random_faults = ("429", "429_retry_after", "500", "503", "slow", "model_error", "nsfw")
     replicate.fault_rate = 0.35  # 6/7 of it transient errors (30 %), 1/7 NSFW (5 %)
@@ -186,18 +187,21 @@ def test_provider_faults_nsfw_and_an_rpc_outage(chaos_stack):
         stack.start_cluster("c2")
         chain = mint(stack, total)
         assert wait_until(lambda: Token.objects.filter(status="revealed").count() >= total // 3, timeout=300)
-        proxy.outage(scale(8, 20))
+        proxy.outage(scale(5, 20))
         assert wait_until(lambda: all_done(total), timeout=600), list(
             Token.objects.exclude(status__in=["revealed", "failed"]).values_list(
                 "token_id", "status", "last_error"
             )[:5]
         )
         assert proxy.refused > 0
-        result = assert_invariants(stack, chain, total, allow_failed=True)
+        result = assert_invariants(stack, chain, total, allow_failed=True, local_ipfs=False)
         assert result.revealed >= total * 0.9
-        # Every pinned CID is what the stand-in computed from the bytes (no mismatch slipped through).
-        for token in Token.objects.filter(status="revealed")[:50]:
-            assert token.metadata_cid in pinata.pins and token.image_cid in pinata.pins
+        # Content check against what Pinata holds: the metadata names the image CID and every CID
+        # is what the stand-in computed from the bytes it received.
+        for token in Token.objects.filter(status="revealed"):
+            metadata = json.loads(pinata.pins[token.metadata_cid]["data"])
+            assert metadata["image"] == f"ipfs://{token.image_cid}"
+            assert token.image_cid in pinata.pins
         proxy.stop()
     finally:
         replicate.stop()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def run(provider=None):
-    return image_stage_run(worker_id="w-test", budget_seconds=30, provider=provider)
+    return image_stage_run(worker_id="w-test", budget_seconds=1, provider=provider)
 
 
 def test_local_provider_generates_stores_and_moves_to_uploading(settings):
@@ -192,3 +192,57 @@ def test_a_dead_workers_lease_expires_and_the_token_is_picked_up(replicate_provi
     Token.objects.filter(pk=token.pk).update(lease_expires_at=timezone.now())  # time passes
     assert run(replicate_provider).succeeded == 1
     assert Token.objects.get(pk=token.pk).status == "uploading"
+
+
+def test_a_generation_whose_worker_died_before_handing_on_is_reused_not_paid_twice(
+    replicate, replicate_provider
+):
+    token = TokenFactory.create()
+    # The first worker generated and stored the image, then was killed before its transition.
+    claim = token_claim(statuses=["detected"], worker_id="doomed", limit=1, lease_seconds=60)
+    from lifecycle.services import stages
+    from lifecycle.services.stages import StageReport, image_generate_token
+
+    stored = stages._generate_recorded(
+        token=claim.tokens[0], provider=replicate_provider, prompt="p", attempt=1, fallback=False
+    )
+    Token.objects.filter(pk=token.pk).update(
+        status="generating",
+        prompt_text="p",
+        status_changed_at=timezone.now() - timezone.timedelta(seconds=5),
+        lease_expires_at=timezone.now(),
+    )
+    ImageJob.objects.filter(token=token).update(created_at=timezone.now())
+    assert replicate.creates == 1
+    report = StageReport()
+    fresh = Token.objects.select_related("author").get(pk=token.pk)
+    token_claim(statuses=["generating"], worker_id="w2", limit=1, lease_seconds=60)
+    image_generate_token(token=fresh, worker_id="w2", provider=replicate_provider, report=report)
+    assert report.succeeded == 1 and replicate.creates == 1
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.image.name == stored.path
+
+
+def test_regenerate_does_not_reuse_the_previous_image(replicate, replicate_provider):
+    from lifecycle.services.operator import operator_regenerate
+
+    token = TokenFactory.create()
+    assert run(replicate_provider).succeeded == 1
+    Token.objects.filter(pk=token.pk).update(status="ready", metadata_cid="bafkx")
+    operator_regenerate(token_id=token.pk, operator="ops", reason="ugly")
+    assert run(replicate_provider).succeeded == 1
+    assert replicate.creates == 2
+    assert ImageJob.objects.filter(token=token, outcome="succeeded").count() == 2
+
+
+def test_a_token_backing_off_is_retried_in_the_same_run_not_a_minute_later(
+    replicate, replicate_provider, settings
+):
+    configure(settings, retry_backoff_base_seconds=0.3, retry_backoff_max_seconds=0.3)
+    replicate.inject("503")
+    token = TokenFactory.create()
+    started = timezone.now()
+    report = image_stage_run(worker_id="w", budget_seconds=10, provider=replicate_provider)
+    assert (report.retried, report.succeeded) == (1, 1)
+    token.refresh_from_db()
+    assert token.status == "uploading" and (timezone.now() - started).total_seconds() < 5

@@ -56,7 +56,7 @@ def ready_for_ipfs(**kwargs):
 
 
 def run(pinner=None):
-    return ipfs_stage_run(worker_id="w-ipfs", budget_seconds=30, pinner_=pinner)
+    return ipfs_stage_run(worker_id="w-ipfs", budget_seconds=1, pinner_=pinner)
 
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +169,18 @@ def test_missing_image_file_fails_with_a_reason():
     run(LocalPinner(Path("/nonexistent")))
     token.refresh_from_db()
     assert token.status == "failed" and "regenerate" in token.last_error
+
+
+def test_a_pin_whose_worker_died_before_handing_on_is_not_repeated(pinata, pinata_pinner):
+    token = ready_for_ipfs()
+    with token.image.open("rb") as handle:
+        data = handle.read()
+    # The dead worker pinned the image and recorded it, then died before saving the CID on the token.
+    pinata_pinner.pin(data=data, filename="x.png", content_type="image/png", keyvalues={})
+    IpfsRecord.objects.create(
+        token=token, kind="image", attempt=1, provider="pinata", cid=cid_v1(data), outcome="succeeded"
+    )
+    uploads_before = len(pinata.uploads)
+    assert run(pinata_pinner).succeeded == 1
+    assert len(pinata.uploads) == uploads_before + 1  # only the metadata
+    assert IpfsRecord.objects.filter(token=token, kind="image", outcome="succeeded").count() == 1
