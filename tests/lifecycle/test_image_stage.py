@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -209,7 +211,7 @@ def test_a_generation_whose_worker_died_before_handing_on_is_reused_not_paid_twi
     Token.objects.filter(pk=token.pk).update(
         status="generating",
         prompt_text="p",
-        status_changed_at=timezone.now() - timezone.timedelta(seconds=5),
+        status_changed_at=timezone.now() - timedelta(seconds=5),
         lease_expires_at=timezone.now(),
     )
     ImageJob.objects.filter(token=token).update(created_at=timezone.now())
