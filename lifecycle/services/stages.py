@@ -257,28 +257,17 @@ def image_generate_token(
             image = _generate_recorded(
                 token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=True
             )
-    except ContentPolicyViolation as exc:
-        error = ProviderError(
-            f"the fallback prompt was refused too: {exc}", transient=False, error_class="content_policy"
-        )
+    except ProviderError as exc:
+        error = exc
+        if isinstance(exc, ContentPolicyViolation):  # the safe prompt was refused as well
+            error = ProviderError(
+                f"the fallback prompt was refused too: {exc}", transient=False, error_class="content_policy"
+            )
         _retry_or_fail(
             token=token,
             worker_id=worker_id,
             actor=actor,
             error=error,
-            provider=provider.name,
-            attempts_field="image_attempts",
-            attempts=attempts,
-            max_attempts=config.image_max_attempts,
-            report=report,
-        )
-        return
-    except ProviderError as exc:
-        _retry_or_fail(
-            token=token,
-            worker_id=worker_id,
-            actor=actor,
-            error=exc,
             provider=provider.name,
             attempts_field="image_attempts",
             attempts=attempts,
