@@ -75,7 +75,8 @@ class Stack:
     # --- processes -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """The processes' environment: ours, plus the database and (on a devnet) the chain."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+        # The test settings' STAGE_CONCURRENCY=1 is for in-process tests, not for our processes.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "STAGE_CONCURRENCY"}
         env.update(
             {
                 "APP_ENV": "test",

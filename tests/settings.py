@@ -4,5 +4,8 @@ import os
 
 os.environ.setdefault("APP_ENV", "test")
 os.environ.setdefault("ALCHEMY_WEBHOOK_SECRET", "whsec_test")
+# In-process stage tests run inside the test's transaction, which other threads' connections
+# cannot see; the processes the end-to-end tests start use the default (threads).
+os.environ.setdefault("STAGE_CONCURRENCY", "1")
 
 from glisk.settings import *  # noqa: F403

@@ -86,6 +86,7 @@ class ReplicateImageProvider:
     """flux-schnell through `replicate.Client`, with the token, base URL and timeouts on the client."""
 
     name = "replicate"
+    network_bound = True  # a stage works on a claimed batch concurrently
 
     def __init__(
         self,

@@ -94,6 +94,7 @@ class PinataPinner:
     """`pinFileToIPFS` with `cidVersion: 1` and a Bearer JWT."""
 
     name = "pinata"
+    network_bound = True  # a stage works on a claimed batch concurrently
 
     def __init__(self, *, jwt: str, api_url: str, timeout: float):
         if not jwt:

@@ -4,12 +4,14 @@ finish each token with a lease-checked transition, and record every attempt as a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from authors.selectors import author_get_by_wallet
@@ -484,6 +486,7 @@ def _next_due_in(statuses: list[str]) -> float | None:
 
 def _run_stage(
     *,
+    max_concurrency: int,
     stage: str,
     statuses: list[str],
     worker_id: str,
@@ -509,12 +512,29 @@ def _run_stage(
             stage_nudge(stage=stage)
         report.claimed += len(claim.tokens)
         tokens = Token.objects.select_related("author").in_bulk(claim.ids)
-        for token_id in claim.ids:
-            token = tokens[token_id]
-            try:
-                work(token, worker_id, report)
-            except LeaseLost:
-                report.lost += 1
+        concurrency = min(len(claim.ids), max_concurrency)
+        if concurrency <= 1:
+            for token_id in claim.ids:
+                report.add(_work_one(work, tokens[token_id], worker_id))
+        else:
+            # Provider calls wait on the network: a claimed batch is worked on concurrently. Each
+            # thread uses (and closes) its own database connection.
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{stage}-stage") as pool:
+                one_token = functools.partial(_work_one, work, worker_id=worker_id, own_connection=True)
+                for one in pool.map(one_token, [tokens[t] for t in claim.ids]):
+                    report.add(one)
+    return report
+
+
+def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: bool = False) -> StageReport:
+    report = StageReport()
+    try:
+        work(token, worker_id, report)
+    except LeaseLost:
+        report.lost += 1
+    finally:
+        if own_connection:
+            connections.close_all()  # this thread's connections only
     return report
 
 
@@ -524,6 +544,8 @@ def image_stage_run(
     """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
     provider = provider or image_provider()
     return _run_stage(
+        # Threads only help providers that wait on the network; the local generator is CPU-bound.
+        max_concurrency=settings.GLISK.stage_concurrency if getattr(provider, "network_bound", False) else 1,
         stage="image",
         statuses=[TokenStatus.DETECTED, TokenStatus.GENERATING],
         worker_id=worker_id,
@@ -541,6 +563,7 @@ def ipfs_stage_run(
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
     return _run_stage(
+        max_concurrency=settings.GLISK.stage_concurrency if getattr(pinner_, "network_bound", False) else 1,
         stage="ipfs",
         statuses=[TokenStatus.UPLOADING],
         worker_id=worker_id,

@@ -248,3 +248,33 @@ def test_a_token_backing_off_is_retried_in_the_same_run_not_a_minute_later(
     assert (report.retried, report.succeeded) == (1, 1)
     token.refresh_from_db()
     assert token.status == "uploading" and (timezone.now() - started).total_seconds() < 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claimed_batch_is_generated_concurrently(replicate, replicate_provider, settings):
+    """Provider calls wait on the network: threads (each with its own connection) overlap them."""
+    configure(settings, stage_concurrency=8, worker_batch_size=8)
+    replicate.latency = (0.3, 0.3)
+    TokenFactory.create_batch(8)
+    report = image_stage_run(worker_id="w", budget_seconds=5, provider=replicate_provider)
+    assert report.succeeded == 8 and replicate.creates == 8
+    assert set(Token.objects.values_list("status", flat=True)) == {"uploading"}
+    assert replicate.max_in_flight > 1  # the batch's predictions overlapped
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_local_generator_is_not_threaded(settings):
+    """CPU-bound: threads would only add connections and contention."""
+    import threading
+
+    configure(settings, stage_concurrency=8, worker_batch_size=8)
+    seen: set[str] = set()
+
+    class Recording(LocalImageProvider):
+        def generate(self, *, prompt, token_id):
+            seen.add(threading.current_thread().name)
+            return super().generate(prompt=prompt, token_id=token_id)
+
+    TokenFactory.create_batch(4)
+    assert image_stage_run(worker_id="w", budget_seconds=5, provider=Recording()).succeeded == 4
+    assert seen == {threading.current_thread().name}

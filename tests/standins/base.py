@@ -46,6 +46,26 @@ class StandInServer:
 
     random_faults: tuple[str, ...] = ()
     fault_rate = 0.0
+    latency: tuple[float, float] = (0.0, 0.0)  # seconds added to every answer, uniformly drawn
+
+    in_flight = 0
+    max_in_flight = 0
+
+    def delay(self) -> None:
+        """Answer after `latency`, counting how many requests are being answered at once."""
+        import random
+        import time
+
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            low, high = self.latency
+            if high > 0:
+                time.sleep(random.uniform(low, high))
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def next_fault(self) -> str | None:
         """The queued fault, else (with `fault_rate`) a random one of `random_faults`."""

@@ -55,6 +55,7 @@ class PinataHandler(BaseHTTPRequestHandler):
             send_json(self, 404, {"error": "Not found"})
             return
         fault = s.next_fault()
+        s.delay()
         if fault == "slow":
             time.sleep(s.slow_seconds)
         if fault in ("401", "403") or self.headers.get("Authorization") != f"Bearer {s.jwt}":

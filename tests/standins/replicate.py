@@ -60,6 +60,7 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             send_json(self, 404, {"detail": "Not found", "status": 404})
             return
         fault = s.next_fault()
+        s.delay()
         if fault == "slow":
             time.sleep(s.slow_seconds)
         if fault == "401" or not self._authorized():
