@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from chain.adapter import ChainError, GliskChain
-from chain.services.keeper import _ready_waiting, reveal_run
+from chain.services.keeper import ready_tokens_waiting, reveal_run
 from chain.services.recovery import tokens_recover
 from chain.services.watcher import watcher_run
 from lifecycle.nudge import stage_nudge, stage_started
@@ -20,7 +20,7 @@ def reveal_stage() -> dict[str, Any] | None:
     if report is None:
         return None  # another process is the keeper's sender right now
     # A token that became ready after our last look, while its nudge found the lock taken.
-    if _ready_waiting():
+    if ready_tokens_waiting():
         stage_nudge(stage="reveal")
     return vars(report)
 

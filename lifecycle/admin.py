@@ -222,30 +222,8 @@ class TokenAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = (
-        "token_id",
-        "badge",
-        "author_link",
-        "image_preview",
-        "prompt_text",
-        "fallback_prompt_used",
-        "image_links",
-        "metadata_links",
-        "metadata_pretty",
-        "mint_link",
-        "reveal_link",
-        "attempts",
-        "next_attempt_at",
-        "claimed_by",
-        "lease_expires_at",
-        "failed_stage",
-        "last_error",
-        "last_error_pretty",
-        "created_at",
-        "status_changed_at",
-        "revealed_at",
-        "reveal_requested_at",
-    )
+    # Every field on the token page is read-only: derived from the fieldsets, not listed twice.
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])  # type: ignore[misc]
 
     # --- permissions: rows are machine-written; operators act through the actions -----------
     def has_add_permission(self, request: HttpRequest) -> bool:

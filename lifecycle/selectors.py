@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -27,10 +27,6 @@ def stuck_q(now: datetime | None = None) -> Q:
     expired_lease = ~Q(claimed_by="") & Q(lease_expires_at__lt=now)
     old_stage = Q(status__in=list(ACTIVE_STATUSES), status_changed_at__lt=now - STUCK_AFTER)
     return expired_lease | old_stage
-
-
-def token_list_stuck() -> QuerySet[Token]:
-    return Token.objects.filter(stuck_q())
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Min
+from django.db.models import F
 from django.utils import timezone
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -465,18 +465,11 @@ def reveal_run(
                 continue
             if outcome in ("sent", "resolved", "synced"):
                 continue
-            if outcome == "idle" and not _ready_waiting():
+            if outcome == "idle" and not ready_tokens_waiting():
                 break
             sleep(poll_seconds)
     return report
 
 
-def _ready_waiting() -> bool:
+def ready_tokens_waiting() -> bool:
     return Token.objects.filter(status=TokenStatus.READY, reveal_transaction=None).exists()
-
-
-def oldest_ready_age_seconds() -> float | None:
-    oldest = Token.objects.filter(status=TokenStatus.READY).aggregate(oldest=Min("status_changed_at"))[
-        "oldest"
-    ]
-    return None if oldest is None else (timezone.now() - oldest).total_seconds()

@@ -55,3 +55,16 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def timeout_error(service: str, seconds: float) -> ProviderError:
+    return ProviderError(
+        f"{service} did not answer within {seconds:g}s", transient=True, error_class="timeout"
+    )
+
+
+def unreachable_error(service: str, exc: BaseException) -> ProviderError:
+    """No URL or host in the message: it may carry a key."""
+    return ProviderError(
+        f"{service} is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
+    )

@@ -17,7 +17,14 @@ from typing import Any, Protocol
 import httpx
 import requests
 
-from lifecycle.providers.errors import ContentPolicyViolation, ProviderError, http_error, parse_retry_after
+from lifecycle.providers.errors import (
+    ContentPolicyViolation,
+    ProviderError,
+    http_error,
+    parse_retry_after,
+    timeout_error,
+    unreachable_error,
+)
 
 _NSFW = re.compile(r"nsfw|content polic|safety|sensitive", re.I)
 _SNIFF = [
@@ -180,13 +187,9 @@ class ReplicateImageProvider:
         except ModelError as exc:  # raised by some client paths; same meaning as status "failed"
             prediction = exc.prediction
         except httpx.TimeoutException:
-            raise ProviderError(
-                f"Replicate did not answer within {self.timeout:g}s", transient=True, error_class="timeout"
-            ) from None
+            raise timeout_error("Replicate", self.timeout) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"Replicate is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
-            ) from None
+            raise unreachable_error("Replicate", exc) from None
 
         if prediction.status == "failed":
             error = str(prediction.error or "prediction failed")
@@ -213,11 +216,9 @@ class ReplicateImageProvider:
         try:
             response = requests.get(url, timeout=self.download_timeout)
         except requests.Timeout:
-            raise ProviderError("image download timed out", transient=True, error_class="timeout") from None
+            raise timeout_error("The image download", self.download_timeout) from None
         except requests.RequestException as exc:
-            raise ProviderError(
-                f"image download failed ({type(exc).__name__})", transient=True, error_class="connection"
-            ) from None
+            raise unreachable_error("The image download", exc) from None
         if response.status_code != 200:
             # 404 after an hour: the output is gone and only a new generation can help.
             raise ProviderError(

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 import requests
 from aleph_cid import CidHasher
 
-from lifecycle.providers.errors import ProviderError, http_error, parse_retry_after
+from lifecycle.providers.errors import (
+    ProviderError,
+    http_error,
+    parse_retry_after,
+    timeout_error,
+    unreachable_error,
+)
 
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$")
 
@@ -126,13 +132,9 @@ class PinataPinner:
                 timeout=self.timeout,
             )
         except requests.Timeout:
-            raise ProviderError(
-                f"Pinata did not answer within {self.timeout:g}s", transient=True, error_class="timeout"
-            ) from None
+            raise timeout_error("Pinata", self.timeout) from None
         except requests.RequestException as exc:
-            raise ProviderError(
-                f"Pinata is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
-            ) from None
+            raise unreachable_error("Pinata", exc) from None
         if response.status_code != 200:
             raise http_error(
                 response.status_code,
