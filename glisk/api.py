@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -52,6 +53,13 @@ def error_response(
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status_code, exc.error_type, str(exc))
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is restarting or unreachable: nothing was accepted, and a sender that
+        # retries (Alchemy does) will succeed once it is back. The driver's text stays in the log.
+        logger.warning("api.database_unavailable", extra={"error_class": type(exc).__name__})
+        return error_response(
+            503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "5"}
+        )
     response = drf_exception_handler(exc, context)
     if response is not None:
         detail = getattr(exc, "detail", None)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -18,13 +20,14 @@ def test_health_is_200_when_the_database_answers(client):
     assert response.json() == {"status": "healthy"}
 
 
-def test_health_is_503_without_driver_text_when_the_database_is_unreachable():
+def request_with_the_database_down(method: str, path: str, **kwargs: object) -> dict:
     """A real process whose DATABASE_URL points at a closed port on this machine."""
     script = (
-        "import django, json; django.setup();"
+        "import django, json, sys; django.setup();"
         "from django.test import Client;"
-        "r = Client().get('/health');"
-        "print(json.dumps({'code': r.status_code, 'body': r.content.decode()}))"
+        "method, path, kwargs = json.loads(sys.argv[1]);"
+        "r = getattr(Client(), method)(path, **kwargs);"
+        "print(json.dumps({'code': r.status_code, 'body': r.content.decode(), 'headers': dict(r.headers)}))"
     )
     env = dict(os.environ)
     env.update(
@@ -34,19 +37,46 @@ def test_health_is_503_without_driver_text_when_the_database_is_unreachable():
             "DATABASE_URL": "postgresql://glisk:pa55w0rd-secret@127.0.0.1:9/glisk",
             "LOG_LEVEL": "ERROR",
             "ALLOWED_HOSTS": "testserver",
+            "ALCHEMY_WEBHOOK_SECRET": "whsec_down",
         }
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, json.dumps([method, path, kwargs])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    for leak in ("pa55w0rd", "127.0.0.1", "glisk:", "connection", "psycopg"):
+        assert leak not in outcome["body"]
+    return outcome
+
+
+def test_health_is_503_without_driver_text_when_the_database_is_unreachable():
+    outcome = request_with_the_database_down("get", "/health")
     assert outcome["code"] == 503
     body = json.loads(outcome["body"])
     assert body["status"] == "unhealthy"
     assert set(body["error"]) == {"type", "message"}
-    for leak in ("pa55w0rd", "127.0.0.1", "glisk:", "connection", "psycopg"):
-        assert leak not in outcome["body"]
+
+
+def test_a_webhook_while_the_database_is_down_is_503_with_retry_after():
+    """Alchemy retries non-2xx answers: a restarting database must not look like our bug (500)."""
+    body = json.dumps({"webhookId": "wh_1", "id": "whevt_1", "event": {"data": {"block": {"logs": []}}}})
+    signature = hmac.new(b"whsec_down", body.encode(), hashlib.sha256).hexdigest()
+    outcome = request_with_the_database_down(
+        "post",
+        "/webhooks/alchemy",
+        data=body,
+        content_type="application/json",
+        HTTP_X_ALCHEMY_SIGNATURE=signature,
+    )
+    assert outcome["code"] == 503
+    assert outcome["headers"]["Retry-After"] == "5"
+    assert json.loads(outcome["body"])["error"]["type"] == "database_unavailable"
 
 
 @pytest.mark.django_db
