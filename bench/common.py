@@ -32,8 +32,14 @@ def setup_django(database_url: str | None = None) -> None:
 def fresh_database(name: str) -> str:
     """A new, migrated database on the embedded PostgreSQL; returns its URL."""
     sys.path.insert(0, str(ROOT))
+    from django.conf import settings
+
     from glisk.embedded_db import reset_database
 
+    if settings.configured:  # a run before this one: its sessions die with the dropped database
+        from django.db import connections
+
+        connections.close_all()
     url = reset_database(ROOT / "var", name)
     env = {
         **os.environ,

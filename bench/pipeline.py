@@ -15,6 +15,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,7 +47,10 @@ def stack_for(url: str, *, clusters: int, web: bool) -> object:
     return stack
 
 
-def throughput(tokens: int, clusters: int) -> dict[str, float]:
+def throughput(
+    tokens: int, clusters: int, *, watch: Callable[[list[int]], Callable[[], None]] | None = None
+) -> dict[str, float]:
+    """`watch`, given the clusters' pids, starts watching them and returns how to stop (profiling)."""
     url = fresh_database("glisk_bench_pipeline")
     setup_django(url)
     from chain import devnet
@@ -63,14 +67,16 @@ def throughput(tokens: int, clusters: int) -> dict[str, float]:
         summary = tokens_recover(chain=chain)
         assert summary.recovered == tokens, summary
         started = time.perf_counter()
-        for n in range(clusters):
-            stack.start_cluster(f"cluster-{n + 1}")  # type: ignore[attr-defined]
+        procs = [stack.start_cluster(f"cluster-{n + 1}") for n in range(clusters)]  # type: ignore[attr-defined]
+        stop_watching = watch([p.process.pid for p in procs]) if watch else None
         done = wait_until(
             lambda: Token.objects.filter(status="revealed").count() >= tokens,
             timeout=max(600, tokens / 5),
             interval=0.5,
         )
         elapsed = time.perf_counter() - started
+        if stop_watching:
+            stop_watching()
         revealed = Token.objects.filter(status="revealed").count()
         assert done, f"only {revealed} of {tokens} revealed"
         return {"tokens": tokens, "clusters": clusters, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
