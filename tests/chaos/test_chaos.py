@@ -41,13 +41,21 @@ def mint(stack, total, seed=7):
     return chain
 
 
-def assert_invariants(stack, chain, total, *, allow_failed=False, local_ipfs=True):
+def assert_invariants(stack, chain, total, *, outcome, allow_failed=False, local_ipfs=True):
+    """The audit, then one line for the README's outcome table (`pytest -s` shows it)."""
     gateway = stack.web_url if local_ipfs and stack.procs else None
     result = pipeline_audit(chain=chain, gateway_url=gateway)
     assert result.problems == []
     assert result.on_chain == total and result.unfinished == 0
     if not allow_failed:
         assert result.failed == 0
+    failed = Token.objects.filter(status="failed").values_list("last_error", flat=True)
+    reasons = Counter(error[:80] for error in failed)
+    content = f"{result.checked_content} checked over HTTP" if gateway else "content checked below"
+    print(
+        f"\n{outcome}: {total} minted, {result.revealed} revealed, {result.failed} failed "
+        f"{dict(reasons) if reasons else ''}, {content}, audit clean"
+    )
     return result
 
 
@@ -68,7 +76,7 @@ def test_sigkill_a_random_cluster_every_few_seconds(chaos_stack):
         clusters.append(stack.start_cluster(f"c-restart-{kills}"))
     assert wait_until(lambda: all_done(total), timeout=300)
     assert kills >= 1
-    assert_invariants(stack, chain, total)
+    assert_invariants(stack, chain, total, outcome=f"scenario 1 ({kills} SIGKILLs)")
 
 
 def test_same_deliveries_three_times_out_of_order_from_several_senders(chaos_stack):
@@ -114,7 +122,8 @@ def test_same_deliveries_three_times_out_of_order_from_several_senders(chaos_sta
     assert WebhookDelivery.objects.filter(outcome="processed").count() == len(deliveries)
     stack.start_cluster("c1")
     assert wait_until(lambda: all_done(total), timeout=300)
-    assert_invariants(stack, chain, total)
+    outcome = f"scenario 3 ({len(deliveries)} deliveries of {len(bodies)} blocks, all 200)"
+    assert_invariants(stack, chain, total, outcome=outcome)
 
 
 @pytest.mark.skipif(
@@ -180,8 +189,8 @@ def test_restarting_the_web_app_and_the_database_during_ingestion_loses_nothing(
     assert restarts["web"] >= 2 and restarts["database"] >= 2
     assert answers["503"] >= 1, answers  # deliveries during the outage were asked to retry
     assert wait_until(lambda: all_done(total), timeout=300)
-    assert_invariants(stack, chain, total)
-    print(f"scenario 2: {dict(restarts)} restarts, answers {dict(answers)}")
+    outcome = f"scenario 2 (restarts {dict(restarts)}; answers {dict(answers)}; every 200 stored)"
+    assert_invariants(stack, chain, total, outcome=outcome)
 
 
 def cut_the_database() -> None:
@@ -235,7 +244,15 @@ def test_provider_faults_nsfw_and_an_rpc_outage(chaos_stack):
             )[:5]
         )
         assert proxy.refused > 0
-        result = assert_invariants(stack, chain, total, allow_failed=True, local_ipfs=False)
+        result = assert_invariants(
+            stack,
+            chain,
+            total,
+            allow_failed=True,
+            local_ipfs=False,
+            outcome=f"scenario 4 (faults served: Replicate {dict(replicate.faults_served)}, "
+            f"Pinata {dict(pinata.faults_served)}; {proxy.refused} RPC requests refused)",
+        )
         assert result.revealed >= total * 0.9
         # Content check against what Pinata holds: the metadata names the image CID and every CID
         # is what the stand-in computed from the bytes it received.
@@ -298,7 +315,7 @@ def test_keeper_killed_between_broadcast_and_receipt_and_a_dropped_transaction(c
     assert set(rows.values()) == {"confirmed"}
     # Every transaction the keeper's address sent is one of our confirmed rows: nothing twice.
     assert int(chain.rpc("eth_getTransactionCount", [keeper, "latest"]), 16) - nonce_before == len(rows)
-    assert_invariants(stack, chain, 9)
+    assert_invariants(stack, chain, 9, outcome=f"scenario 5 ({len(rows)} reveals, 2 keepers killed)")
 
 
 def test_a_reorg_removes_a_mint_the_webhook_announced(chaos_stack):
@@ -322,3 +339,4 @@ def test_a_reorg_removes_a_mint_the_webhook_announced(chaos_stack):
     assert set(Token.objects.filter(pk__lte=3).values_list("status", flat=True)) == {"revealed"}
     result = pipeline_audit(chain=chain, gateway_url=stack.web_url)
     assert result.problems == [] and result.on_chain == 3
+    print("\nscenario 6: 5 announced, 2 reorged away and failed with 'not on chain', 3 revealed, audit clean")

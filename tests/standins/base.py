@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
-from collections import deque
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up on a slow answer (a timeout fault) is expected, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StandInServer:
@@ -15,6 +23,7 @@ class StandInServer:
     def __init__(self) -> None:
         self.faults: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.faults_served: Counter[str] = Counter()  # per kind, for the chaos suite's outcome lines
         self.lock = threading.Lock()
         server_self = self
 
@@ -26,7 +35,7 @@ class StandInServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -71,12 +80,16 @@ class StandInServer:
         """The queued fault, else (with `fault_rate`) a random one of `random_faults`."""
         import random
 
+        fault = None
         with self.lock:
             if self.faults:
-                return self.faults.popleft()
-        if self.fault_rate and random.random() < self.fault_rate:
-            return random.choice(self.random_faults)
-        return None
+                fault = self.faults.popleft()
+        if fault is None and self.fault_rate and random.random() < self.fault_rate:
+            fault = random.choice(self.random_faults)
+        if fault is not None:
+            with self.lock:
+                self.faults_served[fault] += 1
+        return fault
 
 
 def send_json(
