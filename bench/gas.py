@@ -18,6 +18,7 @@ SIZES = [1, 2, 5, 10, 20, 30, 40, 50]
 
 def main() -> None:
     setup_django()
+    from django.conf import settings
     from eth_abi import encode
 
     from chain import abi, devnet
@@ -34,8 +35,9 @@ def main() -> None:
         selector = abi.selector(
             {"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]}
         )
+        chosen = settings.GLISK.batch_reveal_max_tokens  # what the keeper fills a batch up to
         rows = []
-        for size in SIZES:
+        for size in sorted({*SIZES, chosen}):
             start = chain.next_token_id()
             devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=size)
             ids = list(range(start, start + size))
@@ -47,12 +49,12 @@ def main() -> None:
             gas = int(receipt["gasUsed"], 16)
             rows.append({"batch": size, "gas": gas, "gas_per_token": gas / size})
             print(f"batch {size:>2}: {gas:>9,} gas  {gas / size:>9,.0f} per token")
-        default = next(r for r in rows if r["batch"] == 50)
+        keeper = next(r for r in rows if r["batch"] == chosen)
         print(
-            f"the keeper sends batches of BATCH_REVEAL_MAX_TOKENS (default 50): {default['gas_per_token']:,.0f} "
-            f"gas per token, {rows[0]['gas_per_token'] / default['gas_per_token']:.2f}x cheaper than one by one"
+            f"the keeper fills batches up to BATCH_REVEAL_MAX_TOKENS={chosen}: {keeper['gas_per_token']:,.0f} "
+            f"gas per token, {rows[0]['gas_per_token'] / keeper['gas_per_token']:.2f}x cheaper than one by one"
         )
-        path = write_results("gas", {"results": rows})
+        path = write_results("gas", {"results": rows, "keeper_batch": chosen})
         print(f"results: {path.relative_to(ROOT)}")
     finally:
         devnet.stop_process(anvil)
