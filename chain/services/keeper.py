@@ -32,7 +32,12 @@ from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChai
 from chain.models import RevealTransaction
 from chain.services.state import advisory_lock
 from lifecycle.models import Token, TokenStatus
-from lifecycle.services.tokens import InvalidStateTransition, LeaseLost, token_fail, token_transition
+from lifecycle.services.tokens import (
+    LeaseLost,
+    token_fail,
+    token_transition,
+    tokens_transition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -285,21 +290,22 @@ class Keeper:
                 block_number=block,
                 confirmed_at=now,
             )
-            for token_id in mined.token_ids:
-                try:
-                    token_transition(
-                        token_id=token_id,
-                        to=TokenStatus.REVEALED,
-                        actor=ACTOR,
-                        reason=f"revealed in {mined.tx_hash}",
-                        sources=[TokenStatus.READY],
-                        fields={"reveal_transaction_id": mined.pk, "revealed_at": now},
-                        detail={"tx_hash": mined.tx_hash, "block": block},
-                    )
-                    report.tokens_revealed += 1
-                except InvalidStateTransition as exc:
-                    # Revealed on chain whatever the database says; an operator must look at it.
-                    logger.error("reveal.token_not_ready", extra={"token_id": token_id, "error": str(exc)})
+            not_ready = tokens_transition(
+                token_ids=mined.token_ids,
+                to=TokenStatus.REVEALED,
+                actor=ACTOR,
+                reason=f"revealed in {mined.tx_hash}",
+                sources=[TokenStatus.READY],
+                fields={"reveal_transaction_id": mined.pk, "revealed_at": now},
+                detail={"tx_hash": mined.tx_hash, "block": block},
+            )
+            report.tokens_revealed += len(mined.token_ids) - len(not_ready)
+            for token_id, status in not_ready.items():
+                # Revealed on chain whatever the database says; an operator must look at it.
+                logger.error(
+                    "reveal.token_not_ready",
+                    extra={"token_id": token_id, "status": status, "tx_hash": mined.tx_hash},
+                )
         report.confirmed += 1
         logger.info(
             "reveal.confirmed",

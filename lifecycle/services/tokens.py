@@ -53,6 +53,27 @@ def _sources_for(to: str) -> set[str]:
     return {src for src, targets in ALLOWED_TRANSITIONS.items() if to in targets}
 
 
+def _checked_sources(to: str, sources: Iterable[str] | None) -> set[str]:
+    legal = _sources_for(to)
+    if sources is not None and not set(sources) <= legal:
+        illegal = ", ".join(sorted(set(sources) - legal))
+        raise ValueError(f"{illegal} → {to} is not in ALLOWED_TRANSITIONS")
+    return legal if sources is None else legal & set(sources)
+
+
+def _moved_values(
+    to: str, now: datetime, fields: dict[str, Any] | None, *, release_lease: bool
+) -> dict[str, Any]:
+    """What the UPDATE writes besides the caller's `fields`."""
+    values: dict[str, Any] = dict(fields or {})
+    values.update(status=to, status_changed_at=now, updated_at=now)
+    if to == TokenStatus.REVEALED:
+        values.setdefault("revealed_at", now)
+    if to in TERMINAL_STATUSES or release_lease:
+        values.update(claimed_by="", lease_expires_at=None)
+    return values
+
+
 def token_transition(
     *,
     token_id: int,
@@ -72,31 +93,12 @@ def token_transition(
     the lease is released (unless `release_lease` is false: a stage starting its work).
     Raises `InvalidStateTransition` (or `LeaseLost`) when nothing matched.
     """
-    legal = _sources_for(to)
-    allowed = legal if sources is None else legal & set(sources)
-    if sources is not None and not set(sources) <= legal:
-        illegal = ", ".join(sorted(set(sources) - legal))
-        raise ValueError(f"{illegal} → {to} is not in ALLOWED_TRANSITIONS")
+    allowed = _checked_sources(to, sources)
     now = timezone.now()
-    values: dict[str, Any] = dict(fields or {})
-    values.update(status=to, status_changed_at=now, updated_at=now)
-    if to == TokenStatus.REVEALED:
-        values.setdefault("revealed_at", now)
-    if to in TERMINAL_STATUSES or (lease_owner is not None and release_lease):
-        values.update(claimed_by="", lease_expires_at=None)
+    values = _moved_values(to, now, fields, release_lease=lease_owner is not None and release_lease)
 
-    with transaction.atomic():
-        # Lock the row so the history records the status we actually moved from.
-        row = (
-            Token.objects.select_for_update().filter(pk=token_id).values_list("status", "claimed_by").first()
-        )
-        current = row[0] if row else None
-        if row is None or current not in allowed:
-            raise InvalidStateTransition(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
-        if lease_owner is not None and row[1] != lease_owner:
-            raise LeaseLost(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
-        Token.objects.filter(pk=token_id, status=current).update(**values)
-        TokenTransition.objects.create(
+    def history(current: str) -> TokenTransition:
+        return TokenTransition(
             token_id=token_id,
             from_status=current,
             to_status=to,
@@ -105,7 +107,86 @@ def token_transition(
             detail=detail,
             created_at=now,
         )
+
+    if len(allowed) == 1:
+        # One possible source (every stage's own moves): the conditional UPDATE is the
+        # compare-and-swap and names the status we moved from, so no locking read is needed.
+        (current,) = allowed
+        match: dict[str, Any] = {"pk": token_id, "status": current}
+        if lease_owner is not None:
+            match["claimed_by"] = lease_owner
+        with transaction.atomic():
+            moved = Token.objects.filter(**match).update(**values)
+            if moved:
+                history(current).save(force_insert=True)
+        if not moved:
+            row = Token.objects.filter(pk=token_id).values_list("status", "claimed_by").first()
+            if row is not None and row[0] == current and lease_owner is not None:
+                raise LeaseLost(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
+            raise InvalidStateTransition(
+                token_id=token_id, current=row[0] if row else None, wanted=to, allowed_from=allowed
+            )
+    else:
+        with transaction.atomic():
+            # Lock the row so the history records the status we actually moved from.
+            row = (
+                Token.objects.select_for_update()
+                .filter(pk=token_id)
+                .values_list("status", "claimed_by")
+                .first()
+            )
+            if row is None or row[0] not in allowed:
+                raise InvalidStateTransition(
+                    token_id=token_id, current=row[0] if row else None, wanted=to, allowed_from=allowed
+                )
+            current = row[0]
+            if lease_owner is not None and row[1] != lease_owner:
+                raise LeaseLost(token_id=token_id, current=current, wanted=to, allowed_from=allowed)
+            Token.objects.filter(pk=token_id, status=current).update(**values)
+            history(current).save(force_insert=True)
     logger.info("token.transition", extra={"token_id": token_id, "from": current, "to": to, "actor": actor})
+
+
+def tokens_transition(
+    *,
+    token_ids: Sequence[int],
+    to: str,
+    actor: str,
+    reason: str,
+    sources: Iterable[str],
+    fields: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> dict[int, str | None]:
+    """`token_transition` for a batch in one transaction of three statements (the keeper's
+    confirmed reveal). Tokens not in `sources` are left alone and returned with their status."""
+    allowed = _checked_sources(to, sources)
+    now = timezone.now()
+    values = _moved_values(to, now, fields, release_lease=False)
+    with transaction.atomic():
+        found = dict(
+            Token.objects.select_for_update()
+            .filter(pk__in=token_ids)
+            .order_by("pk")  # one locking order for every batch: no deadlocks between them
+            .values_list("pk", "status")
+        )
+        moving = [t for t in token_ids if found.get(t) in allowed]
+        if moving:
+            Token.objects.filter(pk__in=moving).update(**values)
+            TokenTransition.objects.bulk_create(
+                TokenTransition(
+                    token_id=t,
+                    from_status=found[t],
+                    to_status=to,
+                    reason=reason[:500],
+                    actor=actor[:128],
+                    detail=detail,
+                    created_at=now,
+                )
+                for t in moving
+            )
+    for t in moving:
+        logger.info("token.transition", extra={"token_id": t, "from": found[t], "to": to, "actor": actor})
+    return {t: found.get(t) for t in token_ids if found.get(t) not in allowed}
 
 
 def token_fail(

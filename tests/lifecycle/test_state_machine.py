@@ -5,7 +5,14 @@ import itertools
 import pytest
 
 from lifecycle.models import ALLOWED_TRANSITIONS, RETRYABLE_STAGES, Token, TokenStatus, TokenTransition
-from lifecycle.services.tokens import InvalidStateTransition, token_fail, token_retry, token_transition
+from lifecycle.services.tokens import (
+    InvalidStateTransition,
+    LeaseLost,
+    token_fail,
+    token_retry,
+    token_transition,
+    tokens_transition,
+)
 from tests.factories import TokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +149,42 @@ def test_fields_are_written_in_the_same_update():
     )
     token.refresh_from_db()
     assert (token.status, token.image_cid, token.metadata_cid) == (S.READY, "bafkA", "bafkB")
+
+
+def test_a_stage_finishing_a_token_moved_under_it_is_told_the_status_not_a_lost_lease():
+    token = TokenFactory.create(status=S.FAILED, claimed_by="")
+    with pytest.raises(InvalidStateTransition) as excinfo:
+        token_transition(
+            token_id=token.pk, to=S.UPLOADING, actor="stage:image", sources=[S.GENERATING], lease_owner="w1"
+        )
+    assert not isinstance(excinfo.value, LeaseLost)
+    assert excinfo.value.current == S.FAILED
+    assert not TokenTransition.objects.filter(token=token).exists()
+
+
+def test_a_batch_moves_the_tokens_in_a_source_status_and_names_the_others():
+    ready = TokenFactory.create_batch(3, status=S.READY, metadata_cid="bafkreix")
+    revealed = TokenFactory.create(status=S.REVEALED, metadata_cid="bafkreiy")
+    ids = [t.pk for t in ready] + [revealed.pk, 999_999]
+    left = tokens_transition(
+        token_ids=ids,
+        to=S.REVEALED,
+        actor="stage:reveal",
+        reason="revealed in 0xabc",
+        sources=[S.READY],
+        detail={"tx_hash": "0xabc"},
+    )
+    assert left == {revealed.pk: S.REVEALED, 999_999: None}
+    moved = Token.objects.filter(pk__in=[t.pk for t in ready])
+    assert {(t.status, t.revealed_at is not None) for t in moved} == {(S.REVEALED, True)}
+    history = TokenTransition.objects.filter(token__in=ready).values_list(
+        "token_id", "from_status", "to_status", "reason", "detail"
+    )
+    expected = [(t.pk, S.READY, S.REVEALED, "revealed in 0xabc", {"tx_hash": "0xabc"}) for t in ready]
+    assert sorted(history) == expected
+    assert not TokenTransition.objects.filter(token=revealed).exists()
+
+
+def test_a_batch_refuses_sources_outside_the_map():
+    with pytest.raises(ValueError, match="ALLOWED_TRANSITIONS"):
+        tokens_transition(token_ids=[1], to=S.READY, actor="x", reason="", sources=[S.DETECTED])
