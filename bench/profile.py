@@ -79,10 +79,11 @@ def parse(line: str) -> tuple[list[tuple[str, str]], int, bool]:
 
 
 def spent_on(frames: list[tuple[str, str]], sleeping: bool) -> str:
+    """`frames` from the task's frame inwards."""
     if sleeping:
         return "sleeping on purpose (watcher poll interval, batch wait, backoff)"
-    if frames and frames[-1][0] == "<module>":
-        return "importing the app (worker start)"
+    if any(function in ("<module>", "_find_and_load") for function, _ in frames):
+        return "importing modules (once per worker process)"
     for function, path in reversed(frames):
         if path.startswith(OURS):
             return f"our code: {function} ({path})"
@@ -103,14 +104,15 @@ def summarise(raw_files: list[Path]) -> dict[str, object]:
             if not line.strip():
                 continue
             frames, count, sleeping = parse(line)
-            task = next((f for f in frames if f[1].startswith(TASK_MODULES)), None)
-            if task is None:
+            at = next((i for i, f in enumerate(frames) if f[1].startswith(TASK_MODULES)), None)
+            if at is None:
                 continue  # the cluster's own loops, workers waiting for a task
+            task = frames[at]
             total += count
             tasks["(importing the tasks module)" if task[0] == "<module>" else task[0]] += count
             for name in {f"{fn} ({path})" for fn, path in frames if path.startswith(OURS)}:
                 functions[name] += count
-            spent[spent_on(frames, sleeping)] += count
+            spent[spent_on(frames[at:], sleeping)] += count
 
     def top(counter: Counter[str], n: int) -> list[tuple[str, float]]:
         return [(name, 100 * c / total) for name, c in counter.most_common(n)] if total else []
