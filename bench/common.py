@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +92,16 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine(), **results}, indent=2, default=str))
     return path
+
+
+@contextlib.contextmanager
+def devnet_chain() -> Iterator[Any]:
+    """A fresh anvil with GliskNFT deployed and the keeper funded (a `GliskChain`), then stopped."""
+    from glisk.stack import Stack
+
+    stack = Stack(var_dir=Path(tempfile.mkdtemp(prefix="glisk-bench-")), database_url="")
+    try:
+        stack.start_chain()
+        yield stack.chain()
+    finally:
+        stack.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, setup_django, write_results
+from bench.common import ROOT, devnet_chain, setup_django, write_results
 
 SIZES = [1, 2, 5, 10, 20, 30, 40, 50]
 
@@ -22,15 +22,9 @@ def main() -> None:
     from eth_abi import encode
 
     from chain import abi, devnet
-    from chain.adapter import GliskChain
     from lifecycle.providers.ipfs import cid_v1
 
-    port = devnet.free_port()
-    anvil = devnet.start_anvil(port=port, accounts=12)
-    try:
-        rpc = f"http://127.0.0.1:{port}"
-        info = devnet.provision(GliskChain(rpc_url=rpc, contract_address="", chain_id=31337), rpc_url=rpc)
-        chain = GliskChain(rpc_url=rpc, contract_address=info.contract_address, chain_id=31337)
+    with devnet_chain() as chain:
         accounts = devnet.dev_accounts(chain)
         selector = abi.selector(
             {"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]}
@@ -56,8 +50,6 @@ def main() -> None:
         )
         path = write_results("gas", {"results": rows, "keeper_batch": chosen})
         print(f"results: {path.relative_to(ROOT)}")
-    finally:
-        devnet.stop_process(anvil)
 
 
 if __name__ == "__main__":

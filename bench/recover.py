@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, median, setup_django, write_results
+from bench.common import ROOT, devnet_chain, fresh_database, median, setup_django, write_results
 
 
 def main() -> None:
@@ -23,16 +23,10 @@ def main() -> None:
     url = fresh_database("glisk_bench_recover")
     setup_django(url)
     from chain import devnet
-    from chain.adapter import GliskChain
     from chain.services.recovery import tokens_recover
     from lifecycle.models import Token
 
-    port = devnet.free_port()
-    anvil = devnet.start_anvil(port=port, accounts=12)
-    try:
-        rpc = f"http://127.0.0.1:{port}"
-        info = devnet.provision(GliskChain(rpc_url=rpc, contract_address="", chain_id=31337), rpc_url=rpc)
-        chain = GliskChain(rpc_url=rpc, contract_address=info.contract_address, chain_id=31337)
+    with devnet_chain() as chain:
         accounts = devnet.dev_accounts(chain)
         started = time.perf_counter()
         left = args.tokens
@@ -63,8 +57,6 @@ def main() -> None:
         )
         path = write_results("recover", {"args": vars(args), "results": result})
         print(f"results: {path.relative_to(ROOT)}")
-    finally:
-        devnet.stop_process(anvil)
 
 
 if __name__ == "__main__":
