@@ -97,7 +97,7 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
 @contextlib.contextmanager
 def devnet_chain() -> Iterator[Any]:
     """A fresh anvil with GliskNFT deployed and the keeper funded (a `GliskChain`), then stopped."""
-    from glisk.stack import Stack
+    from glisk.devtools.stack import Stack
 
     stack = Stack(var_dir=Path(tempfile.mkdtemp(prefix="glisk-bench-")), database_url="")
     try:

@@ -19,16 +19,13 @@ SIZES = [1, 2, 5, 10, 20, 30, 40, 50]
 def main() -> None:
     setup_django()
     from django.conf import settings
-    from eth_abi import encode
 
-    from chain import abi, devnet
+    from chain import abi
+    from glisk.devtools import devnet
     from lifecycle.providers.ipfs import cid_v1
 
     with devnet_chain() as chain:
         accounts = devnet.dev_accounts(chain)
-        selector = abi.selector(
-            {"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]}
-        )
         chosen = settings.GLISK.batch_reveal_max_tokens  # what the keeper fills a batch up to
         rows = []
         for size in sorted({*SIZES, chosen}):
@@ -36,7 +33,7 @@ def main() -> None:
             devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=size)
             ids = list(range(start, start + size))
             uris = [f"ipfs://{cid_v1(os.urandom(64))}" for _ in ids]
-            data = selector + encode(["uint256[]", "string[]"], [ids, uris]).hex()
+            data = abi.reveal_tokens_calldata(ids, uris)
             receipt = devnet.send_and_wait(
                 chain, {"from": accounts[0], "to": chain.contract_address, "data": data}
             )

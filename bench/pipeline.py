@@ -26,7 +26,7 @@ BATCH_WAIT = 1.0
 
 
 def stack_for(url: str, *, clusters: int, web: bool) -> object:
-    from glisk.stack import Stack
+    from glisk.devtools.stack import Stack
 
     stack = Stack(
         var_dir=Path(tempfile.mkdtemp(prefix="glisk-bench-")),
@@ -53,9 +53,9 @@ def throughput(
     """`watch`, given the clusters' pids, starts watching them and returns how to stop (profiling)."""
     url = fresh_database("glisk_bench_pipeline")
     setup_django(url)
-    from chain import devnet
     from chain.services.recovery import tokens_recover
-    from glisk.stack import mint_many, mint_plan, wait_until
+    from glisk.devtools import devnet
+    from glisk.devtools.stack import mint_many, mint_plan, wait_until
     from lifecycle.models import Token
 
     stack = stack_for(url, clusters=0, web=False)
@@ -87,8 +87,8 @@ def throughput(
 def latency(samples: int) -> dict[str, float]:
     url = fresh_database("glisk_bench_latency")
     setup_django(url)
-    from chain import devnet
-    from glisk.stack import wait_until
+    from glisk.devtools import devnet
+    from glisk.devtools.stack import wait_until
     from lifecycle.models import Token
 
     stack = stack_for(url, clusters=1, web=True)

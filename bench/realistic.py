@@ -32,8 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     url = fresh_database("glisk_bench_realistic")
     setup_django(url)
-    from chain import devnet
-    from glisk.stack import Stack, wait_until
+    from glisk.devtools import devnet
+    from glisk.devtools.stack import Stack, wait_until
     from lifecycle.models import Token
     from tests.standins.pinata import PinataStandIn
     from tests.standins.replicate import ReplicateStandIn

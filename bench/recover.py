@@ -22,8 +22,8 @@ def main() -> None:
     args = parser.parse_args()
     url = fresh_database("glisk_bench_recover")
     setup_django(url)
-    from chain import devnet
     from chain.services.recovery import tokens_recover
+    from glisk.devtools import devnet
     from lifecycle.models import Token
 
     with devnet_chain() as chain:

@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "GliskNFT.json"
@@ -46,3 +47,13 @@ def selector(item: dict[str, Any]) -> str:
 
 def errors_by_selector() -> dict[str, dict[str, Any]]:
     return {selector(item): item for item in abi() if item["type"] == "error"}
+
+
+def calldata(fn: str, types: list[str], args: list[Any]) -> str:
+    """0x-hex call data of `fn(types…)` with `args`."""
+    return selector({"name": fn, "inputs": [{"type": t} for t in types]}) + abi_encode(types, args).hex()
+
+
+def reveal_tokens_calldata(token_ids: list[int], uris: list[str]) -> str:
+    """Call data of `revealTokens(uint256[] tokenIds, string[] uris)`."""
+    return calldata("revealTokens", ["uint256[]", "string[]"], [list(token_ids), list(uris)])

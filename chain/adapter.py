@@ -16,7 +16,6 @@ from typing import Any
 
 import requests
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
@@ -159,6 +158,12 @@ def decode_batch_minted(topics: Sequence[str], data: str) -> tuple[str, str, int
 
 
 @dataclass(frozen=True)
+class FeeHistory:
+    base_fees: list[int]
+    rewards: list[list[int]]
+
+
+@dataclass(frozen=True)
 class TokenOnChain:
     token_id: int
     prompt_author: str
@@ -287,10 +292,49 @@ class GliskChain:
     def balance(self, address: str) -> int:
         return int(self.rpc("eth_getBalance", [address, "latest"]), 16)
 
+    def transaction_count(self, address: str, block: str = "latest") -> int:
+        """The address's nonce as of `block` ("pending" counts what the node's pool holds)."""
+        return int(self.rpc("eth_getTransactionCount", [address, block]), 16)
+
+    def fee_history(self, *, blocks: int, percentiles: Sequence[int]) -> FeeHistory:
+        """Base fees (with the next block's last) and the priority fees paid at `percentiles`."""
+        history = self.rpc("eth_feeHistory", [hex(blocks), "latest", list(percentiles)]) or {}
+        return FeeHistory(
+            base_fees=[int(x, 16) for x in history.get("baseFeePerGas") or ["0x0"]],
+            rewards=[[int(x, 16) for x in r] for r in history.get("reward") or [] if r],
+        )
+
+    def estimate_gas(self, *, sender: str, data: str) -> int:
+        """Gas for a call of the contract from `sender`; a revert comes out typed."""
+        return int(
+            self.rpc("eth_estimateGas", [{"from": sender, "to": self.contract_address, "data": data}]), 16
+        )
+
+    def send_raw_transaction(self, raw: bytes, *, tx_hash: str) -> None:
+        """Broadcast signed bytes. A node that refuses them but knows `tx_hash` already (in its pool
+        or mined) has them, which is what a rebroadcast wants; any other refusal is raised."""
+        try:
+            self.rpc("eth_sendRawTransaction", [HexBytes(raw).to_0x_hex()])
+        except RpcError:
+            if self.transaction(tx_hash) is None:
+                raise
+
+    def transaction(self, tx_hash: str) -> dict[str, Any] | None:
+        """The transaction as the node knows it (pending or mined), or None."""
+        found = self.rpc("eth_getTransactionByHash", [tx_hash])
+        return found if isinstance(found, dict) else None
+
+    def receipts(self, tx_hashes: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Receipts of many transactions in one batch; None for the ones not mined."""
+        results = self.rpc_batch([("eth_getTransactionReceipt", [h]) for h in tx_hashes])
+        for result in results:
+            if isinstance(result, ChainError):
+                raise result
+        return [r if isinstance(r, dict) else None for r in results]
+
     # --- contract views --------------------------------------------------------------------
     def _calldata(self, fn: str, types: Sequence[str], args: Sequence[Any]) -> str:
-        sel = abi.selector({"name": fn, "inputs": [{"type": t} for t in types]})
-        return sel + abi_encode(list(types), list(args)).hex()
+        return abi.calldata(fn, list(types), list(args))
 
     def _eth_call(self, data: str) -> tuple[str, list[Any]]:
         return ("eth_call", [{"to": self.contract_address, "data": data}, "latest"])

@@ -13,10 +13,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from chain.models import MintEvent, RevealTransaction, SystemState, WebhookDelivery
+from chain.models import MintEvent, RevealTransaction, WebhookDelivery
 from chain.services.webhooks import WebhookRejected, webhook_delivery_replay
-from glisk.admin import ReadOnlyAdmin
-from lifecycle.admin import explorer_tx_link, pretty_json
+from glisk.admin import ReadOnlyAdmin, explorer_tx_link, pretty_json
 
 
 def token_links(token_ids: list[int], limit: int = 60) -> SafeString:
@@ -161,9 +160,3 @@ class RevealTransactionAdmin(ReadOnlyAdmin):
     @admin.display(description="cost (ETH)")
     def cost_eth(self, obj: RevealTransaction) -> str:
         return "-" if obj.cost_wei is None else f"{Decimal(obj.cost_wei) / Decimal(10**18):.8f}"
-
-
-@admin.register(SystemState)
-class SystemStateAdmin(ReadOnlyAdmin):
-    list_display = ("key", "value", "updated_at")
-    search_fields = ("key",)

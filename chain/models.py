@@ -160,19 +160,3 @@ class RevealTransaction(models.Model):
         if self.gas_used is None or self.effective_gas_price_wei is None:
             return None
         return int(self.gas_used) * int(self.effective_gas_price_wei)
-
-
-class SystemState(models.Model):
-    """Small durable key → JSON values, such as the log watcher's cursor."""
-
-    key = models.CharField(max_length=128, primary_key=True)
-    value = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["key"]
-        verbose_name = "system state"
-        verbose_name_plural = "system state"
-
-    def __str__(self) -> str:
-        return self.key

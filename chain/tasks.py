@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from chain.adapter import ChainError, GliskChain
-from chain.services.keeper import ready_tokens_waiting, reveal_run
+from chain.services.keeper import reveal_run
 from chain.services.recovery import tokens_recover
 from chain.services.watcher import watcher_run
-from lifecycle.nudge import stage_nudge, stage_started
+from glisk.core.stages import stage_nudge, stage_started
+from lifecycle.selectors import reveal_waiting_exists
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +19,9 @@ def reveal_stage() -> dict[str, Any] | None:
     stage_started(stage="reveal")
     report = reveal_run()
     if report is None:
-        return None  # another process is the keeper's sender right now
+        return None  # another process is the contract's sender right now
     # A token that became ready after our last look, while its nudge found the lock taken.
-    if ready_tokens_waiting():
+    if reveal_waiting_exists():
         stage_nudge(stage="reveal")
     return vars(report)
 

@@ -17,6 +17,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from glisk.core.errors import ApplicationError
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,8 +32,8 @@ class ErrorOutput(serializers.Serializer):
     error = Inner()
 
 
-class ApiError(Exception):
-    """A domain error with a message that is safe to show."""
+class ApiError(ApplicationError):
+    """A refusal raised by an API view itself (bad query, unknown resource)."""
 
     status_code: int = status.HTTP_400_BAD_REQUEST
     error_type: str = "bad_request"
@@ -51,7 +53,7 @@ def error_response(
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    if isinstance(exc, ApiError):
+    if isinstance(exc, ApplicationError):
         return error_response(exc.status_code, exc.error_type, str(exc))
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is restarting or unreachable: nothing was accepted, and a sender that

@@ -47,12 +47,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    # Our apps come before django_q so that lifecycle's `qcluster` command wraps django-q2's.
+    # Our apps come before django_q so that core's `qcluster` command wraps django-q2's.
+    "glisk.core",
     "authors",
     "chain",
     "lifecycle",
     "django_q",
 ]
+# The development harness (devnet, relay, demo, serve) is no part of a production deployment.
+if APP_ENV != "production" or GLISK.network == "DEVNET":
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_q"), "glisk.devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -5,8 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from chain.views import AlchemyWebhookView
 from glisk.api import self_contained
+from glisk.backoffice.metrics import metrics
 from glisk.health import health
-from glisk.metrics import metrics
 from lifecycle.api.views import AuthorTokensApi, LeaderboardApi, TokenDetailApi
 from lifecycle.views import ipfs_gateway
 

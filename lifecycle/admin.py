@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +20,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from glisk.admin import ReadOnlyAdmin, ReadOnlyInline
-from lifecycle.charts import STATUS_COLORS
-from lifecycle.models import ImageJob, IpfsRecord, Token, TokenTransition
+from glisk.admin import ReadOnlyAdmin, ReadOnlyInline, explorer_tx_link, pretty_json
+from lifecycle.display import status_badge
+from lifecycle.models import STAGE_STATUSES, ImageJob, IpfsRecord, Token, TokenTransition
 from lifecycle.selectors import stuck_q
 from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
+ATTEMPTS_FIELD = {"image": "image_attempts", "ipfs": "ipfs_attempts", "reveal": "reveal_attempts"}
 ACTION_LABELS = {
     "retry": "Retry from the stage that failed",
     "regenerate": "Regenerate the image",
@@ -36,36 +36,10 @@ ACTION_LABELS = {
 }
 
 
-def status_badge(status: str) -> SafeString:
-    color = STATUS_COLORS.get(status, "#777")
-    return format_html(
-        '<span class="glisk-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:10px;'
-        'font-size:11px;font-weight:600">{}</span>',
-        color,
-        status,
-    )
-
-
-def explorer_tx_link(tx_hash: str) -> SafeString | str:
-    base = settings.GLISK.explorer_url
-    if not tx_hash:
-        return "-"
-    if not base:
-        return tx_hash  # the devnet has no explorer
-    return format_html('<a href="{}/tx/{}" target="_blank" rel="noopener">{}</a>', base, tx_hash, tx_hash)
-
-
 def gateway_url(cid: str) -> str:
     if settings.GLISK.ipfs_provider == "pinata":
         return f"https://{settings.GLISK.pinata_gateway}/ipfs/{cid}"
     return reverse("ipfs-gateway", args=[cid])
-
-
-def pretty_json(value: Any) -> SafeString:
-    return format_html(
-        '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
-        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
-    )
 
 
 class TokenActionForm(ActionForm):
@@ -96,16 +70,12 @@ class ErrorStageFilter(admin.SimpleListFilter):
         return [("image", "Image"), ("ipfs", "IPFS"), ("reveal", "Reveal")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> QuerySet[Token]:
-        value = self.value()
-        if value == "image":
-            return queryset.filter(
-                Q(failed_stage__in=["detected", "generating"]) | Q(image_attempts__gt=0, status="generating")
-            )
-        if value == "ipfs":
-            return queryset.filter(Q(failed_stage="uploading") | Q(ipfs_attempts__gt=0, status="uploading"))
-        if value == "reveal":
-            return queryset.filter(Q(failed_stage="ready") | Q(reveal_attempts__gt=0, status="ready"))
-        return queryset
+        stage = self.value()
+        if stage not in STAGE_STATUSES:
+            return queryset
+        statuses = STAGE_STATUSES[stage]
+        retried = Q(**{f"{ATTEMPTS_FIELD[stage]}__gt": 0}, status__in=statuses)
+        return queryset.filter(Q(failed_stage__in=statuses) | retried)
 
 
 class TransitionInline(ReadOnlyInline):

@@ -37,6 +37,18 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# The stages that move tokens forward, and the statuses each one works on. Core's stage registry
+# (glisk.core.stages) names the same stages; everything that maps a status to a stage uses this.
+STAGE_STATUSES: dict[str, tuple[str, ...]] = {
+    "image": (TokenStatus.DETECTED, TokenStatus.GENERATING),
+    "ipfs": (TokenStatus.UPLOADING,),
+    "reveal": (TokenStatus.READY,),
+}
+STAGE_OF: dict[str, str] = {
+    status: stage for stage, statuses in STAGE_STATUSES.items() for status in statuses
+}
+
+
 class Token(models.Model):
     """One on-chain token and where it is in the pipeline."""
 

@@ -1,24 +1,16 @@
-"""Reads for the operators' surface: token queues, stuck tokens, the dashboard's figures."""
+"""Reads of tokens for the other apps: the stage queues, the keeper's next batch, stuck tokens."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.conf import settings
-from django.db.models import Count, Max, Min, Q
-from django.db.models.functions import TruncHour
+from django.db.models import F, Q
 from django.utils import timezone
 
-from lifecycle.models import ACTIVE_STATUSES, Token, TokenStatus
-
-logger = logging.getLogger(__name__)
+from lifecycle.models import ACTIVE_STATUSES, STAGE_STATUSES, Token, TokenStatus
 
 STUCK_AFTER = timedelta(minutes=15)
-CLUSTER_SEEN_WITHIN = timedelta(minutes=3)
-HEARTBEAT_KEY = "cluster.heartbeat"
 
 
 def stuck_q(now: datetime | None = None) -> Q:
@@ -29,105 +21,57 @@ def stuck_q(now: datetime | None = None) -> Q:
     return expired_lease | old_stage
 
 
-@dataclass
-class Dashboard:
-    counts: dict[str, int]
-    revealed_per_hour: list[tuple[datetime, int]]
-    failed: int
-    stuck: int
-    oldest_unrevealed_age: timedelta | None
-    last_webhook_at: datetime | None
-    watcher_block: int | None
-    chain_head: int | None
-    keeper_address: str
-    keeper_balance_wei: int | None
-    pending_reveal: Any
-    queue_depth: int
-    cluster_last_seen: datetime | None
-    errors: list[str] = field(default_factory=list)
+def _due_count(stage: str) -> int:
+    now = timezone.now()
+    free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+    return Token.objects.filter(free, status__in=STAGE_STATUSES[stage], next_attempt_at__lte=now).count()
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
-    @property
-    def watcher_lag(self) -> int | None:
-        if self.watcher_block is None or self.chain_head is None:
-            return None
-        return max(0, self.chain_head - self.watcher_block)
+def image_due_count() -> int:
+    """Tokens the image stage could claim now (due, and not held by a live lease)."""
+    return _due_count("image")
 
-    @property
-    def cluster_alive(self) -> bool:
-        return (
-            self.cluster_last_seen is not None
-            and timezone.now() - self.cluster_last_seen < CLUSTER_SEEN_WITHIN
+
+def ipfs_due_count() -> int:
+    """Tokens the IPFS stage could claim now."""
+    return _due_count("ipfs")
+
+
+def ready_count() -> int:
+    """Tokens waiting for the keeper, in a reveal transaction or not."""
+    return Token.objects.filter(status=TokenStatus.READY).count()
+
+
+@dataclass(frozen=True)
+class RevealCandidate:
+    """What the keeper needs of a ready token; plain data, so the keeper cannot write the row."""
+
+    token_id: int
+    metadata_cid: str
+    author_wallet: str
+    ready_since: datetime
+    reveal_requested_at: datetime | None
+
+
+def reveal_queue(*, limit: int) -> list[RevealCandidate]:
+    """Ready tokens in no reveal transaction, due now: "reveal now" requests first, then oldest."""
+    rows = (
+        Token.objects.filter(
+            status=TokenStatus.READY, next_attempt_at__lte=timezone.now(), reveal_transaction=None
         )
-
-
-def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Dashboard:
-    """Everything the admin dashboard shows; chain figures are None when the node does not answer."""
-    from django_q.models import OrmQ, Success
-
-    from chain.models import RevealTransaction, WebhookDelivery
-    from chain.services.state import state_get
-
-    now = now or timezone.now()
-    counts = {s.value: 0 for s in TokenStatus}
-    counts.update(dict(Token.objects.values_list("status").annotate(n=Count("pk"))))
-
-    since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
-    per_hour = dict(
-        Token.objects.filter(status=TokenStatus.REVEALED, revealed_at__gte=since)
-        .annotate(hour=TruncHour("revealed_at"))
-        .values_list("hour")
-        .annotate(n=Count("pk"))
+        .order_by(F("reveal_requested_at").asc(nulls_last=True), "status_changed_at", "token_id")
+        .values_list(
+            "token_id", "metadata_cid", "author__wallet_address", "status_changed_at", "reveal_requested_at"
+        )[:limit]
     )
-    hours = [since + timedelta(hours=i) for i in range(24)]
-    oldest = Token.objects.exclude(status__in=[TokenStatus.REVEALED, TokenStatus.FAILED]).aggregate(
-        oldest=Min("created_at")
-    )["oldest"]
-    last_webhook = WebhookDelivery.objects.aggregate(last=Max("received_at"))["last"]
+    return [RevealCandidate(*row) for row in rows]
 
-    from chain.adapter import ChainError, GliskChain
-    from chain.services.watcher import cursor_key
 
-    errors: list[str] = []
-    watcher_block = head = balance = None
-    keeper_address = ""
-    config = settings.GLISK
-    if config.keeper_private_key:
-        from eth_account import Account
+def reveal_waiting_exists() -> bool:
+    """Whether a ready token waits for a reveal transaction (due now or backing off)."""
+    return Token.objects.filter(status=TokenStatus.READY, reveal_transaction=None).exists()
 
-        keeper_address = Account.from_key(config.keeper_private_key).address
-    if config.rpc_url and config.contract_address:
-        chain = GliskChain.from_settings()
-        cursor = state_get(key=cursor_key(chain), default={}) or {}
-        watcher_block = cursor.get("block")
-        if with_chain:
-            try:
-                head = chain.block_number()
-                if keeper_address:
-                    balance = chain.balance(keeper_address)
-            except ChainError as exc:
-                errors.append(f"chain: {exc}")
-    heartbeat = state_get(key=HEARTBEAT_KEY, default={}) or {}
-    seen = [Success.objects.aggregate(last=Max("stopped"))["last"]]
-    if heartbeat.get("at"):
-        seen.append(datetime.fromisoformat(heartbeat["at"]))
-    seen_at = max((s for s in seen if s is not None), default=None)
-    return Dashboard(
-        counts=counts,
-        revealed_per_hour=[(h, per_hour.get(h, 0)) for h in hours],
-        failed=counts[TokenStatus.FAILED],
-        stuck=Token.objects.filter(stuck_q(now)).count(),
-        oldest_unrevealed_age=(now - oldest) if oldest else None,
-        last_webhook_at=last_webhook,
-        watcher_block=watcher_block,
-        chain_head=head,
-        keeper_address=keeper_address,
-        keeper_balance_wei=balance,
-        pending_reveal=RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE).first(),
-        queue_depth=OrmQ.objects.count(),
-        cluster_last_seen=seen_at,
-        errors=errors,
-    )
+
+def token_ids_present(*, up_to: int) -> set[int]:
+    """The ids of stored tokens from 1 to `up_to`."""
+    return set(Token.objects.filter(token_id__lte=up_to).values_list("token_id", flat=True))

@@ -13,8 +13,8 @@ def _media_root(settings, tmp_path):
 # --- the local chain -------------------------------------------------------------------------
 import dataclasses  # noqa: E402
 
-from chain import devnet  # noqa: E402
 from chain.adapter import GliskChain  # noqa: E402
+from glisk.devtools import devnet  # noqa: E402
 
 
 @pytest.fixture(scope="session")

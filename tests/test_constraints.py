@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from chain.models import MintEvent, RevealTransaction, SystemState
+from chain.models import MintEvent, RevealTransaction
+from glisk.core.models import SystemState
 from lifecycle.models import Token
 from tests.factories import (
     AuthorFactory,

@@ -1,4 +1,4 @@
-"""Mint ingestion: decoded BatchMinted logs → MintEvent and Token rows, idempotently.
+"""Mint ingestion: decoded BatchMinted logs → MintEvent rows, and their tokens through lifecycle.
 
 The webhook, the log watcher and recovery all come through here. Every log is processed even
 when some are duplicates; new tokens wake the image stage in the same transaction.
@@ -10,14 +10,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from authors.services import authors_ensure
 from chain.adapter import MintLog
 from chain.models import MintEvent, WebhookDelivery
-from lifecycle.models import Token, TokenStatus, TokenTransition
-from lifecycle.nudge import stage_nudge
+from glisk.core.state import advisory_xact_lock
+from lifecycle.services.minting import MintedBatch, tokens_register_minted
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def mint_logs_ingest(
     source: str,
     delivery: WebhookDelivery | None = None,
 ) -> IngestResult:
-    """Insert mint events and their tokens; duplicates are counted, never an error.
+    """Insert mint events and register their tokens; duplicates are counted, never an error.
 
     Runs in one transaction (the caller's, if any). Unknown prompt authors are created with no
     prompt. When any token is new, the image stage is nudged inside the same transaction.
@@ -55,13 +55,13 @@ def mint_logs_ingest(
         return result
     # One order for everyone, so two deliveries holding overlapping logs cannot deadlock.
     ordered = sorted(logs, key=lambda log: (log.block_number, log.log_index, log.tx_hash))
-    now = timezone.now()
+    batches: list[MintedBatch] = []
     with transaction.atomic():
         authors, result.authors_new = authors_ensure(wallets={log.prompt_author for log in ordered})
         for log in ordered:
             # Serialize writers of the same log (a webhook retry racing the watcher); the
             # existence checks below are then exact, and the summary counts are true.
-            _lock_log(chain_id, log)
+            advisory_xact_lock(f"mint:{chain_id}:{log.tx_hash}:{log.log_index}")
             event = MintEvent.objects.filter(
                 chain_id=chain_id, tx_hash=log.tx_hash, log_index=log.log_index
             ).first()
@@ -85,38 +85,17 @@ def mint_logs_ingest(
                 result.mint_events_new += 1
             else:
                 result.mint_events_duplicate += 1
-
-            ids = range(log.start_token_id, log.start_token_id + log.quantity)
-            existing = set(Token.objects.filter(token_id__in=ids).values_list("token_id", flat=True))
-            fresh = [
-                Token(token_id=i, author=event.author, mint_event=event, status=TokenStatus.DETECTED)
-                for i in ids
-                if i not in existing
-            ]
-            # ignore_conflicts: recovery may insert the same id without holding this log's lock.
-            Token.objects.bulk_create(fresh, ignore_conflicts=True)
-            TokenTransition.objects.bulk_create(
-                TokenTransition(
-                    token_id=t.token_id,
-                    from_status="",
-                    to_status=TokenStatus.DETECTED,
-                    actor=source,
-                    reason=f"minted in {log.tx_hash}",
-                    created_at=now,
+            batches.append(
+                MintedBatch(
+                    mint_event_id=event.pk,
+                    author_id=event.author_id,
+                    token_ids=event.token_ids,
+                    tx_hash=log.tx_hash,
                 )
-                for t in fresh
             )
-            result.tokens_new += len(fresh)
-            result.tokens_existing += len(existing)
-            result.new_token_ids.extend(t.token_id for t in fresh)
-
-        if result.tokens_new:
-            stage_nudge(stage="image")
+        registered = tokens_register_minted(batches=batches, actor=source)
+    result.new_token_ids = registered.new_token_ids
+    result.tokens_new = len(registered.new_token_ids)
+    result.tokens_existing = registered.existing
     logger.info("mint.ingested", extra={"source": source, **result.as_dict()})
     return result
-
-
-def _lock_log(chain_id: int, log: MintLog) -> None:
-    key = f"mint:{chain_id}:{log.tx_hash}:{log.log_index}"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])

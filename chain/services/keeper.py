@@ -1,12 +1,20 @@
-"""The keeper: batched `revealTokens` transactions from one address, exactly once per token.
+"""The keeper: batched `revealTokens` transactions, exactly once per token.
 
-* One sender per keeper address across every cluster: a PostgreSQL advisory lock.
+* One sender per contract across every cluster and every keeper key: a PostgreSQL advisory lock
+  keyed by the chain and the contract (during a key rotation two keys may hold KEEPER_ROLE; they
+  still take turns, and neither sends a token the other has in flight).
 * At most one reveal transaction in flight; it is resolved (confirmed, rebroadcast, replaced)
   before anything new is sent, so a crash at any point is healed by the next run.
-* Sign → store (`signed`, with nonce and raw bytes) → broadcast → `sent`. The stored bytes are
-  what a rebroadcast sends, so a token can never end up in two transactions.
+* Sign → store (`signed`, with nonce and raw bytes) and bind the batch's tokens to it in the same
+  transaction → broadcast → `sent`. Binding re-checks every token under its row lock and refuses
+  if any changed since it was read (an operator's action, another sender): then nothing is
+  stored and nothing is broadcast. The stored bytes are what a rebroadcast sends, so a token can
+  never end up in two transactions.
 * Before signing, one batched call checks `isRevealed` and `tokenPromptAuthor` for every token:
   nothing that would revert with `AlreadyRevealed` is sent.
+
+Tokens are lifecycle's: the keeper reads them through selectors and changes them only through
+lifecycle's reveal services.
 """
 
 from __future__ import annotations
@@ -21,41 +29,30 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, TokenOnChain
+from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain
 from chain.models import RevealTransaction
-from chain.services.state import advisory_lock
-from lifecycle.models import Token, TokenStatus
-from lifecycle.services.tokens import (
-    LeaseLost,
-    token_fail,
-    token_transition,
-    tokens_transition,
+from chain.services.fees import Fees, fees_current, fees_replacing
+from glisk.core.state import advisory_lock
+from lifecycle.selectors import RevealCandidate, reveal_queue, reveal_waiting_exists
+from lifecycle.services.reveals import (
+    BatchChanged,
+    cid_from_uri,
+    reveal_batch_assign,
+    reveal_batch_confirm,
+    reveal_batch_reassign,
+    reveal_batch_release,
+    token_sync_revealed,
 )
+from lifecycle.services.tokens import InvalidStateTransition, token_fail
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "stage:reveal"
-GWEI = 10**9
-PERCENTILES = {"slow": 10, "medium": 50, "fast": 90}
-MIN_PRIORITY_FEE_WEI = 1_000_000  # 0.001 gwei: Base's tips are tiny, but never zero
-REPLACEMENT_BUMP = Decimal("1.25")  # nodes want >= +10% on both fees to accept a replacement
-
-
-class FeesAboveCap(ChainError):
-    transient = True
-
-
-@dataclass
-class Fees:
-    max_fee_per_gas: int
-    max_priority_fee_per_gas: int
 
 
 @dataclass
@@ -67,7 +64,15 @@ class KeeperReport:
     failed_tokens: int = 0
     rebroadcast: int = 0
     replaced: int = 0
+    batches_changed: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+def _fees_of(row: RevealTransaction) -> Fees:
+    return Fees(
+        max_fee_per_gas=int(row.max_fee_per_gas_wei),
+        max_priority_fee_per_gas=int(row.max_priority_fee_per_gas_wei),
+    )
 
 
 class Keeper:
@@ -85,33 +90,17 @@ class Keeper:
 
     @property
     def lock_name(self) -> str:
-        return f"keeper:{self.chain.chain_id}:{self.address.lower()}"
+        """One sender per contract, whichever key it signs with."""
+        return f"keeper:{self.chain.chain_id}:{self.chain.contract_address.lower()}"
 
-    # --- fees ------------------------------------------------------------------------------
     def fees(self) -> Fees:
-        """EIP-1559 fees from `eth_feeHistory` at the strategy's percentile, capped if configured."""
-        percentile = PERCENTILES[self.config.keeper_gas_strategy]
-        history = self.chain.rpc("eth_feeHistory", [hex(10), "latest", [percentile]])
-        base_fees = [int(x, 16) for x in history.get("baseFeePerGas") or ["0x0"]]
-        rewards = sorted(int(r[0], 16) for r in history.get("reward") or [] if r)
-        tip = max(MIN_PRIORITY_FEE_WEI, rewards[len(rewards) // 2] if rewards else 0)
-        next_base = base_fees[-1]
-        max_fee = 2 * next_base + tip
-        cap = self.config.reveal_max_fee_gwei
-        if cap is not None:
-            cap_wei = int(cap * GWEI)
-            if cap_wei < next_base + tip:
-                raise FeesAboveCap(
-                    f"base fee {next_base / GWEI:.4f} gwei + tip exceeds REVEAL_MAX_FEE_GWEI={cap}"
-                )
-            max_fee = min(max_fee, cap_wei)
-        return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee))
+        return fees_current(
+            chain=self.chain,
+            strategy=self.config.keeper_gas_strategy,
+            cap_gwei=self.config.reveal_max_fee_gwei,
+        )
 
     # --- building and sending --------------------------------------------------------------
-    def calldata(self, token_ids: list[int], uris: list[str]) -> str:
-        sel = abi.selector({"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]})
-        return sel + abi_encode(["uint256[]", "string[]"], [token_ids, uris]).hex()
-
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[bytes, str]:
         signed = self._account.sign_transaction(
             {
@@ -128,20 +117,20 @@ class Keeper:
         )
         return bytes(signed.raw_transaction), HexBytes(signed.hash).to_0x_hex()
 
-    def sign_and_store(self, tokens: list[Token]) -> RevealTransaction:
-        """Estimate, sign and store a reveal of `tokens` (status `signed`); nothing is broadcast."""
-        ids = [t.pk for t in tokens]
-        uris = [f"ipfs://{t.metadata_cid}" for t in tokens]
-        data = self.calldata(ids, uris)
-        estimate = int(
-            self.chain.rpc(
-                "eth_estimateGas", [{"from": self.address, "to": self.chain.contract_address, "data": data}]
-            ),
-            16,
+    def sign_and_store(self, batch: list[RevealCandidate]) -> RevealTransaction:
+        """Estimate, sign and store a reveal of `batch` (status `signed`) with its tokens bound to it.
+
+        Raises `BatchChanged` (and stores nothing) if a token changed since the batch was read.
+        Nothing is broadcast here.
+        """
+        ids = [t.token_id for t in batch]
+        uris = [f"ipfs://{t.metadata_cid}" for t in batch]
+        data = abi.reveal_tokens_calldata(ids, uris)
+        gas = int(
+            Decimal(self.chain.estimate_gas(sender=self.address, data=data)) * self.config.reveal_gas_buffer
         )
-        gas = int(Decimal(estimate) * self.config.reveal_gas_buffer)
         fees = self.fees()
-        nonce = int(self.chain.rpc("eth_getTransactionCount", [self.address, "pending"]), 16)
+        nonce = self.chain.transaction_count(self.address, "pending")
         raw, tx_hash = self._sign(nonce=nonce, data=data, gas=gas, fees=fees)
         with transaction.atomic():
             row = RevealTransaction.objects.create(
@@ -156,7 +145,9 @@ class Keeper:
                 max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas,
                 gas_limit=gas,
             )
-            Token.objects.filter(pk__in=ids).update(reveal_transaction=row, updated_at=timezone.now())
+            reveal_batch_assign(
+                tokens={t.token_id: t.metadata_cid for t in batch}, reveal_transaction_id=row.pk
+            )
         logger.info(
             "reveal.signed", extra={"tx_hash": tx_hash, "nonce": nonce, "tokens": len(ids), "gas": gas}
         )
@@ -164,12 +155,7 @@ class Keeper:
 
     def broadcast(self, row: RevealTransaction) -> None:
         """Send the stored bytes; `sent` once the node has them (or already had them)."""
-        try:
-            self.chain.rpc("eth_sendRawTransaction", [HexBytes(bytes(row.raw_tx)).to_0x_hex()])
-        except ChainError as exc:
-            text = str(exc).lower()
-            if "already known" not in text and "known transaction" not in text:
-                raise
+        self.chain.send_raw_transaction(bytes(row.raw_tx), tx_hash=row.tx_hash)
         RevealTransaction.objects.filter(pk=row.pk, status__in=RevealTransaction.ACTIVE).update(
             status=RevealTransaction.Status.SENT, sent_at=timezone.now()
         )
@@ -177,9 +163,10 @@ class Keeper:
 
     # --- resolving what is in flight -------------------------------------------------------
     def in_flight(self) -> RevealTransaction | None:
+        """The contract's unresolved reveal, whichever keeper key sent it."""
         return (
             RevealTransaction.objects.filter(
-                chain_id=self.chain.chain_id, keeper_address=self.address, status__in=RevealTransaction.ACTIVE
+                chain_id=self.chain.chain_id, status__in=RevealTransaction.ACTIVE
             )
             .order_by("nonce", "created_at")
             .first()
@@ -191,17 +178,13 @@ class Keeper:
         family = [row]
         while family[-1].replaces_id is not None:
             family.append(RevealTransaction.objects.get(pk=family[-1].replaces_id))
-        receipts = self.chain.rpc_batch([("eth_getTransactionReceipt", [r.tx_hash]) for r in family])
+        receipts = self.chain.receipts([r.tx_hash for r in family])
         for member, receipt in zip(family, receipts, strict=True):
-            if isinstance(receipt, ChainError):
-                raise receipt
-            if receipt:
+            if receipt is not None:
                 return self._mined(row, member, receipt, report)
-        known = self.chain.rpc("eth_getTransactionByHash", [row.tx_hash])
-        if known is None:
-            mined_nonce = int(self.chain.rpc("eth_getTransactionCount", [self.address, "latest"]), 16)
-            if mined_nonce > row.nonce:
-                self._abandon(row, "its nonce was used by another transaction of this keeper", report)
+        if self.chain.transaction(row.tx_hash) is None:
+            if self.chain.transaction_count(row.keeper_address, "latest") > row.nonce:
+                self._abandon(row, "its nonce was used by another transaction of its keeper", report)
                 return True
             # Dropped from the mempool (or never broadcast before a crash): the same bytes again.
             self.broadcast(row)
@@ -213,27 +196,23 @@ class Keeper:
             return False
         sent_at = row.sent_at or row.created_at
         if timezone.now() - sent_at > timedelta(seconds=self.config.transaction_timeout_seconds):
+            if row.keeper_address != self.address:
+                # Only its own key can replace it; the bytes stay in the pool and may still be mined.
+                logger.warning(
+                    "reveal.stuck_other_key", extra={"tx_hash": row.tx_hash, "keeper": row.keeper_address}
+                )
+                return False
             self.replace(row)
             report.replaced += 1
         return False
 
     def replace(self, row: RevealTransaction) -> RevealTransaction:
         """Same nonce and calldata, fees bumped past the node's replacement threshold."""
-        fees = self.fees()
-        bumped = Fees(
-            max_fee_per_gas=max(
-                fees.max_fee_per_gas, int(Decimal(int(row.max_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1
-            ),
-            max_priority_fee_per_gas=max(
-                fees.max_priority_fee_per_gas,
-                int(Decimal(int(row.max_priority_fee_per_gas_wei)) * REPLACEMENT_BUMP) + 1,
-            ),
+        fees = fees_replacing(
+            stuck=_fees_of(row), current=self.fees(), cap_gwei=self.config.reveal_max_fee_gwei
         )
-        cap = self.config.reveal_max_fee_gwei
-        if cap is not None and bumped.max_fee_per_gas > int(cap * GWEI):
-            raise FeesAboveCap("replacing the stuck reveal would exceed REVEAL_MAX_FEE_GWEI")
-        data = self.calldata(list(row.token_ids), list(row.token_uris))
-        raw, tx_hash = self._sign(nonce=row.nonce, data=data, gas=row.gas_limit, fees=bumped)
+        data = abi.reveal_tokens_calldata(list(row.token_ids), list(row.token_uris))
+        raw, tx_hash = self._sign(nonce=row.nonce, data=data, gas=row.gas_limit, fees=fees)
         with transaction.atomic():
             RevealTransaction.objects.filter(pk=row.pk).update(
                 status=RevealTransaction.Status.REPLACED, error="stuck past TRANSACTION_TIMEOUT_SECONDS"
@@ -246,12 +225,12 @@ class Keeper:
                 token_uris=row.token_uris,
                 raw_tx=raw,
                 tx_hash=tx_hash,
-                max_fee_per_gas_wei=bumped.max_fee_per_gas,
-                max_priority_fee_per_gas_wei=bumped.max_priority_fee_per_gas,
+                max_fee_per_gas_wei=fees.max_fee_per_gas,
+                max_priority_fee_per_gas_wei=fees.max_priority_fee_per_gas,
                 gas_limit=row.gas_limit,
                 replaces=row,
             )
-            Token.objects.filter(pk__in=row.token_ids).update(reveal_transaction=new)
+            reveal_batch_reassign(from_transaction_id=row.pk, to_transaction_id=new.pk)
         logger.warning(
             "reveal.replaced", extra={"old_tx": row.tx_hash, "new_tx": tx_hash, "nonce": row.nonce}
         )
@@ -262,57 +241,46 @@ class Keeper:
         self, row: RevealTransaction, mined: RevealTransaction, receipt: dict[str, Any], report: KeeperReport
     ) -> bool:
         block = int(receipt["blockNumber"], 16)
-        confirmations = self.chain.block_number() - block + 1
-        if int(receipt["status"], 16) == 1 and confirmations < self.config.reveal_confirmations:
+        succeeded = int(receipt["status"], 16) == 1
+        if succeeded and self.chain.block_number() - block + 1 < self.config.reveal_confirmations:
             return False
-        gas_used = int(receipt["gasUsed"], 16)
-        price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        now = timezone.now()
+        outcome = {
+            "gas_used": int(receipt["gasUsed"], 16),
+            "effective_gas_price_wei": int(receipt.get("effectiveGasPrice", "0x0"), 16),
+            "block_number": block,
+        }
         with transaction.atomic():
             if mined.pk != row.pk:
                 RevealTransaction.objects.filter(pk=row.pk).update(
                     status=RevealTransaction.Status.REPLACED, error=f"superseded: {mined.tx_hash} was mined"
                 )
-            if int(receipt["status"], 16) != 1:
+            if not succeeded:
                 RevealTransaction.objects.filter(pk=mined.pk).update(
-                    status=RevealTransaction.Status.FAILED,
-                    gas_used=gas_used,
-                    effective_gas_price_wei=price,
-                    block_number=block,
-                    error="reverted on chain",
+                    status=RevealTransaction.Status.FAILED, error="reverted on chain", **outcome
                 )
-                self._release_tokens(mined, f"reveal transaction {mined.tx_hash} reverted", report)
+                report.failed_tokens += reveal_batch_release(
+                    reveal_transaction_id=row.pk,
+                    reason=f"reveal transaction {mined.tx_hash} reverted",
+                    max_attempts=self.config.reveal_max_attempts,
+                )
                 return True
             RevealTransaction.objects.filter(pk=mined.pk).update(
-                status=RevealTransaction.Status.CONFIRMED,
-                gas_used=gas_used,
-                effective_gas_price_wei=price,
-                block_number=block,
-                confirmed_at=now,
+                status=RevealTransaction.Status.CONFIRMED, confirmed_at=timezone.now(), **outcome
             )
-            not_ready = tokens_transition(
-                token_ids=mined.token_ids,
-                to=TokenStatus.REVEALED,
-                actor=ACTOR,
-                reason=f"revealed in {mined.tx_hash}",
-                sources=[TokenStatus.READY],
-                fields={"reveal_transaction_id": mined.pk, "revealed_at": now},
-                detail={"tx_hash": mined.tx_hash, "block": block},
+            confirmation = reveal_batch_confirm(
+                tokens=dict(zip(mined.token_ids, (cid_from_uri(u) for u in mined.token_uris), strict=True)),
+                reveal_transaction_id=mined.pk,
+                tx_hash=mined.tx_hash,
+                block=block,
             )
-            report.tokens_revealed += len(mined.token_ids) - len(not_ready)
-            for token_id, status in not_ready.items():
-                # Revealed on chain whatever the database says; an operator must look at it.
-                logger.error(
-                    "reveal.token_not_ready",
-                    extra={"token_id": token_id, "status": status, "tx_hash": mined.tx_hash},
-                )
+        report.tokens_revealed += confirmation.revealed + len(confirmation.repaired)
         report.confirmed += 1
         logger.info(
             "reveal.confirmed",
             extra={
                 "tx_hash": mined.tx_hash,
                 "block": block,
-                "gas_used": gas_used,
+                "gas_used": outcome["gas_used"],
                 "tokens": len(mined.token_ids),
             },
         )
@@ -323,95 +291,58 @@ class Keeper:
             RevealTransaction.objects.filter(pk=row.pk).update(
                 status=RevealTransaction.Status.FAILED, error=why
             )
-            self._release_tokens(row, f"reveal transaction {row.tx_hash} abandoned: {why}", report)
-
-    def _release_tokens(self, row: RevealTransaction, reason: str, report: KeeperReport) -> None:
-        """Tokens of a transaction that did not reveal them go back to the queue, or fail at the cap."""
-        for token in Token.objects.filter(pk__in=row.token_ids, status=TokenStatus.READY):
-            attempts = token.reveal_attempts + 1
-            if attempts >= self.config.reveal_max_attempts:
-                token_fail(
-                    token_id=token.pk,
-                    actor=ACTOR,
-                    reason=reason,
-                    detail={"tx_hash": row.tx_hash},
-                    fields={"reveal_attempts": attempts, "reveal_transaction": None},
-                )
-                report.failed_tokens += 1
-            else:
-                Token.objects.filter(pk=token.pk).update(
-                    reveal_attempts=attempts,
-                    reveal_transaction=None,
-                    last_error=reason[:500],
-                    next_attempt_at=timezone.now() + timedelta(seconds=min(60, 2**attempts)),
-                )
+            report.failed_tokens += reveal_batch_release(
+                reveal_transaction_id=row.pk,
+                reason=f"reveal transaction {row.tx_hash} abandoned: {why}",
+                max_attempts=self.config.reveal_max_attempts,
+            )
 
     # --- choosing and checking a batch -----------------------------------------------------
-    def due_tokens(self, *, force: bool = False) -> list[Token]:
+    def due_batch(self, *, force: bool = False) -> list[RevealCandidate]:
         """The next batch, if it is full or its oldest token has waited long enough."""
-        now = timezone.now()
-        queue = Token.objects.filter(
-            status=TokenStatus.READY, next_attempt_at__lte=now, reveal_transaction=None
-        )
-        batch = list(
-            queue.select_related("author").order_by(
-                F("reveal_requested_at").asc(nulls_last=True), "status_changed_at", "token_id"
-            )[: self.config.batch_reveal_max_tokens]
-        )
-        if not batch:
-            return []
-        if len(batch) >= self.config.batch_reveal_max_tokens or force:
+        limit = self.config.batch_reveal_max_tokens
+        batch = reveal_queue(limit=limit)
+        if not batch or len(batch) >= limit or force:
             return batch
         if batch[0].reveal_requested_at is not None:
             return batch  # an operator asked for "reveal now": no batch wait
-        waited = (now - batch[0].status_changed_at).total_seconds()
+        waited = (timezone.now() - batch[0].ready_since).total_seconds()
         return batch if waited >= self.config.batch_reveal_wait_seconds else []
 
-    def precheck(self, tokens: list[Token], report: KeeperReport) -> list[Token]:
+    def precheck(self, batch: list[RevealCandidate], report: KeeperReport) -> list[RevealCandidate]:
         """Drop tokens already revealed (synced) or whose chain author differs (failed)."""
-        states = self.chain.token_states([t.pk for t in tokens])
-        sendable: list[Token] = []
-        for token in tokens:
-            state = states[token.pk]
-            if isinstance(state, ContractRevert):
-                token_fail(
-                    token_id=token.pk,
-                    actor=ACTOR,
-                    reason=f"not on chain ({state.name}); reorged away?",
-                    detail={"revert": state.name},
-                )
-                report.failed_tokens += 1
-            elif isinstance(state, ChainError):
-                raise state
-            elif state.revealed:
-                self._sync_revealed(token, state)
-                report.synced_without_tx += 1
-            elif state.prompt_author.lower() != token.author.wallet_address.lower():
-                token_fail(
-                    token_id=token.pk,
-                    actor=ACTOR,
-                    reason=f"author mismatch: chain says {state.prompt_author}, "
-                    f"database says {token.author.wallet_address} (reorg or bug)",
-                    detail={"chain_author": state.prompt_author},
-                )
-                report.failed_tokens += 1
-            else:
-                sendable.append(token)
+        states = self.chain.token_states([t.token_id for t in batch])
+        sendable: list[RevealCandidate] = []
+        for token in batch:
+            state = states[token.token_id]
+            try:
+                if isinstance(state, ContractRevert):
+                    token_fail(
+                        token_id=token.token_id,
+                        actor=ACTOR,
+                        reason=f"not on chain ({state.name}); reorged away?",
+                        detail={"revert": state.name},
+                    )
+                    report.failed_tokens += 1
+                elif isinstance(state, ChainError):
+                    raise state
+                elif state.revealed:
+                    token_sync_revealed(token_id=token.token_id, token_uri=state.token_uri)
+                    report.synced_without_tx += 1
+                elif state.prompt_author.lower() != token.author_wallet.lower():
+                    token_fail(
+                        token_id=token.token_id,
+                        actor=ACTOR,
+                        reason=f"author mismatch: chain says {state.prompt_author}, "
+                        f"database says {token.author_wallet} (reorg or bug)",
+                        detail={"chain_author": state.prompt_author},
+                    )
+                    report.failed_tokens += 1
+                else:
+                    sendable.append(token)
+            except InvalidStateTransition:
+                continue  # moved since the batch was read (an operator's action): not ours now
         return sendable
-
-    def _sync_revealed(self, token: Token, state: TokenOnChain) -> None:
-        from chain.services.recovery import cid_from_uri
-
-        on_chain_cid = cid_from_uri(state.token_uri)
-        token_transition(
-            token_id=token.pk,
-            to=TokenStatus.REVEALED,
-            actor=ACTOR,
-            reason="already revealed on chain; synced without a transaction",
-            sources=[TokenStatus.READY],
-            fields={"metadata_cid": on_chain_cid or token.metadata_cid},
-            detail={"token_uri": state.token_uri},
-        )
 
     # --- one pass --------------------------------------------------------------------------
     def step(self, report: KeeperReport, *, force: bool = False) -> str:
@@ -419,7 +350,7 @@ class Keeper:
         row = self.in_flight()
         if row is not None:
             return "resolved" if self.resolve(row, report) else "waiting"
-        batch = self.due_tokens(force=force)
+        batch = self.due_batch(force=force)
         if not batch:
             return "idle"
         sendable = self.precheck(batch, report)
@@ -428,10 +359,16 @@ class Keeper:
         try:
             row = self.sign_and_store(sendable)
         except AlreadyRevealed as exc:
-            # Revealed between the pre-check and the estimate (another keeper, by hand): sync and retry.
-            token = next(t for t in sendable if t.pk == exc.token_id)
-            self._sync_revealed(token, self.chain.token_states([token.pk])[token.pk])  # type: ignore[arg-type]
+            # Revealed between the pre-check and the estimate (another sender, by hand): sync it.
+            state = self.chain.token_states([exc.token_id])[exc.token_id]
+            if isinstance(state, ChainError):
+                raise state from None
+            token_sync_revealed(token_id=exc.token_id, token_uri=state.token_uri)
             return "synced"
+        except BatchChanged as exc:
+            report.batches_changed += 1
+            logger.warning("reveal.batch_changed", extra={"changed": exc.changed})
+            return "changed"
         self.broadcast(row)
         report.sent += 1
         return "sent"
@@ -445,7 +382,7 @@ def reveal_run(
     sleep: Callable[[float], None] = time.sleep,
     force: bool = False,
 ) -> KeeperReport | None:
-    """Be the keeper's one sender for up to `budget_seconds`; None if another process is.
+    """Be the contract's one sender for up to `budget_seconds`; None if another process is.
 
     Waits for a batch to fill (or its oldest token to wait BATCH_REVEAL_WAIT_SECONDS) and for
     receipts by polling, holding no row lock meanwhile.
@@ -467,15 +404,11 @@ def reveal_run(
                 sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            except LeaseLost:
+            except InvalidStateTransition:
                 continue
-            if outcome in ("sent", "resolved", "synced"):
+            if outcome in ("sent", "resolved", "synced", "changed"):
                 continue
-            if outcome == "idle" and not ready_tokens_waiting():
+            if outcome == "idle" and not reveal_waiting_exists():
                 break
             sleep(poll_seconds)
     return report
-
-
-def ready_tokens_waiting() -> bool:
-    return Token.objects.filter(status=TokenStatus.READY, reveal_transaction=None).exists()

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from authors.services import authors_ensure
 from chain.adapter import ChainError, GliskChain, TokenOnChain
-from lifecycle.models import Token, TokenStatus, TokenTransition
-from lifecycle.nudge import stage_nudge
+from lifecycle.selectors import token_ids_present
+from lifecycle.services.minting import FoundOnChain, tokens_register_recovered
+from lifecycle.services.reveals import cid_from_uri
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,7 @@ class RecoverySummary:
         return asdict(self)
 
 
-def cid_from_uri(uri: str) -> str:
-    """The CID of an `ipfs://<cid>[/path]` URI, else ''."""
-    if not uri.startswith("ipfs://"):
-        return ""
-    return uri[len("ipfs://") :].split("/", 1)[0]
-
-
-def _missing_ids(on_chain: int) -> list[int]:
-    present = set(Token.objects.filter(token_id__lte=on_chain).values_list("token_id", flat=True))
+def _missing_ids(present: set[int], on_chain: int) -> list[int]:
     return [i for i in range(1, on_chain + 1) if i not in present]
 
 
@@ -64,9 +56,10 @@ def tokens_recover(
     """Fill the gaps between the chain and the database (see the module docstring)."""
     summary = RecoverySummary(dry_run=dry_run)
     summary.on_chain = chain.next_token_id() - 1
-    missing = _missing_ids(summary.on_chain)
+    present = token_ids_present(up_to=summary.on_chain)
+    missing = _missing_ids(present, summary.on_chain)
     summary.missing = len(missing)
-    summary.in_database = Token.objects.filter(token_id__lte=summary.on_chain).count()
+    summary.in_database = len(present)
     todo = missing if limit is None else missing[:limit]
     done = 0
     for start in range(0, len(todo), CHUNK):
@@ -99,39 +92,20 @@ def tokens_recover(
 def _store(states: list[TokenOnChain], summary: RecoverySummary) -> None:
     if not states:
         return
-    now = timezone.now()
     with transaction.atomic():
         authors, _ = authors_ensure(wallets={s.prompt_author for s in states})
-        detected = 0
-        for state in states:
-            revealed = state.revealed
-            token = Token(
-                token_id=state.token_id,
-                author=authors[state.prompt_author.lower()],
-                status=TokenStatus.REVEALED if revealed else TokenStatus.DETECTED,
-                metadata_cid=cid_from_uri(state.token_uri) if revealed else "",
-                revealed_at=now if revealed else None,
-            )
-            try:
-                with transaction.atomic():
-                    token.save(force_insert=True)
-                    TokenTransition.objects.create(
-                        token=token,
-                        from_status="",
-                        to_status=token.status,
-                        actor="recovery",
-                        reason="found on chain by recover_tokens"
-                        + (" (already revealed)" if revealed else ""),
-                        detail={"token_uri": state.token_uri} if revealed else None,
-                        created_at=now,
-                    )
-            except IntegrityError:
-                summary.already_present += 1  # ingested meanwhile by the webhook or the watcher
-                continue
-            summary.recovered += 1
-            if revealed:
-                summary.recovered_revealed += 1
-            else:
-                detected += 1
-        if detected:
-            stage_nudge(stage="image")
+        recovered = tokens_register_recovered(
+            found=[
+                FoundOnChain(
+                    token_id=s.token_id,
+                    author_id=authors[s.prompt_author.lower()].pk,
+                    revealed=s.revealed,
+                    metadata_cid=cid_from_uri(s.token_uri),
+                    token_uri=s.token_uri,
+                )
+                for s in states
+            ]
+        )
+    summary.recovered += recovered.created
+    summary.recovered_revealed += recovered.created_revealed
+    summary.already_present += recovered.already_present

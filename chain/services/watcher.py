@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import transaction
 
 from chain.adapter import ChainError, GliskChain
-from chain.models import MintEvent, SystemState
+from chain.models import MintEvent
 from chain.services.ingestion import mint_logs_ingest
-from chain.services.state import advisory_lock, state_get
+from glisk.core.state import advisory_lock, state_get, state_get_for_update, state_set
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,11 @@ def watcher_step(*, chain: GliskChain) -> WatcherStep | None:
     with transaction.atomic():
         # Lock the cursor row: a second watcher (should the advisory lock be bypassed) waits,
         # then sees that the range moved and writes nothing twice (ingestion is idempotent too).
-        row, _ = SystemState.objects.select_for_update().get_or_create(key=key, defaults={"value": {}})
-        current = row.value.get("block")
+        current = (state_get_for_update(key=key, default={}) or {}).get("block")
         if current is not None and int(current) >= end:
             return None
         result = mint_logs_ingest(logs=logs, chain_id=chain.chain_id, source=MintEvent.Source.WATCHER)
-        row.value = {"block": end, "head": head}
-        row.save(update_fields=["value", "updated_at"])
+        state_set(key=key, value={"block": end, "head": head})
     step = WatcherStep(
         from_block=start, to_block=end, head=head, mint_logs=len(logs), tokens_new=result.tokens_new
     )

@@ -23,6 +23,7 @@ from chain import abi
 from chain.adapter import MalformedLog, MintLog, decode_batch_minted
 from chain.models import MintEvent, WebhookDelivery
 from chain.services.ingestion import mint_logs_ingest
+from glisk.core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,10 @@ _MAX_INT = 2**63 - 1
 _STORED_HEADERS_EXCLUDED = {"HTTP_COOKIE", "HTTP_AUTHORIZATION"}
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(ApplicationError):
     """A delivery we answer with 4xx: it says what was wrong with it."""
+
+    error_type = "malformed_delivery"
 
     def __init__(self, message: str, *, status_code: int = 400):
         self.status_code = status_code

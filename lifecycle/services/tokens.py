@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from glisk.core.errors import ApplicationError
 from lifecycle.models import (
     ALLOWED_TRANSITIONS,
     RETRYABLE_STAGES,
@@ -30,8 +31,11 @@ from lifecycle.models import (
 logger = logging.getLogger(__name__)
 
 
-class InvalidStateTransition(Exception):
+class InvalidStateTransition(ApplicationError):
     """The token was not in a state from which the wanted transition applies."""
+
+    status_code = 409
+    error_type = "invalid_transition"
 
     def __init__(self, *, token_id: int, current: str | None, wanted: str, allowed_from: Iterable[str]):
         self.token_id = token_id
@@ -244,6 +248,7 @@ def token_retry(*, token_id: int, actor: str, reason: str = "operator retry") ->
             "image_attempts": 0,
             "ipfs_attempts": 0,
             "reveal_attempts": 0,
+            "reveal_transaction": None,
         },
     )
     return stage

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
+from glisk.backoffice.selectors import dashboard_get
 from lifecycle.models import Token, TokenTransition
-from lifecycle.selectors import dashboard_get
 from tests.factories import (
     AuthorFactory,
     MintEventFactory,
@@ -236,7 +236,7 @@ def test_token_in_a_reveal_in_flight_cannot_be_changed(admin_client, known_token
     tx = RevealTransactionFactory.create(status="sent", token_ids=[4])
     Token.objects.filter(pk=4).update(reveal_transaction=tx)
     response = act(admin_client, 4, "regenerate")
-    assert any("in flight" in m for m in messages_of(response))
+    assert any(f"in reveal transaction {tx.tx_hash} (sent)" in m for m in messages_of(response))
     assert Token.objects.get(pk=4).status == "ready"
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chain.models import SystemState
+from glisk.core.models import SystemState
 from lifecycle.models import ImageJob, IpfsRecord
 from tests.factories import RevealTransactionFactory, TokenFactory, WebhookDeliveryFactory
 

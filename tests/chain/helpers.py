@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from chain.relay import build_alchemy_payload, sign
+from glisk.devtools.relay import build_alchemy_payload, sign
 
 SECRET = "whsec_test"
 
@@ -21,12 +21,10 @@ def payload_for_receipt(chain, receipt):
 
 def reveal_on_chain(chain, sender, token_ids, uris):
     """revealTokens from an unlocked admin account (the deployer holds DEFAULT_ADMIN_ROLE)."""
-    from eth_abi import encode
+    from chain import abi
+    from glisk.devtools import devnet
 
-    from chain import abi, devnet
-
-    data = abi.selector({"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]})
-    data += encode(["uint256[]", "string[]"], [list(token_ids), list(uris)]).hex()
+    data = abi.reveal_tokens_calldata(list(token_ids), list(uris))
     return devnet.send_and_wait(
         chain, {"from": sender, "to": chain.contract_address, "data": data, "gas": hex(3_000_000)}
     )

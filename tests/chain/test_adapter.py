@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eth_abi import encode
 
-from chain import abi, devnet
+from chain import abi
 from chain.adapter import (
     AlreadyRevealed,
     ContractRevert,
@@ -16,12 +16,8 @@ from chain.adapter import (
     WrongChain,
     decode_revert,
 )
+from glisk.devtools import devnet
 from tests.chain.helpers import reveal_on_chain
-
-
-def reveal_calldata(ids, uris):
-    data = abi.selector({"name": "revealTokens", "inputs": [{"type": "uint256[]"}, {"type": "string[]"}]})
-    return data + encode(["uint256[]", "string[]"], [ids, uris]).hex()
 
 
 def test_views_and_batched_token_states(chain, accounts):
@@ -75,7 +71,7 @@ def test_reverts_decode_into_typed_exceptions(chain, accounts, ids, uris, error,
                 {
                     "from": accounts[sender_index],
                     "to": chain.contract_address,
-                    "data": reveal_calldata(ids, uris),
+                    "data": abi.reveal_tokens_calldata(ids, uris),
                 }
             ],
         )

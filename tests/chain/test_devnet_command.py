@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from chain import devnet
 from chain.adapter import GliskChain
 from glisk.config import read_env_file
+from glisk.devtools import devnet
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,10 @@ from django.utils import timezone
 from eth_account import Account
 
 from authors.services import authors_ensure
-from chain import devnet
 from chain.models import RevealTransaction
-from chain.services.keeper import FeesAboveCap, Keeper, KeeperReport, reveal_run
+from chain.services.fees import FeesAboveCap
+from chain.services.keeper import Keeper, KeeperReport, reveal_run
+from glisk.devtools import devnet
 from lifecycle.models import Token, TokenTransition
 from tests.chain.helpers import reveal_on_chain
 from tests.factories import AuthorFactory, TokenFactory
@@ -88,14 +89,14 @@ def test_a_batch_waits_until_full_or_old_enough(chain, accounts, keeper, setting
     keeper.config = settings.GLISK
     tokens = ready_tokens(chain, accounts, 3)
     Token.objects.update(status_changed_at=timezone.now())
-    assert keeper.due_tokens() == []
+    assert keeper.due_batch() == []
     Token.objects.filter(pk=tokens[0].pk).update(status_changed_at=timezone.now() - timedelta(seconds=31))
-    assert len(keeper.due_tokens()) == 3
+    assert len(keeper.due_batch()) == 3
     Token.objects.update(status_changed_at=timezone.now())
     ready_tokens(chain, accounts, 2)
     Token.objects.update(status_changed_at=timezone.now())
-    assert len(keeper.due_tokens()) == 5  # full
-    assert len(keeper.due_tokens(force=True)) == 5
+    assert len(keeper.due_batch()) == 5  # full
+    assert len(keeper.due_batch(force=True)) == 5
 
 
 def test_token_already_revealed_on_chain_is_synced_without_a_transaction(chain, accounts, keeper):
@@ -146,7 +147,7 @@ def test_token_missing_on_chain_fails_instead_of_reverting(chain, accounts, keep
 def test_crash_after_broadcast_before_receipt_needs_no_second_transaction(chain, accounts, keeper):
     tokens = ready_tokens(chain, accounts, 4)
     # The first keeper signs, stores and broadcasts, then dies before looking at the receipt.
-    row = keeper.sign_and_store(keeper.due_tokens())
+    row = keeper.sign_and_store(keeper.due_batch())
     keeper.broadcast(row)
     nonce_after_first = keeper_nonce(chain, keeper)
     # A new keeper process starts.
@@ -161,7 +162,7 @@ def test_crash_after_broadcast_before_receipt_needs_no_second_transaction(chain,
 
 def test_crash_after_signing_before_broadcast_sends_the_stored_bytes(chain, accounts, keeper):
     ready_tokens(chain, accounts, 2)
-    row = keeper.sign_and_store(keeper.due_tokens())
+    row = keeper.sign_and_store(keeper.due_batch())
     report = run(keeper)
     assert report.sent == 0 and report.confirmed == 1
     assert RevealTransaction.objects.get().tx_hash == row.tx_hash
@@ -171,7 +172,7 @@ def test_dropped_transaction_is_rebroadcast_with_the_same_bytes(chain, accounts,
     ready_tokens(chain, accounts, 2)
     chain.rpc("evm_setAutomine", [False])
     try:
-        row = keeper.sign_and_store(keeper.due_tokens())
+        row = keeper.sign_and_store(keeper.due_batch())
         keeper.broadcast(row)
         chain.rpc("anvil_dropTransaction", [row.tx_hash])
         assert chain.rpc("eth_getTransactionByHash", [row.tx_hash]) is None
@@ -191,7 +192,7 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(chain
     ready_tokens(chain, accounts, 3)
     chain.rpc("evm_setAutomine", [False])
     try:
-        row = keeper.sign_and_store(keeper.due_tokens())
+        row = keeper.sign_and_store(keeper.due_batch())
         keeper.broadcast(row)
         RevealTransaction.objects.filter(pk=row.pk).update(sent_at=timezone.now() - timedelta(hours=1))
         report = KeeperReport()

@@ -6,9 +6,9 @@ import json
 import pytest
 from django.core.management import call_command
 
-from chain import devnet
-from chain.services.recovery import cid_from_uri
+from glisk.devtools import devnet
 from lifecycle.models import Token, TokenTransition
+from lifecycle.services.reveals import cid_from_uri
 from tests.chain.helpers import reveal_on_chain
 from tests.factories import TokenFactory
 

@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from chain import devnet
 from chain.models import MintEvent, WebhookDelivery
-from chain.relay import WebhookRelay
+from glisk.devtools import devnet
+from glisk.devtools.relay import WebhookRelay
 from lifecycle.models import Token
 from tests.chain.helpers import SECRET, payload_for_receipt, post_delivery
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from chain import devnet
 from chain.adapter import GliskChain
 from chain.models import MintEvent
-from chain.services.state import advisory_lock, state_get
 from chain.services.watcher import cursor_key, watcher_run, watcher_step
+from glisk.core.state import advisory_lock, state_get
+from glisk.devtools import devnet
 from lifecycle.models import Token
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from authors.models import Author
-from chain import devnet
 from chain.models import MintEvent, WebhookDelivery
+from glisk.devtools import devnet
 from lifecycle.models import Token
 from tests.chain.helpers import SECRET, payload_for_receipt, post_delivery
 from tests.factories import AuthorFactory

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain import devnet
 from chain.models import MintEvent, WebhookDelivery
+from glisk.devtools import devnet
 from lifecycle.models import Token
 from tests.chain.helpers import payload_for_receipt, post_delivery
 

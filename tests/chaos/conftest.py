@@ -1,4 +1,4 @@
-"""Chaos scenarios run the real stack and end by checking the invariants (lifecycle.services.audit).
+"""Chaos scenarios run the real stack and end by checking the invariants (glisk.backoffice.audit).
 
 `make test` runs the short version; `CHAOS=full .venv/bin/pytest tests/chaos` the long one.
 """
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from glisk.stack import Stack
+from glisk.devtools.stack import Stack
 from tests.e2e.conftest import test_database_url
 
 FULL = os.environ.get("CHAOS") == "full"

@@ -15,13 +15,13 @@ from django.conf import settings
 from django.db import connection
 from eth_account import Account
 
-from chain import devnet
 from chain.models import MintEvent, RevealTransaction, WebhookDelivery
-from chain.relay import build_alchemy_payload, sign
 from glisk import embedded_db
-from glisk.stack import mint_many, mint_plan, wait_until
+from glisk.backoffice.audit import pipeline_audit
+from glisk.devtools import devnet
+from glisk.devtools.relay import build_alchemy_payload, sign
+from glisk.devtools.stack import mint_many, mint_plan, wait_until
 from lifecycle.models import Token
-from lifecycle.services.audit import pipeline_audit
 from tests.chaos.conftest import scale
 from tests.standins.pinata import PinataStandIn
 from tests.standins.replicate import ReplicateStandIn

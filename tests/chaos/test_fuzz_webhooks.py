@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain.models import MintEvent, WebhookDelivery
-from chain.relay import sign
+from glisk.devtools.relay import sign
 from lifecycle.models import Token
 from tests.chaos.conftest import scale
 

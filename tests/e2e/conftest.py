@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from glisk.stack import Stack
+from glisk.devtools.stack import Stack
 
 
 def test_database_url() -> str:

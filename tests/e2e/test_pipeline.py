@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from chain import devnet
-from glisk.stack import mint_many, mint_plan, wait_until
+from glisk.backoffice.audit import pipeline_audit
+from glisk.devtools import devnet
+from glisk.devtools.stack import mint_many, mint_plan, wait_until
 from lifecycle.models import Token
-from lifecycle.services.audit import pipeline_audit
 
 pytestmark = pytest.mark.slow
 TOKENS = 500

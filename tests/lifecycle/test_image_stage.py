@@ -202,10 +202,9 @@ def test_a_generation_whose_worker_died_before_handing_on_is_reused_not_paid_twi
     token = TokenFactory.create()
     # The first worker generated and stored the image, then was killed before its transition.
     claim = token_claim(statuses=["detected"], worker_id="doomed", limit=1, lease_seconds=60)
-    from lifecycle.services import stages
-    from lifecycle.services.stages import StageReport, image_generate_token
+    from lifecycle.services.stages import StageReport, image, image_generate_token
 
-    stored = stages._generate_recorded(
+    stored = image._generate_recorded(
         token=claim.tokens[0], provider=replicate_provider, prompt="p", attempt=1, fallback=False
     )
     Token.objects.filter(pk=token.pk).update(

@@ -5,8 +5,8 @@ import json
 import pytest
 from django_q.models import OrmQ
 
-from chain.models import SystemState
-from lifecycle.nudge import stage_nudge, stage_started
+from glisk.core.models import SystemState
+from glisk.core.stages import stage_nudge, stage_started
 
 pytestmark = pytest.mark.django_db
 

@@ -93,7 +93,7 @@ class Command(BaseCommand):
     def _run_child(self, options: dict[str, Any]) -> int:
         from django.core.management import call_command
 
-        from glisk.stack import Stack
+        from glisk.devtools.stack import Stack
 
         total = options["tokens"]
         call_command("migrate", verbosity=0, interactive=False)
@@ -151,8 +151,8 @@ class Command(BaseCommand):
     def _mint(self, stack: Any, total: int) -> dict[int, float]:
         from authors.models import Author
         from authors.services import authors_ensure
-        from chain import devnet
-        from glisk.stack import mint_plan
+        from glisk.devtools import devnet
+        from glisk.devtools.stack import mint_plan
 
         chain = stack.chain()
         accounts = devnet.dev_accounts(chain)
@@ -216,8 +216,8 @@ class Command(BaseCommand):
 
     def _summary(self, stack: Any, total: int, mint_times: dict[int, float]) -> int:
         from chain.models import RevealTransaction
+        from glisk.backoffice.audit import pipeline_audit
         from lifecycle.models import Token
-        from lifecycle.services.audit import pipeline_audit
 
         revealed = list(Token.objects.filter(status="revealed").values_list("token_id", "revealed_at"))
         failed = Token.objects.filter(status="failed").count()

@@ -1,9 +1,9 @@
 """Check the pipeline's invariants against the chain and the served IPFS content.
 
-Used by the demo before it exits, by the end-to-end and chaos tests, and by operators
-(`manage.py audit`): every minted token is revealed (or failed with a reason), revealed in
-exactly one confirmed transaction, with `tokenURI` = `ipfs://<metadata cid>`, metadata that names
-the image CID, image bytes that hash to it, and no generation or pin done twice.
+Used by the demo before it exits and by the end-to-end and chaos tests: every minted token is
+revealed (or failed with a reason), revealed in exactly one confirmed transaction, with
+`tokenURI` = `ipfs://<metadata cid>`, metadata that names the image CID, image bytes that hash to
+it, and no generation or pin done twice.
 """
 
 from __future__ import annotations

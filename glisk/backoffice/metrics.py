@@ -15,12 +15,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from chain.models import RevealTransaction, WebhookDelivery
+from glisk.core.models import SystemState
+from lifecycle.models import ImageJob, IpfsRecord, Token, TokenStatus
+
 
 class GliskCollector:
     def collect(self) -> Iterator[Metric]:
-        from chain.models import RevealTransaction, WebhookDelivery
-        from lifecycle.models import ImageJob, IpfsRecord, Token, TokenStatus
-
         tokens = GaugeMetricFamily("glisk_tokens", "Tokens by status", labels=["status"])
         counts = dict(Token.objects.values_list("status").annotate(n=Count("pk")))
         for status in TokenStatus:
@@ -90,8 +91,6 @@ class GliskCollector:
             "Blocks between the chain head and the watcher cursor",
             labels=["cursor"],
         )
-        from chain.models import SystemState
-
         for key, value in SystemState.objects.filter(key__startswith="watcher.cursor.").values_list(
             "key", "value"
         ):

@@ -25,7 +25,7 @@ from hexbytes import HexBytes
 from chain import abi
 from chain.adapter import ChainError, GliskChain
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANVIL_BINARY = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEVNET_CHAIN_ID = 31337
 MINT_PRICE_WEI = 10**15  # 0.001 ETH
@@ -192,8 +192,7 @@ def deploy(chain: GliskChain, *, deployer: str) -> tuple[str, int]:
 
 
 def grant_keeper_role(chain: GliskChain, *, admin: str, keeper: str) -> None:
-    data = abi.selector({"name": "grantRole", "inputs": [{"type": "bytes32"}, {"type": "address"}]})
-    data += abi_encode(["bytes32", "address"], [HexBytes(abi.KEEPER_ROLE), keeper]).hex()
+    data = abi.calldata("grantRole", ["bytes32", "address"], [HexBytes(abi.KEEPER_ROLE), keeper])
     send_and_wait(chain, {"from": admin, "to": chain.contract_address, "data": data})
 
 
@@ -205,8 +204,7 @@ def mint(
     chain: GliskChain, *, minter: str, prompt_author: str, quantity: int, value: int | None = None
 ) -> dict[str, Any]:
     """Send `mint(promptAuthor, quantity)` from an unlocked dev account; returns the receipt."""
-    data = abi.selector({"name": "mint", "inputs": [{"type": "address"}, {"type": "uint256"}]})
-    data += abi_encode(["address", "uint256"], [prompt_author, quantity]).hex()
+    data = abi.calldata("mint", ["address", "uint256"], [prompt_author, quantity])
     paid = MINT_PRICE_WEI * quantity if value is None else value
     return send_and_wait(
         chain,

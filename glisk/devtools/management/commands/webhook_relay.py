@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chain.adapter import ChainError, GliskChain
-from chain.relay import WebhookRelay
+from glisk.devtools.relay import WebhookRelay
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""SystemState: small durable values (cursors) and advisory locks."""
+"""SystemState values (cursors, flags, heartbeats) and PostgreSQL advisory locks."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ from typing import Any
 
 from django.db import connection
 
-from chain.models import SystemState
+from glisk.core.models import SystemState
 
 
 def state_get(*, key: str, default: Any = None) -> Any:
     row = SystemState.objects.filter(key=key).values_list("value", flat=True).first()
     return default if row is None else row
+
+
+def state_get_for_update(*, key: str, default: Any = None) -> Any:
+    """`state_get` with the key's row locked (created if missing) until the transaction ends:
+    writers of one key take turns."""
+    row, _ = SystemState.objects.select_for_update().get_or_create(key=key, defaults={"value": default})
+    return row.value
 
 
 def state_set(*, key: str, value: Any) -> None:
@@ -36,3 +43,9 @@ def advisory_lock(name: str) -> Iterator[bool]:
         if got:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])
+
+
+def advisory_xact_lock(name: str) -> None:
+    """Take a transaction-level advisory lock named `name` (waits; released at commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

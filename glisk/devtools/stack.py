@@ -17,10 +17,10 @@ from typing import IO, Any
 
 import requests
 
-from chain import devnet
 from chain.adapter import ChainError, GliskChain
+from glisk.devtools import devnet
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

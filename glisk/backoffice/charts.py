@@ -7,15 +7,6 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
-STATUS_COLORS = {
-    "detected": "#8e9aaf",
-    "generating": "#f4a261",
-    "uploading": "#e9c46a",
-    "ready": "#2a9d8f",
-    "revealed": "#264653",
-    "failed": "#e63946",
-}
-
 
 def bar_chart(
     bars: Sequence[tuple[str, int, str]],

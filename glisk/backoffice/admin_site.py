@@ -8,6 +8,10 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from glisk.backoffice.charts import bar_chart
+from glisk.backoffice.selectors import dashboard_get
+from lifecycle.display import STATUS_COLORS
+
 
 class GliskAdminSite(admin.AdminSite):
     site_header = "GLISK back office"
@@ -15,9 +19,6 @@ class GliskAdminSite(admin.AdminSite):
     index_title = "Dashboard"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        from lifecycle.charts import STATUS_COLORS, bar_chart
-        from lifecycle.selectors import dashboard_get
-
         board = dashboard_get()
         status_chart = bar_chart(
             [(s, n, STATUS_COLORS[s]) for s, n in board.counts.items()], title="Tokens by status"

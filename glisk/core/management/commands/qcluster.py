@@ -11,21 +11,9 @@ from typing import Any
 
 from django.db import transaction
 from django_q.management.commands.qcluster import Command as DjangoQCluster
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
-SCHEDULES = {
-    "glisk.sweeper": ("lifecycle.tasks.sweep", 1),
-    "glisk.watcher": ("chain.tasks.watcher", 1),
-}
-
-
-def ensure_schedules() -> None:
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
+from glisk.core.schedules import STARTUP_TASKS, ensure_schedules
 
 
 class Command(DjangoQCluster):
@@ -34,7 +22,6 @@ class Command(DjangoQCluster):
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
             ensure_schedules()
-            async_task("chain.tasks.recover_on_start", group="startup")
-            async_task("chain.tasks.watcher", group="startup")
-            async_task("lifecycle.tasks.sweep", group="startup")
+            for func in STARTUP_TASKS:
+                async_task(func, group="startup")
         super().handle(*args, **options)

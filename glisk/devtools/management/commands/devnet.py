@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from eth_account import Account
 
-from chain import devnet
 from chain.adapter import ChainError, GliskChain
+from glisk.devtools import devnet
 
 
 class Command(BaseCommand):

@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
-from glisk.stack import Stack
+from glisk.devtools.stack import Stack
 
 
 def current_database_url() -> str:
@@ -90,7 +90,7 @@ class Command(BaseCommand):
 
     def _devnet_alive(self) -> bool:
         from chain.adapter import ChainError, GliskChain
-        from chain.devnet import has_contract
+        from glisk.devtools.devnet import has_contract
 
         if not settings.GLISK.contract_address or not settings.GLISK.rpc_url:
             return False
@@ -100,7 +100,7 @@ class Command(BaseCommand):
             return False
 
     def _stop_devnet(self) -> None:
-        from chain.devnet import DevnetInfo
+        from glisk.devtools.devnet import DevnetInfo
 
         info = DevnetInfo.read(settings.DEVNET_ENV_FILE)
         if info and info.anvil_pid:

@@ -1,0 +1,118 @@
+"""The dashboard's figures: reads across every app, for operators only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count, Max, Min
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+from django_q.models import OrmQ, Success
+from eth_account import Account
+
+from chain.adapter import ChainError, GliskChain
+from chain.models import RevealTransaction, WebhookDelivery
+from chain.services.watcher import cursor_key
+from glisk.core.state import state_get
+from glisk.core.tasks import HEARTBEAT_KEY
+from lifecycle.models import TERMINAL_STATUSES, Token, TokenStatus
+from lifecycle.selectors import stuck_q
+
+CLUSTER_SEEN_WITHIN = timedelta(minutes=3)
+
+
+@dataclass
+class Dashboard:
+    counts: dict[str, int]
+    revealed_per_hour: list[tuple[datetime, int]]
+    failed: int
+    stuck: int
+    oldest_unrevealed_age: timedelta | None
+    last_webhook_at: datetime | None
+    watcher_block: int | None
+    chain_head: int | None
+    keeper_address: str
+    keeper_balance_wei: int | None
+    pending_reveal: Any
+    queue_depth: int
+    cluster_last_seen: datetime | None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def watcher_lag(self) -> int | None:
+        if self.watcher_block is None or self.chain_head is None:
+            return None
+        return max(0, self.chain_head - self.watcher_block)
+
+    @property
+    def cluster_alive(self) -> bool:
+        return (
+            self.cluster_last_seen is not None
+            and timezone.now() - self.cluster_last_seen < CLUSTER_SEEN_WITHIN
+        )
+
+
+def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Dashboard:
+    """Everything the admin dashboard shows; chain figures are None when the node does not answer."""
+    now = now or timezone.now()
+    counts = {s.value: 0 for s in TokenStatus}
+    counts.update(dict(Token.objects.values_list("status").annotate(n=Count("pk"))))
+
+    since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    per_hour = dict(
+        Token.objects.filter(status=TokenStatus.REVEALED, revealed_at__gte=since)
+        .annotate(hour=TruncHour("revealed_at"))
+        .values_list("hour")
+        .annotate(n=Count("pk"))
+    )
+    hours = [since + timedelta(hours=i) for i in range(24)]
+    oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(oldest=Min("created_at"))[
+        "oldest"
+    ]
+    last_webhook = WebhookDelivery.objects.aggregate(last=Max("received_at"))["last"]
+
+    errors: list[str] = []
+    watcher_block = head = balance = None
+    keeper_address = ""
+    config = settings.GLISK
+    if config.keeper_private_key:
+        keeper_address = Account.from_key(config.keeper_private_key).address
+    if config.rpc_url and config.contract_address:
+        chain = GliskChain.from_settings()
+        cursor = state_get(key=cursor_key(chain), default={}) or {}
+        watcher_block = cursor.get("block")
+        if with_chain:
+            try:
+                head = chain.block_number()
+                if keeper_address:
+                    balance = chain.balance(keeper_address)
+            except ChainError as exc:
+                errors.append(f"chain: {exc}")
+    heartbeat = state_get(key=HEARTBEAT_KEY, default={}) or {}
+    seen = [Success.objects.aggregate(last=Max("stopped"))["last"]]
+    if heartbeat.get("at"):
+        seen.append(datetime.fromisoformat(heartbeat["at"]))
+    seen_at = max((s for s in seen if s is not None), default=None)
+    return Dashboard(
+        counts=counts,
+        revealed_per_hour=[(h, per_hour.get(h, 0)) for h in hours],
+        failed=counts[TokenStatus.FAILED],
+        stuck=Token.objects.filter(stuck_q(now)).count(),
+        oldest_unrevealed_age=(now - oldest) if oldest else None,
+        last_webhook_at=last_webhook,
+        watcher_block=watcher_block,
+        chain_head=head,
+        keeper_address=keeper_address,
+        keeper_balance_wei=balance,
+        pending_reveal=RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE).first(),
+        queue_depth=OrmQ.objects.count(),
+        cluster_last_seen=seen_at,
+        errors=errors,
+    )

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class SystemState(models.Model):
+    """Small durable key → JSON values: the log watcher's cursor, stage nudge flags, heartbeats."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    value = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name = "system state"
+        verbose_name_plural = "system state"
+
+    def __str__(self) -> str:
+        return self.key

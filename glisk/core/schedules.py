@@ -1,0 +1,21 @@
+"""The django-q2 schedules and start-up tasks every cluster ensures (by dotted path)."""
+
+from __future__ import annotations
+
+from django_q.models import Schedule
+
+# name → (task, every N minutes). django-q2 checks schedules only about every 30 s: they are
+# the safety net, the nudges do the work.
+SCHEDULES = {
+    "glisk.sweeper": ("glisk.core.tasks.sweep", 1),
+    "glisk.watcher": ("chain.tasks.watcher", 1),
+}
+STARTUP_TASKS = ("chain.tasks.recover_on_start", "chain.tasks.watcher", "glisk.core.tasks.sweep")
+
+
+def ensure_schedules() -> None:
+    for name, (func, minutes) in SCHEDULES.items():
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+        )

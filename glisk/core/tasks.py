@@ -1,0 +1,26 @@
+"""The sweeper: the safety net behind the nudges."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from django.utils import timezone
+
+from glisk.core.stages import STAGES, stage_nudge, stage_pending
+from glisk.core.state import state_set
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "cluster.heartbeat"
+
+
+def sweep() -> dict[str, int]:
+    """Re-nudge every stage that has work (crashes, expired leases, backoffs); beat the heart."""
+    counts = {stage: stage_pending(stage=stage) for stage in STAGES}
+    for stage, count in counts.items():
+        if count:
+            stage_nudge(stage=stage)
+    state_set(key=HEARTBEAT_KEY, value={"at": timezone.now().isoformat(), "host": socket.gethostname()})
+    logger.info("sweeper.ran", extra=counts)
+    return counts

@@ -1,0 +1,207 @@
+"""The image stage: the author's prompt → an image from the provider → stored bytes → `uploading`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from authors.selectors import author_get_by_wallet
+from glisk.core.stages import stage_nudge
+from lifecycle.models import AttemptOutcome, ImageJob, Token, TokenStatus
+from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
+from lifecycle.providers.images import GeneratedImage, ImageProvider, image_provider
+from lifecycle.services.stages.runner import (
+    EXTENSIONS,
+    StageReport,
+    attempt_recorded,
+    concurrency_for,
+    retry_or_fail,
+    run_stage,
+)
+from lifecycle.services.tokens import LeaseLost, token_transition
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "stage:image"
+
+
+def prompt_for(token: Token) -> str:
+    """The author's prompt, else the default author's, else DEFAULT_PROMPT."""
+    if token.author.prompt_text:
+        return token.author.prompt_text
+    default_author = author_get_by_wallet(wallet=settings.GLISK.default_author_wallet)
+    if default_author is not None and default_author.prompt_text:
+        return default_author.prompt_text
+    return settings.GLISK.default_prompt
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    path: str
+    content_type: str
+
+
+def _store_image(token: Token, data: bytes, content_type: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    extension = EXTENSIONS.get(content_type, "bin")
+    return str(default_storage.save(f"images/{token.pk}-{digest}.{extension}", ContentFile(data)))
+
+
+def _generate_recorded(
+    *, token: Token, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
+) -> StoredImage:
+    """One generation, its bytes stored at once and the attempt recorded with where they are."""
+
+    def generate_and_store() -> tuple[GeneratedImage, str]:
+        image = provider.generate(prompt=prompt, token_id=token.pk)
+        return image, _store_image(token, image.data, image.content_type)
+
+    image, path = attempt_recorded(
+        ImageJob,
+        started_row={
+            "token": token,
+            "attempt": attempt,
+            "provider": provider.name,
+            "prompt_text": prompt,
+            "fallback": fallback,
+        },
+        call=generate_and_store,
+        succeeded=lambda done: {
+            "external_id": done[0].external_id[:128],
+            "image_bytes": len(done[0].data),
+            "image_path": done[1],
+            "content_type": done[0].content_type,
+        },
+        failed=lambda exc: {"external_id": getattr(exc, "external_id", "") or ""},
+    )
+    return StoredImage(path=path, content_type=image.content_type)
+
+
+def _finished_generation(token: Token) -> tuple[StoredImage, ImageJob] | None:
+    """A generation that succeeded in this stint in `generating` but was never handed on (its
+    worker died between storing the image and the transition): reuse it, do not pay twice."""
+    job = (
+        ImageJob.objects.filter(
+            token=token, outcome=AttemptOutcome.SUCCEEDED, created_at__gte=token.status_changed_at
+        )
+        .exclude(image_path="")
+        .order_by("-created_at")
+        .first()
+    )
+    if job is None or not default_storage.exists(job.image_path):
+        return None
+    return StoredImage(path=job.image_path, content_type=job.content_type), job
+
+
+def image_generate_token(
+    *, token: Token, worker_id: str, provider: ImageProvider, report: StageReport
+) -> None:
+    """Generate, download and store one claimed token's image; move it to `uploading`."""
+    config = settings.GLISK
+    if token.status == TokenStatus.DETECTED:
+        prompt = prompt_for(token)
+        token_transition(
+            token_id=token.pk,
+            to=TokenStatus.GENERATING,
+            actor=ACTOR,
+            reason="generation started",
+            sources=[TokenStatus.DETECTED],
+            lease_owner=worker_id,
+            release_lease=False,
+            fields={"prompt_text": prompt, "fallback_prompt_used": False},
+        )
+        token.prompt_text, token.fallback_prompt_used = prompt, False
+    attempts = token.image_attempts + 1
+    prompt, fallback = token.prompt_text or prompt_for(token), token.fallback_prompt_used
+    reused = _finished_generation(token) if token.status == TokenStatus.GENERATING else None
+    try:
+        if reused is not None:
+            image, job = reused
+            prompt, fallback, attempts = job.prompt_text, job.fallback, max(job.attempt, token.image_attempts)
+            logger.info("stage.image_reused", extra={"token_id": token.pk, "job": job.pk})
+        try:
+            if reused is None:
+                image = _generate_recorded(
+                    token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback
+                )
+        except ContentPolicyViolation:
+            if fallback:
+                raise
+            # One retry with the safe prompt, recorded on the token.
+            prompt, fallback = config.fallback_censored_prompt, True
+            Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(
+                prompt_text=prompt, fallback_prompt_used=True
+            )
+            image = _generate_recorded(
+                token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=True
+            )
+    except ProviderError as exc:
+        error = exc
+        if isinstance(exc, ContentPolicyViolation):  # the safe prompt was refused as well
+            error = ProviderError(
+                f"the fallback prompt was refused too: {exc}", transient=False, error_class="content_policy"
+            )
+        retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=ACTOR,
+            error=error,
+            provider=provider.name,
+            attempts_field="image_attempts",
+            attempts=attempts,
+            max_attempts=config.image_max_attempts,
+            report=report,
+        )
+        return
+
+    try:
+        with transaction.atomic():
+            token_transition(
+                token_id=token.pk,
+                to=TokenStatus.UPLOADING,
+                actor=ACTOR,
+                reason="image stored",
+                sources=[TokenStatus.GENERATING],
+                lease_owner=worker_id,
+                fields={
+                    "image": image.path,
+                    "image_content_type": image.content_type,
+                    "image_attempts": attempts,
+                    "prompt_text": prompt,
+                    "fallback_prompt_used": fallback,
+                    "image_cid": "",
+                    "metadata_cid": "",
+                    "next_attempt_at": timezone.now(),
+                    "last_error": "",
+                    "last_error_detail": None,
+                },
+            )
+            stage_nudge(stage="ipfs")
+    except LeaseLost:
+        report.lost += 1  # another worker owns the token now; it will reuse the stored image
+        return
+    report.succeeded += 1
+
+
+def image_stage_run(
+    *, worker_id: str, budget_seconds: float = 120.0, provider: ImageProvider | None = None
+) -> StageReport:
+    """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
+    provider = provider or image_provider()
+    return run_stage(
+        stage="image",
+        worker_id=worker_id,
+        work=lambda token, worker, report: image_generate_token(
+            token=token, worker_id=worker, provider=provider, report=report
+        ),
+        max_concurrency=concurrency_for(provider),
+        budget_seconds=budget_seconds,
+        batch_size=settings.GLISK.worker_batch_size,
+    )

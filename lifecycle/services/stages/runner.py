@@ -1,0 +1,234 @@
+"""What every stage shares: claim a batch, work on each token outside any transaction, record
+each attempt as a row, and on a provider error either back off or fail the token."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import connections
+from django.db.models import Model
+from django.utils import timezone
+
+from glisk.core.stages import stage_nudge
+from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
+from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
+from lifecycle.services.tokens import LeaseLost, token_claim, token_fail, token_lease_release
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/gif": "gif"}
+MAX_BACKOFF_WAIT_SECONDS = 30.0
+
+
+def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, at least what the provider asked for."""
+    c = settings.GLISK
+    exponential = min(c.retry_backoff_max_seconds, c.retry_backoff_base_seconds * 2 ** max(0, attempt - 1))
+    delay = exponential * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class StageReport:
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    lost: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def add(self, other: StageReport) -> None:
+        self.claimed += other.claimed
+        self.succeeded += other.succeeded
+        self.retried += other.retried
+        self.failed += other.failed
+        self.lost += other.lost
+
+
+def _outcome_of(error: ProviderError) -> str:
+    if isinstance(error, ContentPolicyViolation):
+        return AttemptOutcome.CONTENT_POLICY
+    return AttemptOutcome.TRANSIENT_ERROR if error.transient else AttemptOutcome.PERMANENT_ERROR
+
+
+def attempt_recorded(
+    model: type[Model],
+    *,
+    started_row: dict[str, Any],
+    call: Callable[[], T],
+    succeeded: Callable[[T], dict[str, Any]],
+    failed: Callable[[ProviderError], dict[str, Any]] | None = None,
+) -> T:
+    """Run one provider `call` as an attempt row of `model` (`ImageJob`, `IpfsRecord`): the row is
+    written before the call, so a crash mid-call leaves a trace, and finished with the outcome, the
+    duration and what `succeeded` (or `failed`) says about the result."""
+    row = model._default_manager.create(**started_row)
+    started = time.monotonic()
+
+    def finish(**values: Any) -> None:
+        values.update(duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now())
+        model._default_manager.filter(pk=row.pk).update(**values)
+
+    try:
+        result = call()
+    except ProviderError as exc:
+        finish(
+            outcome=_outcome_of(exc),
+            error=str(exc)[:2000],
+            error_class=exc.error_class,
+            **(failed(exc) if failed else {}),
+        )
+        raise
+    finish(outcome=AttemptOutcome.SUCCEEDED, **succeeded(result))
+    return result
+
+
+def retry_or_fail(
+    *,
+    token: Token,
+    worker_id: str,
+    actor: str,
+    error: ProviderError,
+    provider: str,
+    attempts_field: str,
+    attempts: int,
+    max_attempts: int,
+    report: StageReport,
+) -> None:
+    """A transient error under the cap backs off (lease given back); anything else fails the token."""
+    detail = {
+        "provider": provider,
+        "error_class": error.error_class,
+        "status": error.status,
+        "transient": error.transient,
+        "retry_after": error.retry_after,
+    }
+    reason = f"{provider}: {error}"
+    if error.transient and attempts < max_attempts:
+        delay = backoff_seconds(attempts, retry_after=error.retry_after)
+        kept = token_lease_release(
+            token_id=token.pk,
+            worker_id=worker_id,
+            fields={
+                attempts_field: attempts,
+                "next_attempt_at": timezone.now() + timedelta(seconds=delay),
+                "last_error": reason[:500],
+                "last_error_detail": detail,
+            },
+        )
+        if kept:
+            report.retried += 1
+        else:
+            report.lost += 1
+        logger.warning(
+            "stage.retry_scheduled",
+            extra={
+                "token_id": token.pk,
+                "actor": actor,
+                "attempt": attempts,
+                "error_class": error.error_class,
+                "delay": round(delay, 2),
+            },
+        )
+        return
+    why = reason if not error.transient else f"{reason} (gave up after {attempts} attempts)"
+    try:
+        token_fail(
+            token_id=token.pk,
+            actor=actor,
+            reason=why,
+            lease_owner=worker_id,
+            detail=detail,
+            fields={attempts_field: attempts},
+        )
+        report.failed += 1
+    except LeaseLost:
+        report.lost += 1
+    logger.error(
+        "stage.token_failed", extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class}
+    )
+
+
+StageWork = Callable[[Token, str, StageReport], None]
+
+
+def _next_due_in(statuses: tuple[str, ...]) -> float | None:
+    """Seconds until the next unleased token of these statuses is due, or None."""
+    now = timezone.now()
+    upcoming = (
+        Token.objects.filter(status__in=statuses, claimed_by="")
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    return None if upcoming is None else max(0.0, (upcoming - now).total_seconds())
+
+
+def run_stage(
+    *,
+    stage: str,
+    worker_id: str,
+    work: StageWork,
+    max_concurrency: int,
+    budget_seconds: float,
+    batch_size: int,
+) -> StageReport:
+    """Claim and work batches of `stage`'s due tokens until none is due soon or the budget ends."""
+    statuses = STAGE_STATUSES[stage]
+    report = StageReport()
+    deadline = time.monotonic() + budget_seconds
+    lease = settings.GLISK.stage_lease_seconds
+    while time.monotonic() < deadline:
+        claim = token_claim(statuses=statuses, worker_id=worker_id, limit=batch_size, lease_seconds=lease)
+        if not claim.tokens:
+            # Tokens backing off after a transient error would otherwise wait for the sweeper
+            # (a minute): wait here for the next one that is due soon, holding no lock.
+            wait = _next_due_in(statuses)
+            if wait is None or wait > MAX_BACKOFF_WAIT_SECONDS or time.monotonic() + wait > deadline:
+                break
+            time.sleep(max(0.05, wait))
+            continue
+        if len(claim.tokens) == batch_size:
+            # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
+            stage_nudge(stage=stage)
+        report.claimed += len(claim.tokens)
+        tokens = Token.objects.select_related("author").in_bulk(claim.ids)
+        concurrency = min(len(claim.ids), max_concurrency)
+        if concurrency <= 1:
+            for token_id in claim.ids:
+                report.add(_work_one(work, tokens[token_id], worker_id))
+        else:
+            # Provider calls wait on the network: a claimed batch is worked on concurrently. Each
+            # thread uses (and closes) its own database connection.
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{stage}-stage") as pool:
+                one_token = functools.partial(_work_one, work, worker_id=worker_id, own_connection=True)
+                for one in pool.map(one_token, [tokens[t] for t in claim.ids]):
+                    report.add(one)
+    return report
+
+
+def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: bool = False) -> StageReport:
+    report = StageReport()
+    try:
+        work(token, worker_id, report)
+    except LeaseLost:
+        report.lost += 1
+    finally:
+        if own_connection:
+            connections.close_all()  # this thread's connections only
+    return report
+
+
+def concurrency_for(provider: object) -> int:
+    """Threads only help providers that wait on the network; a local one is CPU-bound."""
+    return settings.GLISK.stage_concurrency if getattr(provider, "network_bound", False) else 1
