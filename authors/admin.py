@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 from eth_utils import is_address, to_checksum_address
 
 from authors.models import Author
+from authors.selectors import authors_with_token_counts
 from glisk.config import PROMPT_MAX_LENGTH
 
 
@@ -58,36 +59,32 @@ class AuthorAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Author]:
         # Annotate first, then order: the leaderboard orders by an annotation.
-        return Author.objects.annotate(
-            n_total=Count("tokens"),
-            n_revealed=Count("tokens", filter=Q(tokens__status="revealed")),
-            n_failed=Count("tokens", filter=Q(tokens__status="failed")),
-        ).order_by(*self.get_ordering(request))
+        return authors_with_token_counts().order_by(*self.get_ordering(request))
 
     def get_ordering(self, request: HttpRequest) -> list[Any]:
         # The authors list is a leaderboard (most tokens first); elsewhere (the token list's
         # author filter) the queryset has no annotations, so order by wallet there.
         match = request.resolver_match
         if match is not None and match.url_name == "authors_author_changelist":
-            return ["-n_total", "wallet_address"]
+            return ["-tokens_total", "wallet_address"]
         return ["wallet_address"]
 
-    @admin.display(description="tokens", ordering="n_total")
+    @admin.display(description="tokens", ordering="tokens_total")
     def tokens_total(self, obj: Any) -> SafeString:
         url = reverse("admin:lifecycle_token_changelist") + f"?author__id__exact={obj.pk}"
-        return format_html('<a href="{}">{}</a>', url, obj.n_total)
+        return format_html('<a href="{}">{}</a>', url, obj.tokens_total)
 
-    @admin.display(description="revealed", ordering="n_revealed")
+    @admin.display(description="revealed", ordering="tokens_revealed")
     def tokens_revealed(self, obj: Any) -> int:
-        return int(obj.n_revealed)
+        return int(obj.tokens_revealed)
 
     @admin.display(description="in progress")
     def tokens_in_progress(self, obj: Any) -> int:
-        return int(obj.n_total - obj.n_revealed - obj.n_failed)
+        return int(obj.tokens_total - obj.tokens_revealed - obj.tokens_failed)
 
-    @admin.display(description="failed", ordering="n_failed")
+    @admin.display(description="failed", ordering="tokens_failed")
     def tokens_failed(self, obj: Any) -> int:
-        return int(obj.n_failed)
+        return int(obj.tokens_failed)
 
     @admin.display(boolean=True, description="prompt")
     def has_prompt(self, obj: Author) -> bool:

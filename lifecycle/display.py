@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-STATUS_COLORS = {
-    "detected": "#8e9aaf",
-    "generating": "#f4a261",
-    "uploading": "#e9c46a",
-    "ready": "#2a9d8f",
-    "revealed": "#264653",
-    "failed": "#e63946",
+from lifecycle.models import TokenStatus
+
+STATUS_COLORS: dict[str, str] = {
+    TokenStatus.DETECTED: "#8e9aaf",
+    TokenStatus.GENERATING: "#f4a261",
+    TokenStatus.UPLOADING: "#e9c46a",
+    TokenStatus.READY: "#2a9d8f",
+    TokenStatus.REVEALED: "#264653",
+    TokenStatus.FAILED: "#e63946",
 }
 
 

@@ -76,7 +76,7 @@ class GliskCollector:
         for status, n in RevealTransaction.objects.values_list("status").annotate(n=Count("pk")):
             reveals.add_metric([status], n)
         yield reveals
-        confirmed = RevealTransaction.objects.filter(status="confirmed")
+        confirmed = RevealTransaction.objects.filter(status=RevealTransaction.Status.CONFIRMED)
         gas = confirmed.aggregate(g=Sum("gas_used"))["g"] or 0
         yield CounterMetricFamily(
             "glisk_reveal_gas_used", "Gas used by confirmed reveal transactions", value=gas

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Lower
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from eth_utils import is_address
 from rest_framework import generics, serializers
@@ -16,8 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authors.models import Author
+from authors.selectors import author_get_by_wallet, authors_with_token_counts
 from glisk.api import ApiError, ErrorOutput
-from lifecycle.models import Token
+from lifecycle.models import Token, TokenStatus
 
 
 class Pagination(LimitOffsetPagination):
@@ -85,7 +85,7 @@ class TokenOutput(serializers.Serializer):
 
     def get_reveal_tx(self, obj: Token) -> str | None:
         tx = obj.reveal_transaction
-        return tx.tx_hash if tx is not None and tx.status == "confirmed" else None
+        return tx.tx_hash if tx is not None and obj.status == TokenStatus.REVEALED else None
 
     def get_mint_tx(self, obj: Token) -> str | None:
         return obj.mint_event.tx_hash if obj.mint_event is not None else None
@@ -93,8 +93,8 @@ class TokenOutput(serializers.Serializer):
 
 class LeaderboardEntry(serializers.Serializer):
     wallet_address = serializers.CharField()
-    tokens = serializers.IntegerField(source="tokens_n")
-    revealed = serializers.IntegerField(source="revealed_n")
+    tokens = serializers.IntegerField(source="tokens_total")
+    revealed = serializers.IntegerField(source="tokens_revealed")
     twitter_handle = serializers.CharField(allow_blank=True)
     farcaster_handle = serializers.CharField(allow_blank=True)
 
@@ -133,7 +133,7 @@ class AuthorTokensApi(generics.ListAPIView):
         wallet = str(self.kwargs["wallet"])
         if not is_address(wallet):
             raise ApiError("wallet must be a 0x-prefixed 20-byte address", error_type="invalid_wallet")
-        author = Author.objects.annotate(w=Lower("wallet_address")).filter(w=wallet.lower()).first()
+        author = author_get_by_wallet(wallet=wallet)
         if author is None:
             raise ApiError(f"no author {wallet}", status_code=404, error_type="not_found")
         return tokens_qs().filter(author=author).order_by("-token_id")
@@ -148,10 +148,4 @@ class LeaderboardApi(generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Author]:
-        return (
-            Author.objects.annotate(
-                tokens_n=Count("tokens"), revealed_n=Count("tokens", filter=Q(tokens__status="revealed"))
-            )
-            .filter(tokens_n__gt=0)
-            .order_by("-tokens_n", "wallet_address")
-        )
+        return authors_with_token_counts(with_tokens_only=True)

@@ -305,8 +305,8 @@ def test_authors_list_is_a_leaderboard_with_counts_by_status(admin_client, known
     AuthorFactory.create()  # no tokens
     response = admin_client.get(reverse("admin:authors_author_changelist"))
     rows = list(response.context["cl"].result_list)
-    assert rows[0].pk == known_tokens.pk and rows[0].n_total == 10 and rows[0].n_revealed == 3
-    assert rows[0].n_failed == 2
+    assert rows[0].pk == known_tokens.pk and rows[0].tokens_total == 10 and rows[0].tokens_revealed == 3
+    assert rows[0].tokens_failed == 2
 
 
 def test_webhook_delivery_page_pretty_prints_and_replays(admin_client):
