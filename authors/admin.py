@@ -9,12 +9,13 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from eth_utils import is_address, to_checksum_address
 
 from authors.models import Author
 from authors.selectors import authors_with_token_counts
+from authors.services import author_prompt_changed_by_operator
 from glisk.config import PROMPT_MAX_LENGTH
 
 
@@ -40,6 +41,9 @@ class AuthorForm(forms.ModelForm):
         return prompt
 
 
+HISTORY_COLUMNS = ("when", "form", "signature", "prompt SHA-256", "nonce / operator", "client")
+
+
 @admin.register(Author)
 class AuthorAdmin(admin.ModelAdmin):
     form = AuthorForm
@@ -55,7 +59,7 @@ class AuthorAdmin(admin.ModelAdmin):
     )
     list_filter = (("prompt_text", admin.EmptyFieldListFilter),)
     search_fields = ("wallet_address", "twitter_handle", "farcaster_handle", "prompt_text")
-    readonly_fields = ("created_at", "updated_at", "token_counts")
+    readonly_fields = ("created_at", "updated_at", "token_counts", "prompt_history")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Author]:
         # Annotate first, then order: the leaderboard orders by an annotation.
@@ -94,6 +98,35 @@ class AuthorAdmin(admin.ModelAdmin):
     def token_counts(self, obj: Author) -> str:
         counts = dict(obj.tokens.values_list("status").annotate(n=Count("pk")))
         return ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "none yet"
+
+    @admin.display(description="prompt updates")
+    def prompt_history(self, obj: Author) -> SafeString | str:
+        """Newest first; the prompt itself is kept only on the author, each update as a hash."""
+        rows = list(obj.prompt_updates.all()[:20]) if obj.pk else []
+        if not rows:
+            return "none yet"
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    u.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    u.get_form_display(),
+                    u.signature_kind or "-",
+                    u.prompt_sha256,
+                    u.nonce or "-",
+                    u.client_address or "-",
+                )
+                for u in rows
+            ),
+        )
+        head = format_html_join("", "<th>{}</th>", ((h,) for h in HISTORY_COLUMNS))
+        return format_html("<table><tr>{}</tr>{}</table>", head, body)
+
+    def save_model(self, request: HttpRequest, obj: Author, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if "prompt_text" in form.changed_data:
+            author_prompt_changed_by_operator(author=obj, operator=request.user.get_username())
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # tokens reference their author

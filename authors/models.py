@@ -41,3 +41,48 @@ class Author(models.Model):
 
     def __str__(self) -> str:
         return self.wallet_address
+
+
+class PromptNonce(models.Model):
+    """A one-time number an author's bound prompt update must carry (replay protection)."""
+
+    wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
+    nonce = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["expires_at"], name="prompt_nonce_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"nonce for {self.wallet_address}"
+
+
+class PromptUpdate(models.Model):
+    """One accepted prompt change: when, how it was signed, and a hash of the prompt (never the
+    text: only the author's current prompt is kept, on the author)."""
+
+    class Form(models.TextChoices):
+        STATIC = "static", "static message (replayable)"
+        BOUND = "bound", "bound message (nonce, chain, prompt hash, expiry)"
+        OPERATOR = "operator", "operator in the admin"
+
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="prompt_updates")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    form = models.CharField(max_length=16, choices=Form.choices)
+    signature_kind = models.CharField(
+        max_length=16, blank=True, default="", help_text="eoa, erc1271 or erc6492; empty for operators."
+    )
+    prompt_sha256 = models.CharField(max_length=64)
+    nonce = models.CharField(
+        max_length=64, blank=True, default="", help_text="The bound message's nonce, or the operator."
+    )
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"prompt update of {self.author} ({self.form})"

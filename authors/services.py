@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.db import transaction
+from django.utils import timezone
 from eth_utils import to_checksum_address
 
-from authors.models import Author
+from authors.messages import prompt_sha256
+from authors.models import Author, PromptNonce, PromptUpdate
 from authors.selectors import authors_by_wallet
+from glisk.core.errors import ApplicationError
 
 
 def authors_ensure(*, wallets: Iterable[str]) -> tuple[dict[str, Author], int]:
@@ -26,3 +32,68 @@ def authors_ensure(*, wallets: Iterable[str]) -> tuple[dict[str, Author], int]:
         Author.objects.bulk_create([Author(wallet_address=w) for w in missing], ignore_conflicts=True)
         known = authors_by_wallet(wallets=checksummed)
     return known, len(missing)
+
+
+class PromptRefused(ApplicationError):
+    """A prompt update that cannot be accepted as sent; the message says why."""
+
+    error_type = "prompt_refused"
+
+
+def prompt_nonce_issue(*, wallet: str, ttl_seconds: int) -> PromptNonce:
+    """A fresh one-time nonce for `wallet`'s next bound prompt update."""
+    return PromptNonce.objects.create(
+        wallet_address=to_checksum_address(wallet),
+        nonce=secrets.token_hex(16),
+        expires_at=timezone.now() + timedelta(seconds=ttl_seconds),
+    )
+
+
+def author_prompt_set(
+    *,
+    wallet: str,
+    prompt_text: str,
+    form: str,
+    signature_kind: str = "",
+    nonce: str = "",
+    client_address: str | None = None,
+) -> Author:
+    """Set `wallet`'s prompt (creating the author if new) and keep the update as a history row.
+
+    With `nonce` (a bound update) the nonce must have been issued to this wallet, be unexpired
+    and unused; it is spent in the same transaction, so it serves exactly one update.
+    """
+    with transaction.atomic():
+        if nonce:
+            spent = PromptNonce.objects.filter(
+                nonce=nonce,
+                wallet_address__iexact=wallet,
+                used_at__isnull=True,
+                expires_at__gt=timezone.now(),
+            ).update(used_at=timezone.now())
+            if not spent:
+                raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
+        authors, _ = authors_ensure(wallets=[wallet])
+        author = authors[wallet.lower()]
+        author.prompt_text = prompt_text
+        author.save(update_fields=["prompt_text", "updated_at"])
+        PromptUpdate.objects.create(
+            author=author,
+            form=form,
+            signature_kind=signature_kind,
+            prompt_sha256=prompt_sha256(prompt_text),
+            nonce=nonce,
+            client_address=client_address,
+        )
+    return author
+
+
+def author_prompt_changed_by_operator(*, author: Author, operator: str) -> None:
+    """Keep an operator's prompt edit (already saved on `author`) in the author's history."""
+    PromptUpdate.objects.create(
+        author=author,
+        form=PromptUpdate.Form.OPERATOR,
+        signature_kind="",
+        prompt_sha256=prompt_sha256(author.prompt_text or ""),
+        nonce=operator[:64],
+    )

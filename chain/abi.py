@@ -10,7 +10,8 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "GliskNFT.json"
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+ARTIFACT_PATH = CONTRACTS_DIR / "GliskNFT.json"
 
 BATCH_MINTED_SIGNATURE = "BatchMinted(address,address,uint256,uint256,uint256)"
 TOKENS_REVEALED_SIGNATURE = "TokensRevealed(uint256[])"
@@ -23,6 +24,12 @@ MAX_BATCH_SIZE = 50
 @cache
 def artifact() -> dict[str, Any]:
     return json.loads(ARTIFACT_PATH.read_text())
+
+
+@cache
+def wallet_signature_check_code() -> str:
+    """Init code of WalletSignatureCheck (see its source), run as a deployless eth_call."""
+    return str(json.loads((CONTRACTS_DIR / "WalletSignatureCheck.json").read_text())["bytecode"])
 
 
 def abi() -> list[dict[str, Any]]:

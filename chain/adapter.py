@@ -339,6 +339,11 @@ class GliskChain:
     def _eth_call(self, data: str) -> tuple[str, list[Any]]:
         return ("eth_call", [{"to": self.contract_address, "data": data}, "latest"])
 
+    def call_deployless(self, init_code: str) -> bytes:
+        """Run `init_code` as a simulated contract creation (an `eth_call` with no `to`) and return
+        what its constructor returned; nothing is deployed."""
+        return bytes(HexBytes(self.rpc("eth_call", [{"data": init_code}, "latest"]) or "0x"))
+
     def call(
         self, fn: str, types: Sequence[str], args: Sequence[Any], returns: Sequence[str]
     ) -> tuple[Any, ...]:

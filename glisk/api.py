@@ -1,4 +1,5 @@
-"""One error shape for every API response: `{"error": {"type": …, "message": …}}`.
+"""One error shape for every API response: `{"detail": …, "error": {"type": …, "message": …}}`
+(`detail` is what the collection's web frontend shows; `error` says which kind of refusal).
 
 Raw exception text never reaches a client: unexpected errors are logged and answered with a
 generic 500 message.
@@ -29,6 +30,7 @@ class ErrorOutput(serializers.Serializer):
         type = serializers.CharField()
         message = serializers.CharField()
 
+    detail = serializers.CharField()
     error = Inner()
 
 
@@ -49,12 +51,16 @@ class ApiError(ApplicationError):
 def error_response(
     status_code: int, error_type: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response({"error": {"type": error_type, "message": message}}, status=status_code, headers=headers)
+    return Response(
+        {"detail": message, "error": {"type": error_type, "message": message}},
+        status=status_code,
+        headers=headers,
+    )
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
-        return error_response(exc.status_code, exc.error_type, str(exc))
+        return error_response(exc.status_code, exc.error_type, str(exc), exc.headers or None)
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is restarting or unreachable: nothing was accepted, and a sender that
         # retries (Alchemy does) will succeed once it is back. The driver's text stays in the log.
@@ -91,20 +97,14 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception or Exception())
-    return JsonResponse(
-        {"error": {"type": "not_found", "message": f"no such resource: {request.path[:200]}"}}, status=404
-    )
+    message = f"no such resource: {request.path[:200]}"
+    return JsonResponse({"detail": message, "error": {"type": "not_found", "message": message}}, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    message = "internal error; the operators have the details in the logs"
     return JsonResponse(
-        {
-            "error": {
-                "type": "server_error",
-                "message": "internal error; the operators have the details in the logs",
-            }
-        },
-        status=500,
+        {"detail": message, "error": {"type": "server_error", "message": message}}, status=500
     )
 
 

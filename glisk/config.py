@@ -110,6 +110,10 @@ class Config:
     retry_backoff_max_seconds: float
     qcluster_workers: int
 
+    author_accept_static_message: bool
+    author_nonce_ttl_seconds: int
+    num_proxies: int
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
@@ -328,6 +332,9 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         retry_backoff_base_seconds=r.number("RETRY_BACKOFF_BASE_SECONDS", 2.0),
         retry_backoff_max_seconds=r.number("RETRY_BACKOFF_MAX_SECONDS", 300.0),
         qcluster_workers=r.integer("QCLUSTER_WORKERS", 4, minimum=2, maximum=64),
+        author_accept_static_message=r.boolean("AUTHOR_ACCEPT_STATIC_MESSAGE", True),
+        author_nonce_ttl_seconds=r.integer("AUTHOR_NONCE_TTL_SECONDS", 600, minimum=30, maximum=86400),
+        num_proxies=r.integer("NUM_PROXIES", 0, minimum=0, maximum=10),
     )
     problems = list(r.problems)
     if production:

@@ -105,6 +105,10 @@ DATABASES["default"]["TEST"] = {"NAME": "test_glisk"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# One cache every process shares (the API's throttle counts): Django's database cache, whose
+# table a migration creates.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "glisk_cache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -156,6 +160,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "glisk.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Prompt updates, per wallet and per client address (glisk.public_api.throttles).
+    "DEFAULT_THROTTLE_RATES": {"prompt_wallet": "10/hour", "prompt_client": "30/hour"},
+    "NUM_PROXIES": GLISK.num_proxies,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "GLISK backend API",

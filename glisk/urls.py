@@ -7,6 +7,7 @@ from chain.views import AlchemyWebhookView
 from glisk.api import self_contained
 from glisk.backoffice.metrics import metrics
 from glisk.health import health
+from glisk.public_api import views as public
 from lifecycle.api.views import AuthorTokensApi, LeaderboardApi, TokenDetailApi
 from lifecycle.views import ipfs_gateway
 
@@ -15,9 +16,16 @@ urlpatterns = [
     path("favicon.ico", lambda request: HttpResponse(status=204)),  # browsers ask; nothing to show
     path("metrics", metrics, name="metrics"),
     path("webhooks/alchemy", AlchemyWebhookView.as_view(), name="alchemy-webhook"),
+    # The web frontend's API (its contract; see glisk/public_api).
+    path("api/authors/leaderboard", public.LeaderboardApi.as_view(), name="frontend-leaderboard"),
+    path("api/authors/prompt", public.PromptUpdateApi.as_view(), name="frontend-prompt"),
+    path("api/authors/<str:wallet>/nonce", public.PromptNonceApi.as_view(), name="frontend-prompt-nonce"),
+    path("api/authors/<str:wallet>/tokens", public.AuthorTokensApi.as_view(), name="frontend-author-tokens"),
+    path("api/authors/<str:wallet>", public.AuthorStatusApi.as_view(), name="frontend-author"),
+    # The richer read API (paged, with CIDs, URIs and transactions).
     path("api/tokens/<int:token_id>", TokenDetailApi.as_view(), name="api-token"),
-    path("api/authors/leaderboard", LeaderboardApi.as_view(), name="api-leaderboard"),
-    path("api/authors/<str:wallet>/tokens", AuthorTokensApi.as_view(), name="api-author-tokens"),
+    path("api/tokens/by-author/<str:wallet>", AuthorTokensApi.as_view(), name="api-author-tokens"),
+    path("api/stats/authors", LeaderboardApi.as_view(), name="api-leaderboard"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", self_contained(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("redoc", self_contained(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),

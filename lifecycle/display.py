@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -25,3 +26,13 @@ def status_badge(status: str) -> SafeString:
         color,
         status,
     )
+
+
+def ipfs_http_url(cid: str) -> str | None:
+    """Where a browser loads `cid`: the Pinata gateway, or this service's local store (a path)."""
+    if not cid:
+        return None
+    c = settings.GLISK
+    if c.ipfs_provider == "pinata":
+        return f"https://{c.pinata_gateway}/ipfs/{cid}"
+    return f"/ipfs/{cid}"

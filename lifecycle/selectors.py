@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from lifecycle.models import ACTIVE_STATUSES, STAGE_STATUSES, Token, TokenStatus
@@ -75,3 +75,10 @@ def reveal_waiting_exists() -> bool:
 def token_ids_present(*, up_to: int) -> set[int]:
     """The ids of stored tokens from 1 to `up_to`."""
     return set(Token.objects.filter(token_id__lte=up_to).values_list("token_id", flat=True))
+
+
+def author_tokens(*, author_id: int) -> QuerySet[Token]:
+    """An author's tokens, newest first, with what the token lists show of their reveal."""
+    return (
+        Token.objects.filter(author_id=author_id).select_related("reveal_transaction").order_by("-token_id")
+    )

@@ -9,3 +9,4 @@ class ApplicationError(Exception):
 
     status_code: int = 400
     error_type: str = "bad_request"
+    headers: dict[str, str] = {}

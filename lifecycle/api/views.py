@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from eth_utils import is_address
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from authors.models import Author
 from authors.selectors import author_get_by_wallet, authors_with_token_counts
 from glisk.api import ApiError, ErrorOutput
+from lifecycle.display import ipfs_http_url
 from lifecycle.models import Token, TokenStatus
 
 
@@ -49,15 +49,6 @@ class Pagination(LimitOffsetPagination):
     def get_offset(self, request: Request) -> int:
         self._strict(request, self.offset_query_param, 0)
         return super().get_offset(request)
-
-
-def ipfs_http_url(cid: str) -> str | None:
-    if not cid:
-        return None
-    c = settings.GLISK
-    if c.ipfs_provider == "pinata":
-        return f"https://{c.pinata_gateway}/ipfs/{cid}"
-    return f"/ipfs/{cid}"
 
 
 class TokenOutput(serializers.Serializer):

@@ -50,21 +50,24 @@ def test_token_by_id(client, collection):
 def test_unknown_token_is_a_json_404(client):
     response = client.get("/api/tokens/999")
     assert response.status_code == 404
-    assert response.json() == {"error": {"type": "not_found", "message": "token #999 is not known"}}
+    assert response.json() == {
+        "detail": "token #999 is not known",
+        "error": {"type": "not_found", "message": "token #999 is not known"},
+    }
 
 
 def test_tokens_of_an_author_paginated_case_insensitively(client, collection):
     alice, *_ = collection
-    body = client.get(f"/api/authors/{alice.wallet_address.lower()}/tokens", {"limit": 2}).json()
+    body = client.get(f"/api/tokens/by-author/{alice.wallet_address.lower()}", {"limit": 2}).json()
     assert body["count"] == 3 and [t["token_id"] for t in body["results"]] == [3, 2]
     assert body["next"] is not None
-    assert client.get("/api/authors/0x123/tokens").status_code == 400
-    assert client.get(f"/api/authors/0x{'ab' * 20}/tokens").status_code == 404
+    assert client.get("/api/tokens/by-author/0x123").status_code == 400
+    assert client.get(f"/api/tokens/by-author/0x{'ab' * 20}").status_code == 404
 
 
 def test_leaderboard(client, collection):
     alice, bob, *_ = collection
-    body = client.get("/api/authors/leaderboard").json()
+    body = client.get("/api/stats/authors").json()
     assert [(r["wallet_address"], r["tokens"], r["revealed"]) for r in body["results"]] == [
         (alice.wallet_address, 3, 1),
         (bob.wallet_address, 1, 0),
@@ -87,7 +90,14 @@ def test_unknown_paths_are_json_404s(client):
     assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
 
 
-schema = schemathesis.openapi.from_wsgi("/api/schema", get_wsgi_application()).include(path_regex="^/api/")
+# The prompt update is left out: a request it accepts needs a wallet's signature, which no
+# generated body has, and its refusals (and the 503 of an unreachable chain) are tested one by
+# one in tests/public_api.
+schema = (
+    schemathesis.openapi.from_wsgi("/api/schema", get_wsgi_application())
+    .include(path_regex="^/api/")
+    .exclude(method="POST", path="/api/authors/prompt")
+)
 
 
 @pytest.fixture

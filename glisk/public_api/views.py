@@ -1,0 +1,318 @@
+"""Thin views over authors', lifecycle's and chain's services and selectors (see the package)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from eth_utils import is_address, to_checksum_address
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from authors.messages import (
+    BoundMessage,
+    bound_prompt_message,
+    parse_bound_message,
+    prompt_sha256,
+    static_prompt_message,
+)
+from authors.models import PromptUpdate
+from authors.selectors import author_get_by_wallet, authors_with_token_counts
+from authors.services import PromptRefused, author_prompt_set, prompt_nonce_issue
+from chain.services.signatures import wallet_signature_verify_from_settings
+from glisk.api import ApiError, ErrorOutput
+from glisk.config import PROMPT_MAX_LENGTH
+from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
+from lifecycle.display import ipfs_http_url
+from lifecycle.models import STAGE_STATUSES, Token, TokenStatus
+from lifecycle.selectors import author_tokens
+
+LEADERBOARD_SIZE = 50
+WALLET_PARAMETER = OpenApiParameter(
+    "wallet",
+    str,
+    OpenApiParameter.PATH,
+    pattern="^0x[0-9a-fA-F]{40}$",
+    description="the wallet address (any letter case)",
+)
+ANY_WALLET_PARAMETER = OpenApiParameter(
+    "wallet", str, OpenApiParameter.PATH, description="a wallet address; anything else has no prompt"
+)
+
+
+def _checksummed(wallet: object, name: str = "wallet_address") -> str:
+    if not isinstance(wallet, str) or not is_address(wallet):
+        raise ApiError(f"{name} must be a 0x-prefixed 20-byte address", error_type="invalid_wallet")
+    return str(to_checksum_address(wallet))
+
+
+# --- the leaderboard ---------------------------------------------------------------------------
+
+
+class AuthorRank(serializers.Serializer):
+    author_address = serializers.CharField(source="wallet_address")
+    total_tokens = serializers.IntegerField(source="tokens_total")
+
+
+class LeaderboardApi(APIView):
+    @extend_schema(
+        responses={200: AuthorRank(many=True)},
+        summary="The 50 authors with the most tokens (every status counts), then by address",
+        examples=[
+            OpenApiExample(
+                "two authors",
+                value=[
+                    {"author_address": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "total_tokens": 12},
+                    {"author_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "total_tokens": 3},
+                ],
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        top = authors_with_token_counts(with_tokens_only=True)[:LEADERBOARD_SIZE]
+        return Response(AuthorRank(top, many=True).data)
+
+
+# --- an author's tokens ------------------------------------------------------------------------
+
+
+class FrontendToken(serializers.Serializer):
+    token_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=TokenStatus.choices)
+    image_cid = serializers.SerializerMethodField()
+    metadata_cid = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    generation_attempts = serializers.IntegerField(source="image_attempts")
+    generation_error = serializers.SerializerMethodField()
+    reveal_tx_hash = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_image_cid(self, obj: Token) -> str | None:
+        return obj.image_cid or None
+
+    def get_metadata_cid(self, obj: Token) -> str | None:
+        return obj.metadata_cid or None
+
+    def get_image_url(self, obj: Token) -> str | None:
+        url = ipfs_http_url(obj.image_cid)
+        request = self.context.get("request")
+        if url and url.startswith("/") and request is not None:
+            return str(request.build_absolute_uri(url))  # the frontend is on another origin
+        return url
+
+    def get_generation_error(self, obj: Token) -> str | None:
+        """The image stage's last error while the token is in it or failed there."""
+        in_image_stage = obj.status in STAGE_STATUSES["image"] or (
+            obj.status == TokenStatus.FAILED and obj.failed_stage in STAGE_STATUSES["image"]
+        )
+        return (obj.last_error or None) if in_image_stage else None
+
+    def get_reveal_tx_hash(self, obj: Token) -> str | None:
+        tx = obj.reveal_transaction
+        return tx.tx_hash if tx is not None and obj.status == TokenStatus.REVEALED else None
+
+
+class AuthorTokensPage(serializers.Serializer):
+    tokens = FrontendToken(many=True)
+    total = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    limit = serializers.IntegerField()
+
+
+class PageQuery(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+
+class AuthorTokensApi(APIView):
+    @extend_schema(
+        parameters=[WALLET_PARAMETER, PageQuery],
+        responses={200: AuthorTokensPage, 400: ErrorOutput},
+        summary="An author's tokens, newest first (an unknown wallet has none)",
+    )
+    def get(self, request: Request, wallet: str) -> Response:
+        checksummed = _checksummed(wallet, "wallet")
+        query = PageQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        offset, limit = query.validated_data["offset"], query.validated_data["limit"]
+        author = author_get_by_wallet(wallet=checksummed)
+        tokens = author_tokens(author_id=author.pk) if author is not None else Token.objects.none()
+        page = {
+            "tokens": tokens[offset : offset + limit],
+            "total": tokens.count(),
+            "offset": offset,
+            "limit": limit,
+        }
+        return Response(AuthorTokensPage(page, context={"request": request}).data)
+
+
+# --- an author's profile -----------------------------------------------------------------------
+
+
+class AuthorStatus(serializers.Serializer):
+    has_prompt = serializers.BooleanField()
+    twitter_handle = serializers.CharField(allow_null=True)
+    farcaster_handle = serializers.CharField(allow_null=True)
+
+
+class AuthorStatusApi(APIView):
+    @extend_schema(
+        parameters=[ANY_WALLET_PARAMETER],
+        responses={200: AuthorStatus},
+        summary="Whether an author has a prompt, and their linked handles (never the prompt itself)",
+    )
+    def get(self, request: Request, wallet: str) -> Response:
+        author = author_get_by_wallet(wallet=wallet) if is_address(wallet) else None
+        return Response(
+            {
+                "has_prompt": bool(author is not None and author.prompt_text),
+                "twitter_handle": (author.twitter_handle or None) if author else None,
+                "farcaster_handle": (author.farcaster_handle or None) if author else None,
+            }
+        )
+
+
+# --- signed prompt updates ---------------------------------------------------------------------
+
+
+class PromptNonceOutput(serializers.Serializer):
+    nonce = serializers.CharField()
+    chain_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    message_template = serializers.CharField(
+        help_text="the bound message to sign, with {prompt_sha256} replaced by the hex SHA-256 "
+        "of the UTF-8 prompt"
+    )
+
+
+class PromptNonceApi(APIView):
+    throttle_classes = [PromptClientThrottle]
+
+    @extend_schema(
+        parameters=[WALLET_PARAMETER],
+        responses={200: PromptNonceOutput, 400: ErrorOutput, 429: ErrorOutput},
+        summary="A one-time nonce for a bound (replay-proof) prompt update",
+    )
+    def get(self, request: Request, wallet: str) -> Response:
+        checksummed = _checksummed(wallet, "wallet")
+        config = settings.GLISK
+        issued = prompt_nonce_issue(wallet=checksummed, ttl_seconds=config.author_nonce_ttl_seconds)
+        template = bound_prompt_message(
+            wallet=checksummed,
+            chain_id=config.chain_id,
+            prompt_sha256="{prompt_sha256}",
+            nonce=issued.nonce,
+            expires_at=issued.expires_at,
+        )
+        return Response(
+            {
+                "nonce": issued.nonce,
+                "chain_id": config.chain_id,
+                "expires_at": issued.expires_at,
+                "message_template": template,
+            }
+        )
+
+
+class PromptInput(serializers.Serializer):
+    wallet_address = serializers.CharField()
+    prompt_text = serializers.CharField(trim_whitespace=True, allow_blank=True)
+    message = serializers.CharField(trim_whitespace=False)
+    signature = serializers.CharField()
+
+
+class PromptOutput(serializers.Serializer):
+    success = serializers.BooleanField()
+    has_prompt = serializers.BooleanField()
+
+
+def _bound_problem(bound: BoundMessage, *, wallet: str, prompt_text: str) -> str | None:
+    config = settings.GLISK
+    if bound.wallet.lower() != wallet.lower():
+        return "the message names another wallet"
+    if bound.chain_id != config.chain_id:
+        return f"the message is for chain {bound.chain_id}, this service runs chain {config.chain_id}"
+    if bound.prompt_sha256 != prompt_sha256(prompt_text):
+        return "the message's prompt hash does not match prompt_text"
+    if bound.expires_at <= timezone.now():
+        return "the message has expired: ask for a new nonce"
+    return None
+
+
+class PromptUpdateApi(APIView):
+    throttle_classes = [PromptClientThrottle]
+    parser_classes = [JSONParser]
+    verified_wallet: str | None = None
+
+    @extend_schema(
+        request=PromptInput,
+        responses={200: PromptOutput, 400: ErrorOutput, 403: ErrorOutput, 429: ErrorOutput, 503: ErrorOutput},
+        summary="Set an author's prompt with a wallet signature (EOA, ERC-1271 or ERC-6492)",
+        description=(
+            "`message` is either exactly `Update GLISK prompt for wallet: <checksummed address>` "
+            "(accepted while AUTHOR_ACCEPT_STATIC_MESSAGE is on) or the bound message from "
+            "`GET /api/authors/{wallet}/nonce`, signed with `personal_sign`. The prompt is never "
+            "echoed back."
+        ),
+        examples=[
+            OpenApiExample(
+                "static message",
+                value={
+                    "wallet_address": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "prompt_text": "Neon koi fish swimming through a rainy Tokyo alley",
+                    "message": "Update GLISK prompt for wallet: 0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                    "signature": "0x…65 bytes…",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = PromptInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        wallet = _checksummed(data.validated_data["wallet_address"])
+        prompt = data.validated_data["prompt_text"]
+        if not 1 <= len(prompt) <= PROMPT_MAX_LENGTH:
+            raise PromptRefused(
+                f"prompt_text must be 1 to {PROMPT_MAX_LENGTH} characters ({len(prompt)} given)"
+            )
+        message: str = data.validated_data["message"]
+        form, nonce = self._form(message, wallet=wallet, prompt_text=prompt)
+        kind = wallet_signature_verify_from_settings(
+            wallet=wallet, message=message, signature=data.validated_data["signature"]
+        )
+        self.verified_wallet = wallet
+        throttle = PromptWalletThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait() or 0.0)
+        author_prompt_set(
+            wallet=wallet,
+            prompt_text=prompt,
+            form=form,
+            signature_kind=kind,
+            nonce=nonce,
+            client_address=request.META.get("REMOTE_ADDR"),
+        )
+        return Response({"success": True, "has_prompt": True})
+
+    def _form(self, message: str, *, wallet: str, prompt_text: str) -> tuple[str, str]:
+        if message == static_prompt_message(wallet):
+            if not settings.GLISK.author_accept_static_message:
+                raise PromptRefused(
+                    "the static message is not accepted here: sign the bound message from "
+                    f"GET /api/authors/{wallet}/nonce"
+                )
+            return PromptUpdate.Form.STATIC, ""
+        bound = parse_bound_message(message)
+        if bound is None:
+            raise PromptRefused(
+                f"message must be exactly {static_prompt_message(wallet)!r} or a bound message"
+            )
+        problem = _bound_problem(bound, wallet=wallet, prompt_text=prompt_text)
+        if problem:
+            raise PromptRefused(problem)
+        return PromptUpdate.Form.BOUND, bound.nonce

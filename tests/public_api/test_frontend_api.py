@@ -1,0 +1,308 @@
+"""The web frontend's API, called the way the frontend calls it: real HTTP to a live server for
+the contract, wallets of every kind on anvil for the signatures."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core.cache import cache
+from django.utils import timezone
+
+from authors.messages import prompt_sha256, static_prompt_message
+from authors.models import Author, PromptNonce, PromptUpdate
+from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
+from lifecycle.models import Token
+from tests.factories import AuthorFactory, RevealTransactionFactory, TokenFactory
+from tests.public_api.wallets import counterfactual_wallet, deployed_wallet, eoa, factory_contract
+
+PROMPT = "Neon koi fish swimming through a rainy Tokyo alley"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles(django_db_blocker):
+    # The database cache is no model's table: a flush leaves it, so each test starts it empty.
+    with django_db_blocker.unblock():
+        cache.clear()
+
+
+def body_for(wallet, prompt=PROMPT, *, message=None, signature=None, key=None):
+    message = message if message is not None else static_prompt_message(wallet.address)
+    return {
+        "wallet_address": wallet.address,
+        "prompt_text": prompt,
+        "message": message,
+        "signature": signature if signature is not None else wallet.sign(message, key=key),
+    }
+
+
+# --- the read contract over real HTTP ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_frontends_reads_over_http(live_server, settings):
+    settings.GLISK = dataclasses.replace(settings.GLISK, ipfs_provider="local")
+    base = f"{live_server.url}/api/authors"
+    busy = AuthorFactory.create()
+    quiet = AuthorFactory.create(prompt_text=None, twitter_handle="quietone")
+    for i in range(1, 4):
+        TokenFactory.create(
+            token_id=i, author=busy, status="revealed", image_cid=f"bafkimg{i}", metadata_cid="bafkm"
+        )
+    TokenFactory.create(
+        token_id=4,
+        author=busy,
+        status="failed",
+        failed_stage="generating",
+        image_attempts=3,
+        last_error="replicate: NSFW",
+    )
+    TokenFactory.create(token_id=5, author=quiet, status="detected")
+    tx = RevealTransactionFactory.create(status="confirmed", token_ids=[3])
+    Token.objects.filter(pk=3).update(reveal_transaction=tx)
+
+    board = requests.get(f"{base}/leaderboard", timeout=10)
+    assert board.status_code == 200 and isinstance(board.json(), list)
+    assert board.json() == [
+        {"author_address": busy.wallet_address, "total_tokens": 4},
+        {"author_address": quiet.wallet_address, "total_tokens": 1},
+    ]
+
+    page = requests.get(f"{base}/{busy.wallet_address.lower()}/tokens?offset=0&limit=20", timeout=10).json()
+    assert (page["total"], page["offset"], page["limit"]) == (4, 0, 20)
+    assert [t["token_id"] for t in page["tokens"]] == [4, 3, 2, 1]  # newest first
+    failed, revealed = page["tokens"][0], page["tokens"][1]
+    assert set(failed) == {
+        "token_id",
+        "status",
+        "image_cid",
+        "metadata_cid",
+        "image_url",
+        "generation_attempts",
+        "generation_error",
+        "reveal_tx_hash",
+        "created_at",
+    }
+    assert failed["status"] == "failed" and failed["generation_attempts"] == 3
+    assert failed["generation_error"] == "replicate: NSFW" and failed["image_url"] is None
+    assert revealed["status"] == "revealed" and revealed["reveal_tx_hash"] == tx.tx_hash
+    assert (
+        revealed["image_url"] == f"{live_server.url}/ipfs/bafkimg3" and revealed["generation_error"] is None
+    )
+    only_limit = requests.get(f"{base}/{busy.wallet_address}/tokens?limit=100", timeout=10).json()
+    assert only_limit["limit"] == 100 and only_limit["offset"] == 0 and len(only_limit["tokens"]) == 4
+    second = requests.get(f"{base}/{busy.wallet_address}/tokens?offset=1&limit=2", timeout=10).json()
+    assert [t["token_id"] for t in second["tokens"]] == [3, 2]
+
+    nobody = requests.get(f"{base}/0x{'ab' * 20}/tokens", timeout=10)
+    assert nobody.status_code == 200 and nobody.json() == {"tokens": [], "total": 0, "offset": 0, "limit": 20}
+    bad = requests.get(f"{base}/{busy.wallet_address}/tokens?limit=101", timeout=10)
+    assert bad.status_code == 400 and "limit" in bad.json()["detail"]
+
+    assert requests.get(f"{base}/{busy.wallet_address}", timeout=10).json() == {
+        "has_prompt": True,
+        "twitter_handle": None,
+        "farcaster_handle": None,
+    }
+    assert requests.get(f"{base}/{quiet.wallet_address.lower()}", timeout=10).json() == {
+        "has_prompt": False,
+        "twitter_handle": "quietone",
+        "farcaster_handle": None,
+    }
+    for unknown in (f"0x{'cd' * 20}", "not-a-wallet"):
+        answer = requests.get(f"{base}/{unknown}", timeout=10)
+        assert answer.status_code == 200 and answer.json()["has_prompt"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prompt_update_over_http_is_accepted_and_never_echoed(live_server, chain):
+    wallet = eoa()
+    base = f"{live_server.url}/api/authors"
+    response = requests.post(f"{base}/prompt", json=body_for(wallet), timeout=10)
+    assert response.status_code == 200 and response.json() == {"success": True, "has_prompt": True}
+    status = requests.get(f"{base}/{wallet.address}", timeout=10)
+    assert status.json()["has_prompt"] is True
+    for answer in (response, status, requests.get(f"{base}/{wallet.address}/tokens", timeout=10)):
+        assert PROMPT not in answer.text
+    assert Author.objects.get(wallet_address=wallet.address).prompt_text == PROMPT
+
+
+def test_the_leaderboard_holds_at_most_fifty(client, db):
+    for n in range(55):
+        TokenFactory.create(token_id=n + 1, author=AuthorFactory.create())
+    assert len(client.get("/api/authors/leaderboard").json()) == 50
+
+
+# --- signatures of every wallet kind ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["eoa", "erc1271", "erc6492"])
+def test_each_wallet_kind_can_set_its_prompt_and_no_other_key_can(client, chain, accounts, kind):
+    if kind == "eoa":
+        wallet = eoa()
+    elif kind == "erc1271":
+        wallet = deployed_wallet(chain, accounts[0])
+    else:
+        wallet = counterfactual_wallet(chain, factory_contract(chain, accounts[0]))
+    intruder = eoa()
+    refused = client.post("/api/authors/prompt", body_for(wallet, key=intruder.owner_key), "application/json")
+    assert refused.status_code == 403 and "does not match this wallet" in refused.json()["detail"]
+    assert not Author.objects.filter(wallet_address=wallet.address, prompt_text__isnull=False).exists()
+
+    accepted = client.post("/api/authors/prompt", body_for(wallet), "application/json")
+    assert accepted.status_code == 200, accepted.json()
+    update = PromptUpdate.objects.get(author__wallet_address=wallet.address)
+    assert (update.form, update.signature_kind) == ("static", kind)
+    assert update.prompt_sha256 == prompt_sha256(PROMPT)
+    if kind == "erc6492":  # the check deployed nothing: the wallet still has no code
+        assert chain.rpc("eth_getCode", [wallet.address, "latest"]) in ("0x", "0x0")
+
+
+@pytest.mark.django_db
+def test_an_unreachable_chain_is_503_for_contract_wallets_only(client, chain, accounts, settings):
+    contract_wallet = deployed_wallet(chain, accounts[0])
+    settings.GLISK = dataclasses.replace(settings.GLISK, rpc_url="http://127.0.0.1:9", rpc_timeout_seconds=1)
+    down = client.post("/api/authors/prompt", body_for(contract_wallet), "application/json")
+    assert down.status_code == 503 and down.headers["Retry-After"] and down.json()["detail"]
+    assert client.post("/api/authors/prompt", body_for(eoa()), "application/json").status_code == 200
+
+
+# --- the bound, replay-proof form --------------------------------------------------------------
+
+
+def bound_message(client, wallet, prompt=PROMPT):
+    issued = client.get(f"/api/authors/{wallet.address}/nonce").json()
+    return issued, issued["message_template"].replace("{prompt_sha256}", prompt_sha256(prompt))
+
+
+@pytest.mark.django_db
+def test_a_bound_update_works_once(client, chain, settings):
+    wallet = eoa()
+    issued, message = bound_message(client, wallet)
+    assert issued["chain_id"] == settings.GLISK.chain_id and wallet.address in message
+    first = client.post("/api/authors/prompt", body_for(wallet, message=message), "application/json")
+    assert first.status_code == 200
+    assert PromptUpdate.objects.get().form == "bound" and PromptUpdate.objects.get().nonce == issued["nonce"]
+    replay = client.post("/api/authors/prompt", body_for(wallet, message=message), "application/json")
+    assert replay.status_code == 400 and "already used" in replay.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_a_bound_update_refuses_what_it_does_not_name(client, chain):
+    wallet = eoa()
+    _, message = bound_message(client, wallet)
+    other_prompt = client.post(
+        "/api/authors/prompt", body_for(wallet, "another prompt", message=message), "application/json"
+    )
+    assert other_prompt.status_code == 400 and "prompt hash" in other_prompt.json()["detail"]
+    other_chain = message.replace("Chain ID: 31337", "Chain ID: 8453")
+    answer = client.post("/api/authors/prompt", body_for(wallet, message=other_chain), "application/json")
+    assert answer.status_code == 400 and "chain 8453" in answer.json()["detail"]
+    past = (timezone.now() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    expired = "\n".join(
+        f"Expires At: {past}" if line.startswith("Expires At:") else line for line in message.split("\n")
+    )
+    answer = client.post("/api/authors/prompt", body_for(wallet, message=expired), "application/json")
+    assert answer.status_code == 400 and "expired" in answer.json()["detail"]
+    PromptNonce.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    answer = client.post("/api/authors/prompt", body_for(wallet, message=message), "application/json")
+    assert answer.status_code == 400 and "expired or already used" in answer.json()["detail"]
+    assert not PromptUpdate.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_static_message_can_be_turned_off(client, chain, settings):
+    settings.GLISK = dataclasses.replace(settings.GLISK, author_accept_static_message=False)
+    wallet = eoa()
+    refused = client.post("/api/authors/prompt", body_for(wallet), "application/json")
+    assert refused.status_code == 400 and "bound message" in refused.json()["detail"]
+    _, message = bound_message(client, wallet)
+    assert (
+        client.post("/api/authors/prompt", body_for(wallet, message=message), "application/json").status_code
+        == 200
+    )
+
+
+# --- refusals: 4xx with detail, never 500 -----------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "status", "words"),
+    [
+        ({"wallet_address": "0x1234"}, 400, "wallet_address must be"),
+        ({"signature": "zz"}, 403, "hex"),
+        ({"signature": "0x1234"}, 403, "does not match"),
+        ({"prompt_text": "   "}, 400, "1 to 1000"),
+        ({"prompt_text": "x" * 1001}, 400, "1 to 1000"),
+        ({"message": "Update GLISK prompt for wallet: 0xnope"}, 400, "message must be exactly"),
+        ({"wallet_address": None}, 400, "wallet_address"),
+    ],
+)
+def test_malformed_updates_are_refused_with_a_reason(client, chain, change, status, words):
+    wallet = eoa()
+    body = {**body_for(wallet), **change}
+    answer = client.post("/api/authors/prompt", body, "application/json")
+    assert answer.status_code == status, answer.json()
+    assert words in answer.json()["detail"]
+    assert not PromptUpdate.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_a_400(client, db):
+    answer = client.post("/api/authors/prompt", "{nope", "application/json")
+    assert answer.status_code == 400 and answer.json()["detail"]
+
+
+# --- throttling, CORS, the admin --------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_updates_are_throttled_per_wallet_and_per_client(client, chain, monkeypatch):
+    monkeypatch.setitem(PromptWalletThrottle.THROTTLE_RATES, "prompt_wallet", "2/hour")
+    wallet = eoa()
+    codes = [
+        client.post("/api/authors/prompt", body_for(wallet), "application/json").status_code for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    # Requests in a wallet's name that do not verify use none of its allowance.
+    cache.clear()
+    intruder = eoa()
+    for _ in range(3):
+        client.post("/api/authors/prompt", body_for(wallet, key=intruder.owner_key), "application/json")
+    assert client.post("/api/authors/prompt", body_for(wallet), "application/json").status_code == 200
+
+    monkeypatch.setitem(PromptClientThrottle.THROTTLE_RATES, "prompt_client", "3/hour")
+    cache.clear()
+    codes = [
+        client.post("/api/authors/prompt", body_for(eoa()), "application/json").status_code for _ in range(4)
+    ]
+    assert codes == [200, 200, 200, 429]
+    assert (
+        "throttled"
+        in client.post("/api/authors/prompt", body_for(eoa()), "application/json").json()["detail"]
+    )
+
+
+def test_cors_allows_the_configured_frontend_origin(client, settings, db):
+    settings.CORS_ALLOWED_ORIGINS = ["https://glisk.example"]
+    preflight = client.options(
+        "/api/authors/prompt",
+        HTTP_ORIGIN="https://glisk.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type",
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://glisk.example"
+    other = client.get("/api/authors/leaderboard", HTTP_ORIGIN="https://evil.example")
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.django_db
+def test_the_author_page_shows_the_prompt_history(admin_client, client, chain):
+    wallet = eoa()
+    client.post("/api/authors/prompt", body_for(wallet), "application/json")
+    author = Author.objects.get(wallet_address=wallet.address)
+    page = admin_client.get(f"/admin/authors/author/{author.pk}/change/").content.decode()
+    assert "prompt updates" in page.lower() and prompt_sha256(PROMPT) in page and ">eoa<" in page
