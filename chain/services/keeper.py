@@ -3,8 +3,10 @@
 * One sender per contract across every cluster and every keeper key: a PostgreSQL advisory lock
   keyed by the chain and the contract (during a key rotation two keys may hold KEEPER_ROLE; they
   still take turns, and neither sends a token the other has in flight).
-* At most one reveal transaction in flight; it is resolved (confirmed, rebroadcast, replaced)
-  before anything new is sent, so a crash at any point is healed by the next run.
+* At most one reveal transaction in flight per key; it is resolved (confirmed, rebroadcast,
+  replaced) before that key sends anything new, so a crash at any point is healed by the next
+  run. Another key's transaction (a rotation) is confirmed or rebroadcast from its stored bytes,
+  and released if the node refuses them past the timeout; its tokens stay bound to it meanwhile.
 * Sign → store (`signed`, with nonce and raw bytes) and bind the batch's tokens to it in the same
   transaction → broadcast → `sent`. Binding re-checks every token under its row lock and refuses
   if any changed since it was read (an operator's action, another sender): then nothing is
@@ -34,7 +36,7 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain
+from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, RpcError
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
 from glisk.core.state import advisory_lock
@@ -163,18 +165,51 @@ class Keeper:
 
     # --- resolving what is in flight -------------------------------------------------------
     def in_flight(self) -> RevealTransaction | None:
-        """The contract's unresolved reveal, whichever keeper key sent it."""
+        """This key's unresolved reveal (one at a time: its nonces must not collide)."""
         return (
             RevealTransaction.objects.filter(
-                chain_id=self.chain.chain_id, status__in=RevealTransaction.ACTIVE
+                chain_id=self.chain.chain_id, keeper_address=self.address, status__in=RevealTransaction.ACTIVE
             )
             .order_by("nonce", "created_at")
             .first()
         )
 
-    def resolve(self, row: RevealTransaction, report: KeeperReport) -> bool:
-        """Move an in-flight transaction forward. Returns True when nothing is in flight any more."""
-        # The row or one it replaced may be the one that was mined.
+    def others_in_flight(self) -> list[RevealTransaction]:
+        """Unresolved reveals of other keys (a key rotation): their tokens stay bound to them."""
+        return list(
+            RevealTransaction.objects.filter(
+                chain_id=self.chain.chain_id, status__in=RevealTransaction.ACTIVE
+            )
+            .exclude(keeper_address=self.address)
+            .order_by("created_at")
+        )
+
+    def resolve_other(self, row: RevealTransaction, report: KeeperReport) -> None:
+        """Move another key's transaction forward as far as bytes alone allow: record its receipt,
+        send its stored bytes again, and release its tokens when the node refuses the bytes and
+        does not have them past TRANSACTION_TIMEOUT_SECONDS (only its own key could replace them)."""
+        if self._mined_member(row, report):
+            return
+        if self.chain.transaction(row.tx_hash) is not None:
+            return  # in the pool: it will be mined, or its key will replace it
+        if self.chain.transaction_count(row.keeper_address, "latest") > row.nonce:
+            self._abandon(row, "its nonce was used by another transaction of its keeper", report)
+            return
+        try:
+            self.broadcast(row)
+            report.rebroadcast += 1
+        except RpcError as exc:
+            sent_at = row.sent_at or row.created_at
+            if timezone.now() - sent_at > timedelta(seconds=self.config.transaction_timeout_seconds):
+                self._abandon(
+                    row,
+                    f"the node refuses its bytes ({exc.rpc_message[:120]}) and only key "
+                    f"{row.keeper_address} could replace them",
+                    report,
+                )
+
+    def _mined_member(self, row: RevealTransaction, report: KeeperReport) -> bool | None:
+        """If `row` or one it replaced has a receipt, handle it (see `_mined`); else None."""
         family = [row]
         while family[-1].replaces_id is not None:
             family.append(RevealTransaction.objects.get(pk=family[-1].replaces_id))
@@ -182,12 +217,29 @@ class Keeper:
         for member, receipt in zip(family, receipts, strict=True):
             if receipt is not None:
                 return self._mined(row, member, receipt, report)
+        return None
+
+    def resolve(self, row: RevealTransaction, report: KeeperReport) -> bool:
+        """Move this key's in-flight transaction forward. Returns True when nothing is in flight."""
+        mined = self._mined_member(row, report)
+        if mined is not None:
+            return mined
         if self.chain.transaction(row.tx_hash) is None:
             if self.chain.transaction_count(row.keeper_address, "latest") > row.nonce:
                 self._abandon(row, "its nonce was used by another transaction of its keeper", report)
                 return True
-            # Dropped from the mempool (or never broadcast before a crash): the same bytes again.
-            self.broadcast(row)
+            # Dropped from the mempool (or never broadcast before a crash): the same bytes again;
+            # if the node refuses them now (fees below today's base fee), the same nonce with
+            # today's fees.
+            try:
+                self.broadcast(row)
+            except RpcError as exc:
+                logger.warning(
+                    "reveal.rebroadcast_refused", extra={"tx_hash": row.tx_hash, "error": str(exc)}
+                )
+                self.replace(row)
+                report.replaced += 1
+                return False
             report.rebroadcast += 1
             logger.warning("reveal.rebroadcast", extra={"tx_hash": row.tx_hash, "nonce": row.nonce})
             return False
@@ -196,12 +248,6 @@ class Keeper:
             return False
         sent_at = row.sent_at or row.created_at
         if timezone.now() - sent_at > timedelta(seconds=self.config.transaction_timeout_seconds):
-            if row.keeper_address != self.address:
-                # Only its own key can replace it; the bytes stay in the pool and may still be mined.
-                logger.warning(
-                    "reveal.stuck_other_key", extra={"tx_hash": row.tx_hash, "keeper": row.keeper_address}
-                )
-                return False
             self.replace(row)
             report.replaced += 1
         return False
@@ -347,6 +393,8 @@ class Keeper:
     # --- one pass --------------------------------------------------------------------------
     def step(self, report: KeeperReport, *, force: bool = False) -> str:
         """Resolve what is in flight, else send the next due batch. Returns what happened."""
+        for other in self.others_in_flight():
+            self.resolve_other(other, report)
         row = self.in_flight()
         if row is not None:
             return "resolved" if self.resolve(row, report) else "waiting"

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db import transaction
 from django.utils.module_loading import import_string
 from django_q.tasks import async_task
 
@@ -48,17 +48,26 @@ def _key(stage: str) -> str:
 
 
 def stage_nudge(*, stage: str) -> bool:
-    """Queue one run of `stage`'s task unless one is already queued. Returns whether it queued."""
+    """Queue one run of `stage`'s task unless one is already queued. Returns whether it queued.
+
+    The flag's row stays locked until the caller's transaction ends, debounced or not: a queued
+    task that starts meanwhile clears the flag only after that commit, so it sees the work this
+    transaction made due. Without the lock it could start, find nothing, and leave that work to
+    the sweeper.
+    """
     task = STAGES[stage].task
     now = time.time()
     flag = {"queued_until": now + NUDGE_DEBOUNCE_SECONDS}
-    expired = Q(value__queued_until__lt=now) | ~Q(value__has_key="queued_until")
-    # The conditional UPDATE is the compare-and-swap: of two nudgers, one sees the old flag.
-    if not SystemState.objects.filter(expired, key=_key(stage)).update(value=flag):
-        _, created = SystemState.objects.get_or_create(key=_key(stage), defaults={"value": flag})
+    with transaction.atomic():
+        row, created = SystemState.objects.select_for_update().get_or_create(
+            key=_key(stage), defaults={"value": flag}
+        )
         if not created:
-            return False
-    async_task(task, group=f"stage:{stage}")
+            queued_until = row.value.get("queued_until") if isinstance(row.value, dict) else None
+            if isinstance(queued_until, int | float) and queued_until >= now:
+                return False
+            SystemState.objects.filter(key=_key(stage)).update(value=flag)
+        async_task(task, group=f"stage:{stage}")
     return True
 
 

@@ -36,6 +36,9 @@ _FRESH_PINS = {
     "failed_stage": "",
     "reveal_requested_at": None,
     "reveal_transaction": None,
+    # A worker still busy with the token loses its lease: its later writes match nothing.
+    "claimed_by": "",
+    "lease_expires_at": None,
 }
 
 

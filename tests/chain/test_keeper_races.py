@@ -193,6 +193,54 @@ def test_the_in_flight_transaction_of_another_key_is_resolved_not_duplicated(cha
     first.broadcast(row)  # …and the first keeper's cluster is gone for good
     other = Keeper(chain=chain, private_key=second_keeper(chain, accounts))
     report = KeeperReport()
-    assert other.step(report) == "resolved"
+    assert other.step(report) == "idle"  # nothing of its own to send, the other's confirmed
+    assert report.confirmed == 1 and report.sent == 0
     assert RevealTransaction.objects.get().status == "confirmed"
+    assert set(Token.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"revealed"}
+
+
+GWEI = 10**9
+
+
+def spike_base_fee(chain) -> None:
+    """The base fee jumps far above what stored bytes offer (a block is mined at the new fee)."""
+    base = int(chain.get_block("latest")["baseFeePerGas"], 16)
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(max(20 * base, 500 * GWEI))])
+    chain.rpc("evm_mine")
+
+
+def test_another_keys_refused_transaction_does_not_halt_the_new_key(chain, accounts, fast, settings):
+    settings.GLISK = dataclasses.replace(settings.GLISK, transaction_timeout_seconds=1)
+    old_ids = ready_tokens(chain, accounts, 2)
+    old = Keeper(chain=chain, private_key=second_keeper(chain, accounts))
+    old.sign_and_store(old.due_batch())  # …and its cluster dies before broadcasting
+    spike_base_fee(chain)
+    new_ids = ready_tokens(chain, accounts, 3)
+    new = Keeper(chain=chain, private_key=settings.GLISK.keeper_private_key)
+    RevealTransaction.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+    report = run(new)
+
+    # The new key sent what it could at once, released the old key's refused batch, and sent it.
+    assert report.failed_tokens == 0
+    assert set(Token.objects.filter(pk__in=old_ids + new_ids).values_list("status", flat=True)) == {
+        "revealed"
+    }
+    abandoned = RevealTransaction.objects.get(keeper_address=old.address)
+    assert abandoned.status == "failed" and "refuses its bytes" in abandoned.error
+    mine = RevealTransaction.objects.filter(keeper_address=new.address, status="confirmed")
+    assert sorted(i for tx in mine for i in tx.token_ids) == sorted(old_ids + new_ids)
+    states = chain.token_states(old_ids + new_ids)
+    assert all(states[i].revealed for i in old_ids + new_ids)
+
+
+def test_own_bytes_refused_after_a_fee_spike_are_replaced_with_todays_fees(chain, accounts, fast, settings):
+    ids = ready_tokens(chain, accounts, 2)
+    keeper = Keeper(chain=chain, private_key=settings.GLISK.keeper_private_key)
+    stale = keeper.sign_and_store(keeper.due_batch())  # …and the keeper crashed before broadcasting
+    spike_base_fee(chain)
+    report = run(keeper)
+    assert report.replaced == 1 and report.confirmed == 1
+    stale.refresh_from_db()
+    confirmed = RevealTransaction.objects.get(status="confirmed")
+    assert stale.status == "replaced" and confirmed.replaces_id == stale.pk and confirmed.nonce == stale.nonce
     assert set(Token.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"revealed"}

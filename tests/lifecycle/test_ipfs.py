@@ -184,3 +184,26 @@ def test_a_pin_whose_worker_died_before_handing_on_is_not_repeated(pinata, pinat
     assert run(pinata_pinner).succeeded == 1
     assert len(pinata.uploads) == uploads_before + 1  # only the metadata
     assert IpfsRecord.objects.filter(token=token, kind="image", outcome="succeeded").count() == 1
+
+
+def test_an_operator_action_mid_stage_costs_that_token_only(pinata, pinata_pinner):
+    """Regenerate while the token's image is being pinned: the worker's later writes match nothing,
+    and the other tokens of its batch are pinned as usual."""
+    from lifecycle.services.operator import operator_regenerate
+
+    tokens = [ready_for_ipfs() for _ in range(3)]
+    target = tokens[0]
+
+    class OperatorActsDuringThePin:
+        name, network_bound = pinata_pinner.name, False
+
+        def pin(self, **kwargs):
+            if kwargs["keyvalues"] == {"token_id": str(target.pk), "kind": "image"}:
+                operator_regenerate(token_id=target.pk, operator="ops", reason="wrong colours")
+            return pinata_pinner.pin(**kwargs)
+
+    report = run(OperatorActsDuringThePin())
+    assert (report.succeeded, report.lost) == (2, 1)
+    target.refresh_from_db()
+    assert target.status == "generating" and target.claimed_by == "" and target.image_cid == ""
+    assert {t.status for t in Token.objects.exclude(pk=target.pk)} == {"ready"}

@@ -41,3 +41,41 @@ def test_a_rolled_back_nudge_leaves_no_flag_and_no_task():
         nudge_then_fail()
     assert OrmQ.objects.count() == 0
     assert stage_nudge(stage="image")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_starting_during_a_debounced_nudge_waits_for_its_commit():
+    """Else the task could start, find nothing due yet, and leave the new work to the sweeper."""
+    import threading
+
+    from django.db import connections, transaction
+
+    assert stage_nudge(stage="image")  # a task is queued and not started yet
+    nudged, release, started = threading.Event(), threading.Event(), threading.Event()
+
+    def make_work_due() -> None:
+        try:
+            with transaction.atomic():
+                assert not stage_nudge(stage="image")  # debounced: the queued task will do it
+                nudged.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    def task_starts() -> None:
+        try:
+            stage_started(stage="image")
+            started.set()
+        finally:
+            connections.close_all()
+
+    maker = threading.Thread(target=make_work_due)
+    maker.start()
+    assert nudged.wait(10)
+    task = threading.Thread(target=task_starts)
+    task.start()
+    assert not started.wait(0.5)  # the task's start waits for the nudging transaction
+    release.set()
+    maker.join(10)
+    task.join(10)
+    assert started.is_set()

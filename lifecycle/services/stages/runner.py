@@ -21,7 +21,13 @@ from django.utils import timezone
 from glisk.core.stages import stage_nudge
 from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
-from lifecycle.services.tokens import LeaseLost, token_claim, token_fail, token_lease_release
+from lifecycle.services.tokens import (
+    InvalidStateTransition,
+    LeaseLost,
+    token_claim,
+    token_fail,
+    token_lease_release,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +227,9 @@ def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: 
     report = StageReport()
     try:
         work(token, worker_id, report)
-    except LeaseLost:
+    except InvalidStateTransition:
+        # The token moved away meanwhile (an operator's action, another worker after our lease
+        # expired): not ours any more; the rest of the batch goes on.
         report.lost += 1
     finally:
         if own_connection:
