@@ -13,7 +13,7 @@ class Author(models.Model):
     """A prompt author: minters name one, and its prompt drives the token's image."""
 
     wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
-    # NULL means "no prompt" (DESIGN.md), distinct from an invalid empty prompt.
+    # NULL means "no prompt", distinct from an invalid empty prompt.
     prompt_text = models.TextField(  # noqa: DJ001
         null=True,
         blank=True,

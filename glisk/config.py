@@ -7,10 +7,16 @@ values: a secret must not reach a log or a terminal through a validation error.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import secrets
+import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, TypeVar
 
 import environ
@@ -131,7 +137,7 @@ class Config:
         if self.keeper_private_key.startswith("0x"):
             values.append(self.keeper_private_key[2:])
         if self.database_url:
-            password = environ.Env.db_url_config(self.database_url).get("PASSWORD")
+            password = database_config(self.database_url).get("PASSWORD")
             if password:
                 values.append(str(password))
         return [v for v in values if v and len(v) >= 6]
@@ -236,6 +242,30 @@ class _Reader:
         return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def database_config(url: str) -> dict[str, Any]:
+    """Django's DATABASES entry for `url`. django-environ warns about a URL it cannot read by
+    printing the URL (password included); that warning is silenced, and `load_config` names the
+    variable instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dict(environ.Env.db_url_config(url))
+
+
+def development_secret_key(var_dir: Path) -> str:
+    """A SECRET_KEY for development when none is set: made once, kept in var/secret_key (0600).
+    Several processes may start at once: the file appears whole (a hard link) or not at all."""
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=var_dir, prefix=".secret_key.")  # created 0600
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50) + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+        os.unlink(temporary)
+    return path.read_text().strip()
+
+
 def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from ``values`` (normally ``os.environ``).
 
@@ -259,7 +289,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     database_url = r.raw("DATABASE_URL") or None
     if database_url:
         try:
-            scheme = environ.Env.db_url_config(database_url).get("ENGINE", "")
+            scheme = database_config(database_url).get("ENGINE", "")
         except (ValueError, KeyError):
             scheme = ""
         if "postgresql" not in str(scheme):
@@ -367,6 +397,12 @@ def _production_problems(c: Config) -> list[str]:
         missing("REPLICATE_API_TOKEN", "IMAGE_PROVIDER is replicate")
     if c.ipfs_provider == "pinata" and not c.pinata_jwt:
         missing("PINATA_JWT", "IPFS_PROVIDER is pinata")
+    # The offline stand-ins would reveal placeholder art with CIDs pinned nowhere, permanently.
+    if c.network != "DEVNET":
+        if c.image_provider == "local":
+            problems.append("IMAGE_PROVIDER must be replicate in production (local is for the devnet only)")
+        if c.ipfs_provider == "local":
+            problems.append("IPFS_PROVIDER must be pinata in production (local is for the devnet only)")
     if "*" in c.allowed_hosts:
         problems.append("ALLOWED_HOSTS must not contain '*' in production")
     return problems

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from glisk.config import load_config, read_env_file
+from glisk.config import database_config, development_secret_key, load_config, read_env_file
 from glisk.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +30,8 @@ GLISK_SECRET_VALUES = GLISK.secret_values()
 
 APP_ENV = GLISK.app_env
 DEBUG = GLISK.debug
-SECRET_KEY = GLISK.secret_key
+# Empty outside production (as `cp .env.example .env` leaves it): a key made once under var/.
+SECRET_KEY = GLISK.secret_key or development_secret_key(VAR_DIR)
 ALLOWED_HOSTS = GLISK.allowed_hosts
 CSRF_TRUSTED_ORIGINS = GLISK.csrf_trusted_origins
 CORS_ALLOWED_ORIGINS = GLISK.cors_origins
@@ -96,7 +97,7 @@ else:
 
     _database_url = database_url(VAR_DIR)
 
-DATABASES = {"default": environ.Env.db_url_config(_database_url)}
+DATABASES = {"default": database_config(_database_url)}
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = GLISK.conn_max_age
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

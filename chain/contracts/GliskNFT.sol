@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// GliskNFT for the devnet: the interface the GLISK backend relies on (see shared/REFERENCE.md),
+// GliskNFT for the devnet: the interface the GLISK backend relies on (docs/reference.md),
 // with the same building blocks as the deployed collection (OpenZeppelin 5.0).
 pragma solidity ^0.8.20;
 

@@ -1,7 +1,7 @@
 """A devnet stand-in for Alchemy's Custom (GraphQL) webhook.
 
 It watches the local chain and POSTs, for every block holding BatchMinted logs of our contract,
-the payload Alchemy would send (shape in shared/REFERENCE.md), signed with the webhook secret,
+the payload Alchemy would send (shape in docs/reference.md), signed with the webhook secret,
 retrying non-200 answers on Alchemy's schedule. The demo runs it so that the webhook path is
 exercised for real.
 """

@@ -1,4 +1,4 @@
-"""The committed artifact matches the source, and the ABI matches REFERENCE.md's hashes."""
+"""The committed artifacts match their sources, and the ABI matches the hashes in docs/reference.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from chain import abi
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# From shared/REFERENCE.md.
+# As docs/reference.md lists them.
 TOPICS = {
     "BatchMinted": "0x20c0d4a5bab7118059cf1d2fd0403c4f29a05e446d435b347f90b80778374c54",
     "TokensRevealed": "0x5f36dfedf769ad12bf71aec843edc397276a255b70d51016d99f5fb020dfd902",

@@ -88,6 +88,8 @@ def test_provider_credentials_are_required_only_for_the_chosen_provider():
     config = load_config(
         {
             **GOOD_PRODUCTION,
+            "NETWORK": "DEVNET",  # the one network where production may run the offline providers
+            "RPC_URL": "http://127.0.0.1:8545",
             "IMAGE_PROVIDER": "local",
             "REPLICATE_API_TOKEN": "",
             "IPFS_PROVIDER": "local",
@@ -202,3 +204,45 @@ def test_the_config_repr_never_shows_a_secret():
     ):
         assert GOOD_PRODUCTION[name] not in text, name
     assert "alch-key-abcdef" not in text  # inside the derived RPC URL too
+
+
+@pytest.mark.parametrize("network", ["BASE_SEPOLIA", "BASE_MAINNET"])
+def test_production_refuses_the_offline_providers_off_the_devnet(network):
+    with pytest.raises(ConfigError) as refused:
+        load_config(
+            {**GOOD_PRODUCTION, "NETWORK": network, "IMAGE_PROVIDER": "local", "IPFS_PROVIDER": "local"}
+        )
+    assert "IMAGE_PROVIDER must be replicate in production" in str(refused.value)
+    assert "IPFS_PROVIDER must be pinata in production" in str(refused.value)
+    devnet = {**GOOD_PRODUCTION, "NETWORK": "DEVNET", "IMAGE_PROVIDER": "local", "IPFS_PROVIDER": "local"}
+    devnet["RPC_URL"] = "http://127.0.0.1:8545"
+    assert load_config(devnet).image_provider == "local"
+
+
+def manage(*args, **env_changes):
+    env = {k: v for k, v in os.environ.items() if k not in GOOD_PRODUCTION and not k.startswith("PYTEST")}
+    env.update({"DJANGO_SETTINGS_MODULE": "glisk.settings", **env_changes})
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_malformed_database_url_is_named_but_never_printed():
+    result = manage("check", DATABASE_URL="postgresql//admin:S3cret@db.example/glisk")
+    assert result.returncode == 2
+    assert "DATABASE_URL must be a postgres:// or postgresql:// URL" in result.stderr
+    assert "S3cret" not in result.stderr + result.stdout
+
+
+def test_an_empty_secret_key_in_development_gets_one_kept_under_var(tmp_path):
+    script = (
+        "from django.core import signing; from django.conf import settings; "
+        "print(signing.dumps(1)); print(settings.SECRET_KEY)"
+    )
+    first = manage("shell", "-c", script, APP_ENV="development", SECRET_KEY="", GLISK_VAR_DIR=str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    key = first.stdout.split()[-1]
+    assert len(key) >= 50 and (tmp_path / "secret_key").read_text().strip() == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    again = manage("shell", "-c", script, APP_ENV="development", SECRET_KEY="", GLISK_VAR_DIR=str(tmp_path))
+    assert again.stdout.split()[-1] == key

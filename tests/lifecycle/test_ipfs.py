@@ -16,7 +16,7 @@ from tests.factories import AuthorFactory, TokenFactory
 from tests.lifecycle.conftest import configure
 from tests.standins.pinata import reference_cid_v1
 
-# shared/REFERENCE.md's published vectors.
+# Published vectors (docs/reference.md).
 V0 = {
     b"": "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
     b"hello world": "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD",
