@@ -23,8 +23,12 @@ class MintEvent(models.Model):
     tx_hash = models.CharField(max_length=66)
     log_index = models.PositiveIntegerField()
     block_number = models.PositiveBigIntegerField()
-    block_hash = models.CharField(max_length=66)
-    block_timestamp = models.DateTimeField(help_text="The block's timestamp, not ours.")
+    block_hash = models.CharField(
+        max_length=66, blank=True, default="", help_text="Empty until known (a webhook query may omit it)."
+    )
+    block_timestamp = models.DateTimeField(
+        null=True, blank=True, help_text="The block's timestamp, not ours; empty until known."
+    )
     minter = models.CharField(max_length=42)
     prompt_author = models.CharField(max_length=42)
     author = models.ForeignKey("authors.Author", on_delete=models.PROTECT, related_name="mint_events")

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.db import transaction
-from django.utils import timezone
 
 from authors.services import authors_ensure
 from chain.adapter import MintLog
@@ -72,7 +71,7 @@ def mint_logs_ingest(
                     log_index=log.log_index,
                     block_number=log.block_number,
                     block_hash=log.block_hash,
-                    block_timestamp=log.block_timestamp or timezone.now(),
+                    block_timestamp=log.block_timestamp,
                     minter=log.minter,
                     prompt_author=log.prompt_author,
                     author=authors[log.prompt_author.lower()],
@@ -85,6 +84,7 @@ def mint_logs_ingest(
                 result.mint_events_new += 1
             else:
                 result.mint_events_duplicate += 1
+                _fill_block_fields(event, log)
             batches.append(
                 MintedBatch(
                     mint_event_id=event.pk,
@@ -99,3 +99,15 @@ def mint_logs_ingest(
     result.tokens_existing = registered.existing
     logger.info("mint.ingested", extra={"source": source, **result.as_dict()})
     return result
+
+
+def _fill_block_fields(event: MintEvent, log: MintLog) -> None:
+    """A delivery that omitted the block's hash or time stored the event without them; a later
+    source that has them (the watcher reads them from the chain) fills them in."""
+    missing: dict[str, object] = {}
+    if not event.block_hash and log.block_hash:
+        missing["block_hash"] = log.block_hash
+    if event.block_timestamp is None and log.block_timestamp is not None:
+        missing["block_timestamp"] = log.block_timestamp
+    if missing:
+        MintEvent.objects.filter(pk=event.pk).update(**missing)

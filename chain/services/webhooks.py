@@ -130,11 +130,16 @@ def parse_alchemy_payload(body: bytes, *, contract_address: str, network: str) -
     )
     block = data["block"]
     number = _int(block.get("number"), "block.number")
-    block_hash = _str(block.get("hash"), "block.hash", _HASH).lower()
-    timestamp = _int(block.get("timestamp"), "block.timestamp", maximum=2**40)
+    # `hash` and `timestamp` are in our query, but a query that selects only `number` and the logs
+    # is valid too: then they stay empty and the log watcher fills them in from the chain.
+    block_hash = _str(block["hash"], "block.hash", _HASH).lower() if block.get("hash") is not None else ""
+    block_time = None
+    if block.get("timestamp") is not None:
+        block_time = datetime.fromtimestamp(
+            _int(block["timestamp"], "block.timestamp", maximum=2**40), tz=UTC
+        )
     logs = block.get("logs", [])
     _require(isinstance(logs, list), "block.logs must be a list")
-    block_time = datetime.fromtimestamp(timestamp, tz=UTC)
     contract = contract_address.lower()
 
     for n, log in enumerate(logs):

@@ -206,3 +206,42 @@ def test_delivery_for_another_network_is_refused(client, chain, accounts):
 def test_webhook_secret_never_appears_in_responses(client, chain):
     response = post_delivery(client, {"x": 1}, signature="00")
     assert SECRET not in response.content.decode()
+
+
+def test_a_delivery_from_a_query_without_block_hash_and_time_is_accepted_and_completed_later(
+    client, chain, accounts, settings
+):
+    """The earlier backend's query selected only `number` and the logs' essentials."""
+    from chain.services.watcher import watcher_step
+
+    receipt = devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=2)
+    full = payload_for_receipt(chain, receipt)
+    block = full["event"]["data"]["block"]
+    block_number = block["number"]
+    slim_logs = [
+        {
+            "account": {"address": log["account"]["address"]},
+            "topics": log["topics"],
+            "data": log["data"],
+            "index": log["index"],
+            "transaction": {"hash": log["transaction"]["hash"], "status": log["transaction"]["status"]},
+        }
+        for log in block["logs"]
+    ]
+    full["event"]["data"]["block"] = {"number": block_number, "logs": slim_logs}
+    full["event"]["somethingNew"] = {"added": "by Alchemy later"}  # unknown fields are ignored
+
+    response = post_delivery(client, full)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["tokens_new"] == 2
+    event = MintEvent.objects.get()
+    assert event.block_number == block_number and event.block_hash == "" and event.block_timestamp is None
+    # The log watcher reads the same log from the chain and fills in what the delivery lacked.
+    chain.rpc("anvil_mine", [hex(settings.GLISK.watcher_confirmations)])
+    while (step := watcher_step(chain=chain)) is not None and not step.caught_up:
+        pass
+    event.refresh_from_db()
+    assert event.block_hash == receipt["blockHash"]
+    assert event.block_timestamp.timestamp() == int(chain.get_block(block_number)["timestamp"], 16)
+    assert MintEvent.objects.count() == 1 and Token.objects.count() == 2
