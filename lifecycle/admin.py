@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from glisk.admin import ReadOnlyAdmin, ReadOnlyInline, explorer_tx_link, pretty_json
 from lifecycle.display import status_badge
 from lifecycle.models import STAGE_STATUSES, ImageJob, IpfsRecord, Token, TokenTransition
+from lifecycle.providers.images import sniff_content_type
 from lifecycle.selectors import stuck_q
 from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
@@ -350,15 +351,27 @@ class TokenAdmin(admin.ModelAdmin):
         ]
         return urls + super().get_urls()
 
-    def image_view(self, request: HttpRequest, token_id: int) -> FileResponse:
+    def image_view(self, request: HttpRequest, token_id: int) -> HttpResponse:
+        """The stored image, for operators who may view tokens: only bytes that are an image,
+        with the type they sniff as, never the provider's declared type (which could be HTML)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         token = get_object_or_404(Token, pk=token_id)
         if not token.image:
             raise Http404("no image")
         try:
-            handle = token.image.open("rb")
+            with token.image.open("rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
             raise Http404("image file missing") from None
-        return FileResponse(handle, content_type=token.image_content_type or "application/octet-stream")
+        content_type = sniff_content_type(data, fallback="")
+        if not content_type:
+            raise Http404("the stored file is not an image")
+        response = HttpResponse(data, content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="glisk-{token.pk}"'
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        return response
 
     @method_decorator(require_POST)
     def act_view(self, request: HttpRequest, token_id: int, action: str) -> HttpResponse:

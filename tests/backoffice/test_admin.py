@@ -162,7 +162,7 @@ def test_token_page_shows_image_metadata_links_timeline_and_attempts(admin_clien
     ):
         assert fragment in html, fragment
     image = admin_client.get(reverse("admin:lifecycle_token_image", args=[77]))
-    assert image["Content-Type"] == "image/png" and b"".join(image.streaming_content).endswith(b"77")
+    assert image["Content-Type"] == "image/png" and image.content.endswith(b"77")
 
 
 def test_devnet_has_no_explorer_links(admin_client):
@@ -359,3 +359,25 @@ def test_the_token_page_offers_only_the_actions_that_apply(admin_client, known_t
     assert buttons(4) == {"regenerate", "reveal_now", "mark_failed"}
     assert buttons(1) == {"mark_failed"}
     assert buttons(6) == set()  # revealed: nothing left to do
+
+
+def test_the_image_view_serves_only_images_to_those_who_may_view_tokens(admin_client, client, settings):
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    image = TokenFactory.create(status="uploading", image_content_type="text/html")
+    image.image.save("a.png", ContentFile(png), save=True)
+    html = TokenFactory.create(status="uploading", image_content_type="text/html")
+    html.image.save("b.png", ContentFile(b"<script>alert(1)</script>"), save=True)
+    url = reverse("admin:lifecycle_token_image", args=[image.pk])
+
+    served = admin_client.get(url)
+    assert served.status_code == 200 and served.content == png
+    assert served["Content-Type"] == "image/png"  # sniffed, not the declared text/html
+    assert served["Content-Disposition"].startswith("inline")
+    assert served["X-Content-Type-Options"] == "nosniff" and "sandbox" in served["Content-Security-Policy"]
+    assert admin_client.get(reverse("admin:lifecycle_token_image", args=[html.pk])).status_code == 404
+
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    assert client.get(url).status_code == 403  # staff, but no permission to view tokens
+    staff.user_permissions.add(Permission.objects.get(codename="view_token"))
+    assert client.get(url).status_code == 200
