@@ -116,6 +116,7 @@ class Config:
     retry_backoff_max_seconds: float
     qcluster_workers: int
 
+    metrics_token: str = field(repr=False)  # secret
     author_accept_static_message: bool
     author_nonce_ttl_seconds: int
     num_proxies: int
@@ -133,6 +134,7 @@ class Config:
             self.replicate_api_token,
             self.pinata_jwt,
             self.keeper_private_key,
+            self.metrics_token,
         ]
         if self.keeper_private_key.startswith("0x"):
             values.append(self.keeper_private_key[2:])
@@ -362,6 +364,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         retry_backoff_base_seconds=r.number("RETRY_BACKOFF_BASE_SECONDS", 2.0),
         retry_backoff_max_seconds=r.number("RETRY_BACKOFF_MAX_SECONDS", 300.0),
         qcluster_workers=r.integer("QCLUSTER_WORKERS", 4, minimum=2, maximum=64),
+        metrics_token=r.raw("METRICS_TOKEN"),
         author_accept_static_message=r.boolean("AUTHOR_ACCEPT_STATIC_MESSAGE", True),
         author_nonce_ttl_seconds=r.integer("AUTHOR_NONCE_TTL_SECONDS", 600, minimum=30, maximum=86400),
         num_proxies=r.integer("NUM_PROXIES", 0, minimum=0, maximum=10),

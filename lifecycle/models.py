@@ -168,6 +168,8 @@ class ImageJob(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        # /metrics counts attempts by outcome and error class: an index-only scan, not the table.
+        indexes = [models.Index(fields=["outcome", "error_class"], name="image_job_outcome_idx")]
 
     def __str__(self) -> str:
         return f"image job {self.pk} for #{self.token_id} ({self.outcome})"
@@ -196,6 +198,7 @@ class IpfsRecord(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = "IPFS record"
+        indexes = [models.Index(fields=["outcome", "error_class"], name="ipfs_record_outcome_idx")]
 
     def __str__(self) -> str:
         return f"{self.kind} pin {self.pk} for #{self.token_id} ({self.outcome})"

@@ -81,3 +81,16 @@ def test_metrics_expose_every_series(client):
     assert s[("glisk_reveal_gas_used_total", ())] == 120_000
     assert s[("glisk_reveal_tokens_total", ())] == 1
     assert s[("glisk_watcher_lag_blocks", (("cursor", "watcher.cursor.31337.0xabc"),))] == 10
+
+
+def test_metrics_can_require_a_bearer_token(client, settings):
+    import dataclasses
+
+    RevealTransactionFactory.create(status="confirmed", token_ids=[1, 2, 3], gas_used=1)
+    settings.GLISK = dataclasses.replace(settings.GLISK, metrics_token="scrape-me-please")
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert b"glisk_" not in refused.content
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me-please")
+    assert allowed.status_code == 200 and b"glisk_reveal_tokens_total 3.0" in allowed.content
