@@ -59,6 +59,9 @@ class MintEventAdmin(ReadOnlyAdmin):
         return f"{Decimal(obj.total_paid_wei) / Decimal(10**18):.6f}"
 
 
+PARSED_BODY_MAX = 256 * 1024
+
+
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = (
@@ -67,6 +70,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "event_id",
         "outcome",
         "signature_valid",
+        "body_size",
         "new_tokens",
         "processed_at",
         "replay_count",
@@ -81,13 +85,26 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     def new_tokens(self, obj: WebhookDelivery) -> Any:
         return obj.result.get("tokens_new", "-") if isinstance(obj.result, dict) else "-"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "chain_webhookdelivery_changelist":
+            return queryset.defer("body", "headers")  # a list never loads bodies
+        return queryset
+
     @admin.display(description="body")
     def body_pretty(self, obj: WebhookDelivery) -> SafeString:
+        """Parsed only when the signature verified and it is small; otherwise shown as text (a
+        hostile body could be nested deep enough to crash a JSON parser)."""
         raw = bytes(obj.body)
-        try:
-            return pretty_json(json.loads(raw))
-        except (ValueError, UnicodeDecodeError):
-            return format_html("<pre>{}</pre>", raw[:20000].decode("utf-8", errors="replace"))
+        note = f" (first {len(raw)} of {obj.body_size} bytes)" if obj.body_truncated else ""
+        if obj.signature_valid and len(raw) <= PARSED_BODY_MAX:
+            try:
+                return pretty_json(json.loads(raw))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                pass
+        text = raw[:20000].decode("utf-8", errors="replace")
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>{}', text, note)
 
     @admin.display(description="headers")
     def headers_pretty(self, obj: WebhookDelivery) -> SafeString:

@@ -83,7 +83,13 @@ class WebhookDelivery(models.Model):
     event_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
     webhook_id = models.CharField(max_length=128, blank=True, default="")
     headers = models.JSONField(default=dict)
-    body = models.BinaryField(help_text="The exact bytes received (the signature covers them).")
+    body = models.BinaryField(
+        help_text="The exact bytes received (the signature covers them); only the first few KiB of "
+        "a delivery whose signature did not verify."
+    )
+    body_size = models.PositiveIntegerField(default=0, help_text="Bytes received.")
+    body_sha256 = models.CharField(max_length=64, blank=True, default="")
+    body_truncated = models.BooleanField(default=False)
     signature_valid = models.BooleanField(null=True)
     outcome = models.CharField(
         max_length=24, choices=Outcome.choices, default=Outcome.RECEIVED, db_index=True

@@ -9,6 +9,7 @@ from chain.adapter import ChainError, GliskChain
 from chain.services.keeper import reveal_run
 from chain.services.recovery import tokens_recover
 from chain.services.watcher import watcher_run
+from chain.services.webhooks import webhook_deliveries_prune
 from glisk.core.stages import stage_nudge, stage_started
 from lifecycle.selectors import reveal_waiting_exists
 
@@ -24,6 +25,10 @@ def reveal_stage() -> dict[str, Any] | None:
     if reveal_waiting_exists():
         stage_nudge(stage="reveal")
     return vars(report)
+
+
+def prune_webhooks() -> dict[str, int]:
+    return webhook_deliveries_prune()
 
 
 def watcher() -> int:

@@ -20,7 +20,6 @@ from chain.services.webhooks import (
     SIGNATURE_HEADER,
     webhook_delivery_process,
     webhook_delivery_record,
-    webhook_delivery_reject,
     webhook_signature_valid,
 )
 from glisk.api import ErrorOutput
@@ -83,29 +82,23 @@ class AlchemyWebhookView(APIView):
     delivery: WebhookDelivery | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # Store the delivery before verifying it: rejected ones are kept for inspection too.
-        self.delivery = webhook_delivery_record(body=request.body, meta=request.META)
-        super().initial(request, *args, **kwargs)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        if self.delivery is not None and isinstance(
-            exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed
-        ):
-            webhook_delivery_reject(
-                delivery=self.delivery,
-                outcome=WebhookDelivery.Outcome.REJECTED_SIGNATURE,
-                error=str(exc.detail),
-                signature_valid=False,
+        # The signature is checked over the raw bytes first (authentication); what is stored
+        # depends on it: the whole body when it verifies, a trace when it does not.
+        try:
+            super().initial(request, *args, **kwargs)
+        except (exceptions.NotAuthenticated, exceptions.AuthenticationFailed) as exc:
+            webhook_delivery_record(
+                body=request.body, meta=request.META, verified=False, error=str(exc.detail)
             )
-        return super().handle_exception(exc)
+            raise
+        self.delivery = webhook_delivery_record(body=request.body, meta=request.META, verified=True)
 
     @extend_schema(
         request={"application/json": OpenApiTypes.OBJECT},
-        responses={200: WebhookSummary, 400: ErrorOutput, 401: ErrorOutput},
+        responses={200: WebhookSummary, 400: ErrorOutput, 401: ErrorOutput, 413: ErrorOutput},
         summary="Alchemy Custom (GraphQL) webhook: BatchMinted logs of the GliskNFT contract",
     )
     def post(self, request: Request) -> Response:
         assert self.delivery is not None
-        WebhookDelivery.objects.filter(pk=self.delivery.pk).update(signature_valid=True)
         summary = webhook_delivery_process(delivery=self.delivery)  # WebhookRejected answers 4xx
         return Response({"status": "ok", "delivery_id": self.delivery.pk, **summary})

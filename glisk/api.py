@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, serializers, status
@@ -61,6 +63,9 @@ def error_response(
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         return error_response(exc.status_code, exc.error_type, str(exc), exc.headers or None)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response(413, "payload_too_large", f"the body is larger than {limit} bytes")
     if isinstance(exc, OperationalError | InterfaceError):
         # The database is restarting or unreachable: nothing was accepted, and a sender that
         # retries (Alchemy does) will succeed once it is back. The driver's text stays in the log.

@@ -175,8 +175,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
-# A block's worth of mint logs fits easily; larger bodies are refused before they are read.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# A block's worth of mint logs (a few KiB per mint) fits easily; larger bodies are refused with
+# 413 before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # django-q2: the ORM broker on our PostgreSQL. `retry` must exceed `timeout`, or a task still
 # running is handed to a second worker; stage tasks are idempotent, so at-least-once is safe.

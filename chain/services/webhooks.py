@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,8 +52,15 @@ def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) 
     return hmac.compare_digest(expected, signature.strip().lower())
 
 
-def webhook_delivery_record(*, body: bytes, meta: dict[str, Any]) -> WebhookDelivery:
-    """Store the delivery as received (autocommitted, before anything can fail)."""
+REJECTED_BODY_KEPT = 4096  # bytes of an unverified body kept for inspection
+
+
+def webhook_delivery_record(
+    *, body: bytes, meta: dict[str, Any], verified: bool, error: str = ""
+) -> WebhookDelivery:
+    """Store a delivery (autocommitted, before anything else can fail). A verified one is kept
+    whole (it can be replayed); of one whose signature did not verify only its size, its SHA-256
+    and its first few KiB are kept, so that nobody can fill the database through this endpoint."""
     headers = {
         key[5:].replace("_", "-").title(): str(value)
         for key, value in meta.items()
@@ -61,7 +68,18 @@ def webhook_delivery_record(*, body: bytes, meta: dict[str, Any]) -> WebhookDeli
     }
     if "CONTENT_TYPE" in meta:
         headers["Content-Type"] = str(meta["CONTENT_TYPE"])
-    return WebhookDelivery.objects.create(body=body, headers=headers)
+    kept = body if verified else body[:REJECTED_BODY_KEPT]
+    return WebhookDelivery.objects.create(
+        body=kept,
+        body_size=len(body),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_truncated=len(kept) < len(body),
+        headers=headers,
+        signature_valid=verified,
+        outcome=WebhookDelivery.Outcome.RECEIVED if verified else WebhookDelivery.Outcome.REJECTED_SIGNATURE,
+        error=error[:2000],
+        processed_at=None if verified else timezone.now(),
+    )
 
 
 def webhook_delivery_reject(
@@ -249,3 +267,30 @@ def webhook_delivery_replay(*, delivery_id: int) -> dict[str, Any]:
         )
     delivery.refresh_from_db()
     return webhook_delivery_process(delivery=delivery)
+
+
+# How long deliveries are kept, by outcome: junk goes first; processed ones stay long enough to
+# replay or audit a month of ingestion (their mint events keep everything the chain said).
+RETENTION_DAYS: dict[str, int] = {
+    WebhookDelivery.Outcome.REJECTED_SIGNATURE: 7,
+    WebhookDelivery.Outcome.MALFORMED: 30,
+    WebhookDelivery.Outcome.CAPACITY_ERROR: 30,
+    WebhookDelivery.Outcome.PROCESSED: 30,
+}
+
+
+def webhook_deliveries_prune(
+    *, retention_days: dict[str, int] | None = None, dry_run: bool = False, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete deliveries older than their outcome's retention; returns how many per outcome.
+
+    Deliveries still `received` or `failed` are kept: they may need a replay. Mint events keep
+    what they came from as a null link.
+    """
+    now = now or timezone.now()
+    deleted: dict[str, int] = {}
+    for outcome, days in (retention_days or RETENTION_DAYS).items():
+        old = WebhookDelivery.objects.filter(outcome=outcome, received_at__lt=now - timedelta(days=days))
+        deleted[outcome] = old.count() if dry_run else old.delete()[1].get("chain.WebhookDelivery", 0)
+    logger.info("webhook.pruned", extra={"dry_run": dry_run, **deleted})
+    return deleted

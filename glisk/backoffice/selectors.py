@@ -76,7 +76,10 @@ def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Da
     oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(oldest=Min("created_at"))[
         "oldest"
     ]
-    last_webhook = WebhookDelivery.objects.aggregate(last=Max("received_at"))["last"]
+    # Only verified deliveries: junk from anyone must not hide an Alchemy outage.
+    last_webhook = WebhookDelivery.objects.filter(signature_valid=True).aggregate(last=Max("received_at"))[
+        "last"
+    ]
 
     errors: list[str] = []
     watcher_block = head = balance = None

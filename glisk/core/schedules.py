@@ -9,6 +9,7 @@ from django_q.models import Schedule
 SCHEDULES = {
     "glisk.sweeper": ("glisk.core.tasks.sweep", 1),
     "glisk.watcher": ("chain.tasks.watcher", 1),
+    "glisk.prune_webhooks": ("chain.tasks.prune_webhooks", 24 * 60),
 }
 STARTUP_TASKS = ("chain.tasks.recover_on_start", "chain.tasks.watcher", "glisk.core.tasks.sweep")
 

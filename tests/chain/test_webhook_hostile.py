@@ -1,0 +1,94 @@
+"""Hostile input at the webhook: nothing unverified fills the database, big bodies are a clean 413,
+old deliveries are pruned, and the back office never parses what it cannot trust."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from chain.models import WebhookDelivery
+from glisk.backoffice.selectors import dashboard_get
+from tests.chain.helpers import post_delivery
+from tests.factories import WebhookDeliveryFactory
+
+pytestmark = pytest.mark.django_db
+
+EMPTY_BLOCK = {"id": "whevt_1", "event": {"data": {"block": {"number": 1, "logs": []}}}}
+
+
+def test_an_unsigned_body_is_kept_only_as_a_trace(client):
+    body = json.dumps({"padding": "x" * 100_000}).encode()
+    response = post_delivery(client, None, body=body, signature="ab" * 32)
+    assert response.status_code == 401
+    stored = WebhookDelivery.objects.get()
+    assert stored.outcome == "rejected_signature" and stored.signature_valid is False
+    assert len(bytes(stored.body)) == 4096 and stored.body_truncated
+    assert stored.body_size == len(body) and stored.body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_signed_body_is_kept_whole(client, chain):
+    response = post_delivery(client, EMPTY_BLOCK)
+    assert response.status_code == 200
+    stored = WebhookDelivery.objects.get()
+    assert bytes(stored.body) == json.dumps(EMPTY_BLOCK).encode() and not stored.body_truncated
+    assert stored.outcome == "processed" and stored.signature_valid is True
+
+
+def test_a_body_over_the_limit_is_413_and_stores_nothing(client, settings):
+    body = b"{" + b" " * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10) + b"}"
+    response = post_delivery(client, None, body=body)
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+    assert not WebhookDelivery.objects.exists()
+
+
+def test_old_deliveries_are_pruned_by_outcome(capsys):
+    now = timezone.now()
+    ages = {"rejected_signature": [8, 2], "processed": [31, 5], "malformed": [40], "received": [90]}
+    for outcome, days_list in ages.items():
+        for days in days_list:
+            row = WebhookDeliveryFactory.create(outcome=outcome)
+            WebhookDelivery.objects.filter(pk=row.pk).update(received_at=now - timedelta(days=days))
+    call_command("prune_webhooks", "--dry-run")
+    assert "would delete 3 deliveries" in capsys.readouterr().out
+    assert WebhookDelivery.objects.count() == 6
+    call_command("prune_webhooks")
+    left = sorted(WebhookDelivery.objects.values_list("outcome", flat=True))
+    assert left == ["processed", "received", "rejected_signature"]  # received ones may need a replay
+
+
+def test_the_deliveries_list_loads_no_body_and_a_page_never_parses_an_unverified_one(admin_client):
+    WebhookDeliveryFactory.create(
+        outcome="processed", signature_valid=True, body=json.dumps(EMPTY_BLOCK).encode()
+    )
+    hostile = WebhookDeliveryFactory.create(
+        outcome="rejected_signature",
+        signature_valid=False,
+        body=b"[" * 4096,
+        body_size=10**6,
+        body_truncated=True,
+    )
+    with CaptureQueriesContext(connection) as queries:
+        listing = admin_client.get(reverse("admin:chain_webhookdelivery_changelist"))
+    assert listing.status_code == 200
+    selects = [q["sql"] for q in queries.captured_queries if 'FROM "chain_webhookdelivery"' in q["sql"]]
+    assert selects and all('"chain_webhookdelivery"."body"' not in sql for sql in selects)
+    page = admin_client.get(reverse("admin:chain_webhookdelivery_change", args=[hostile.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "[[[[[[[[" in text and "first 4096 of 1000000 bytes" in text
+
+
+def test_the_dashboards_last_webhook_counts_only_verified_deliveries():
+    verified = WebhookDeliveryFactory.create(outcome="processed", signature_valid=True)
+    WebhookDelivery.objects.filter(pk=verified.pk).update(received_at=timezone.now() - timedelta(hours=3))
+    WebhookDeliveryFactory.create(outcome="rejected_signature", signature_valid=False)
+    board = dashboard_get(with_chain=False)
+    assert board.last_webhook_at == WebhookDelivery.objects.get(pk=verified.pk).received_at
