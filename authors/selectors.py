@@ -33,5 +33,7 @@ def authors_with_token_counts(*, with_tokens_only: bool = False) -> QuerySet[Aut
         tokens_failed=Count("tokens", filter=Q(tokens__status="failed")),
     )
     if with_tokens_only:
-        return authors.filter(tokens_total__gt=0).order_by("-tokens_total", "wallet_address")
+        # Ties by the address in lower case: a checksummed address mixes cases, and the
+        # database's collation would otherwise decide the order.
+        return authors.filter(tokens_total__gt=0).order_by("-tokens_total", Lower("wallet_address"))
     return authors

@@ -49,6 +49,20 @@ def prompt_nonce_issue(*, wallet: str, ttl_seconds: int) -> PromptNonce:
     )
 
 
+def prompt_nonce_usable(*, wallet: str, nonce: str) -> bool:
+    """Whether `nonce` was issued to `wallet` and is unexpired and unused (a read; spending it is
+    `author_prompt_set`'s, in the update's transaction)."""
+    return PromptNonce.objects.filter(
+        nonce=nonce, wallet_address__iexact=wallet, used_at__isnull=True, expires_at__gt=timezone.now()
+    ).exists()
+
+
+def prompt_nonces_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete nonces that expired more than `older_than` ago (anyone may ask for one)."""
+    deleted, _ = PromptNonce.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
 def author_prompt_set(
     *,
     wallet: str,

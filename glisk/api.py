@@ -80,10 +80,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         error_type = getattr(exc, "default_code", "error")
         if isinstance(exc, exceptions.APIException) and isinstance(exc.get_codes(), str):
             error_type = str(exc.get_codes())
-        auth = response.headers.get("WWW-Authenticate") if hasattr(response, "headers") else None
-        return error_response(
-            response.status_code, error_type, message, {"WWW-Authenticate": auth} if auth else None
-        )
+        kept = {
+            name: response.headers[name]
+            for name in ("WWW-Authenticate", "Retry-After")
+            if hasattr(response, "headers") and name in response.headers
+        }
+        return error_response(response.status_code, error_type, message, kept or None)
     logger.exception("api.unhandled_error", extra={"view": type(context.get("view")).__name__})
     return error_response(500, "server_error", "internal error; the operators have the details in the logs")
 

@@ -108,7 +108,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One cache every process shares (the API's throttle counts): Django's database cache, whose
 # table a migration creates.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "glisk_cache"}}
+# Culling (past MAX_ENTRIES Django deletes a third of the keys) would reset throttle counts, so
+# the cap is far above what expiring entries ever reach.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "glisk_cache",
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
+    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -11,6 +11,7 @@ collectors use on Base.
 from __future__ import annotations
 
 import enum
+import logging
 
 from eth_abi import encode as abi_encode
 from eth_account import Account
@@ -20,6 +21,8 @@ from eth_utils import keccak
 from chain import abi
 from chain.adapter import ChainError, ContractRevert, GliskChain
 from glisk.core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 ERC6492_SUFFIX = bytes.fromhex("6492" * 16)
 
@@ -92,11 +95,14 @@ def wallet_signature_verify(*, chain: GliskChain | None, wallet: str, message: s
     try:
         answer = chain.call_deployless(init)
     except ContractRevert:
-        answer = b""
+        answer = b""  # the wallet (or its factory) said no by reverting
     except ChainError as exc:
-        if exc.transient:
-            raise VerifierUnavailable("the chain did not answer; retry shortly") from None
-        answer = b""
+        # Not the wallet's answer (an RPC that is down, refuses our key or lacks eth_call):
+        # say so, never "the signature does not match".
+        logger.warning("signature.check_unavailable", extra={"error_class": type(exc).__name__})
+        raise VerifierUnavailable(
+            "the chain could not check this wallet's signature; retry shortly"
+        ) from None
     if answer == b"\x01":
         return SignatureKind.ERC6492 if raw.endswith(ERC6492_SUFFIX) else SignatureKind.ERC1271
     raise SignatureRefused("the signature does not match this wallet")

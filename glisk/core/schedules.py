@@ -10,6 +10,7 @@ SCHEDULES = {
     "glisk.sweeper": ("glisk.core.tasks.sweep", 1),
     "glisk.watcher": ("chain.tasks.watcher", 1),
     "glisk.prune_webhooks": ("chain.tasks.prune_webhooks", 24 * 60),
+    "glisk.prune_prompt_nonces": ("authors.tasks.prune_nonces", 24 * 60),
 }
 STARTUP_TASKS = ("chain.tasks.recover_on_start", "chain.tasks.watcher", "glisk.core.tasks.sweep")
 

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from glisk.core.state import advisory_xact_lock
 
-class PromptClientThrottle(SimpleRateThrottle):
+
+class AtomicRateThrottle(SimpleRateThrottle):
+    """DRF's throttle reads the request history and writes it back: concurrent requests would all
+    read the old count. Here each key's read and write happen under a transaction-level lock."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        key = self.get_cache_key(request, view) if self.rate is not None else None
+        if key is None:
+            return True
+        with transaction.atomic():
+            advisory_xact_lock(f"throttle:{key}")
+            return super().allow_request(request, view)
+
+
+class PromptClientThrottle(AtomicRateThrottle):
     """Every prompt update request, per client address (behind NUM_PROXIES trusted proxies)."""
 
     scope = "prompt_client"
@@ -17,7 +33,7 @@ class PromptClientThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class PromptWalletThrottle(SimpleRateThrottle):
+class PromptWalletThrottle(AtomicRateThrottle):
     """Accepted-signature updates per wallet. Checked only once the signature verifies, so nobody
     can use up another wallet's allowance by sending requests in its name."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -21,10 +23,11 @@ from authors.messages import (
 )
 from authors.models import PromptUpdate
 from authors.selectors import author_get_by_wallet, authors_with_token_counts
-from authors.services import PromptRefused, author_prompt_set, prompt_nonce_issue
+from authors.services import PromptRefused, author_prompt_set, prompt_nonce_issue, prompt_nonce_usable
 from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ApiError, ErrorOutput
 from glisk.config import PROMPT_MAX_LENGTH
+from glisk.core.errors import ApplicationError
 from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import STAGE_STATUSES, Token, TokenStatus
@@ -41,6 +44,11 @@ WALLET_PARAMETER = OpenApiParameter(
 ANY_WALLET_PARAMETER = OpenApiParameter(
     "wallet", str, OpenApiParameter.PATH, description="a wallet address; anything else has no prompt"
 )
+
+
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    error_type = "payload_too_large"
 
 
 def _checksummed(wallet: object, name: str = "wallet_address") -> str:
@@ -124,7 +132,7 @@ class AuthorTokensPage(serializers.Serializer):
 
 
 class PageQuery(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
 
@@ -218,11 +226,24 @@ class PromptNonceApi(APIView):
         )
 
 
+class StrictText(serializers.CharField):
+    """A JSON string, nothing coerced into one (a number is not a prompt)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class PromptInput(serializers.Serializer):
-    wallet_address = serializers.CharField()
-    prompt_text = serializers.CharField(trim_whitespace=True, allow_blank=True)
-    message = serializers.CharField(trim_whitespace=False)
-    signature = serializers.CharField()
+    wallet_address = StrictText()
+    # As sent: a bound message's hash covers exactly these characters; the stored prompt is trimmed.
+    prompt_text = StrictText(trim_whitespace=False, allow_blank=True)
+    message = StrictText(trim_whitespace=False)
+    signature = StrictText()
+
+
+PROMPT_BODY_MAX = 64 * 1024
 
 
 class PromptOutput(serializers.Serializer):
@@ -248,9 +269,22 @@ class PromptUpdateApi(APIView):
     parser_classes = [JSONParser]
     verified_wallet: str | None = None
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # DRF parses the stream itself, past Django's upload limit: refuse a large body unread.
+        if int(request.META.get("CONTENT_LENGTH") or 0) > PROMPT_BODY_MAX:
+            raise PayloadTooLarge(f"the body is larger than {PROMPT_BODY_MAX} bytes")
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         request=PromptInput,
-        responses={200: PromptOutput, 400: ErrorOutput, 403: ErrorOutput, 429: ErrorOutput, 503: ErrorOutput},
+        responses={
+            200: PromptOutput,
+            400: ErrorOutput,
+            403: ErrorOutput,
+            413: ErrorOutput,
+            429: ErrorOutput,
+            503: ErrorOutput,
+        },
         summary="Set an author's prompt with a wallet signature (EOA, ERC-1271 or ERC-6492)",
         description=(
             "`message` is either exactly `Update GLISK prompt for wallet: <checksummed address>` "
@@ -275,16 +309,20 @@ class PromptUpdateApi(APIView):
         data = PromptInput(data=request.data)
         data.is_valid(raise_exception=True)
         wallet = _checksummed(data.validated_data["wallet_address"])
-        prompt = data.validated_data["prompt_text"]
+        sent: str = data.validated_data["prompt_text"]
+        prompt = sent.strip()
         if not 1 <= len(prompt) <= PROMPT_MAX_LENGTH:
             raise PromptRefused(
                 f"prompt_text must be 1 to {PROMPT_MAX_LENGTH} characters ({len(prompt)} given)"
             )
         message: str = data.validated_data["message"]
-        form, nonce = self._form(message, wallet=wallet, prompt_text=prompt)
+        form, nonce = self._form(message, wallet=wallet, prompt_text=sent)
         kind = wallet_signature_verify_from_settings(
             wallet=wallet, message=message, signature=data.validated_data["signature"]
         )
+        if nonce and not prompt_nonce_usable(wallet=wallet, nonce=nonce):
+            # Before the wallet's allowance is counted: a replayed signature must not use it up.
+            raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
         self.verified_wallet = wallet
         throttle = PromptWalletThrottle()
         if not throttle.allow_request(request, self):
@@ -295,7 +333,7 @@ class PromptUpdateApi(APIView):
             form=form,
             signature_kind=kind,
             nonce=nonce,
-            client_address=request.META.get("REMOTE_ADDR"),
+            client_address=PromptClientThrottle().get_ident(request),
         )
         return Response({"success": True, "has_prompt": True})
 

@@ -306,3 +306,128 @@ def test_the_author_page_shows_the_prompt_history(admin_client, client, chain):
     author = Author.objects.get(wallet_address=wallet.address)
     page = admin_client.get(f"/admin/authors/author/{author.pk}/change/").content.decode()
     assert "prompt updates" in page.lower() and prompt_sha256(PROMPT) in page and ">eoa<" in page
+
+
+# --- found by review ---------------------------------------------------------------------------
+
+
+def test_an_offset_past_any_table_is_a_400_not_a_500(client, db):
+    answer = client.get(f"/api/authors/0x{'ab' * 20}/tokens?offset=99999999999999999999")
+    assert answer.status_code == 400 and "offset" in answer.json()["detail"]
+
+
+def test_leaderboard_ties_are_ordered_by_the_address_in_lower_case(client, db):
+    upper = AuthorFactory.create(wallet_address="0xA87B" + "0" * 36)
+    lower = AuthorFactory.create(wallet_address="0xa234" + "0" * 36)
+    TokenFactory.create(token_id=1, author=upper)
+    TokenFactory.create(token_id=2, author=lower)
+    board = client.get("/api/authors/leaderboard").json()
+    assert [row["author_address"] for row in board] == [lower.wallet_address, upper.wallet_address]
+
+
+@pytest.mark.django_db
+def test_throttled_answers_say_when_to_retry_and_survive_a_full_cache(client, chain, monkeypatch):
+    monkeypatch.setitem(PromptClientThrottle.THROTTLE_RATES, "prompt_client", "2/hour")
+    wallet = eoa()
+    assert [client.get(f"/api/authors/{wallet.address}/nonce").status_code for _ in range(3)] == [
+        200,
+        200,
+        429,
+    ]
+    throttled = client.get(f"/api/authors/{wallet.address}/nonce")
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    for n in range(400):  # past Django's default MAX_ENTRIES, which would cull throttle counts
+        cache.set(f"filler:{n}", n, 3600)
+    assert client.get(f"/api/authors/{wallet.address}/nonce").status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_cannot_slip_past_the_throttle(live_server, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setitem(PromptClientThrottle.THROTTLE_RATES, "prompt_client", "3/hour")
+    url = f"{live_server.url}/api/authors/{eoa().address}/nonce"
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(lambda _: requests.get(url, timeout=20).status_code, range(12)))
+    assert codes.count(200) == 3 and codes.count(429) == 9
+
+
+@pytest.mark.django_db
+def test_replaying_a_used_signature_does_not_use_up_the_wallets_allowance(client, chain, monkeypatch):
+    monkeypatch.setitem(PromptWalletThrottle.THROTTLE_RATES, "prompt_wallet", "2/hour")
+    wallet = eoa()
+    _, message = bound_message(client, wallet)
+    used = body_for(wallet, message=message)
+    assert client.post("/api/authors/prompt", used, "application/json").status_code == 200
+    replays = [client.post("/api/authors/prompt", used, "application/json").status_code for _ in range(5)]
+    assert replays == [400] * 5
+    _, fresh = bound_message(client, wallet)
+    assert (
+        client.post("/api/authors/prompt", body_for(wallet, message=fresh), "application/json").status_code
+        == 200
+    )
+
+
+@pytest.mark.django_db
+def test_a_bound_hash_covers_the_prompt_as_typed_and_the_stored_prompt_is_trimmed(client, chain):
+    wallet = eoa()
+    typed = "  A koi fish\n"
+    _, message = bound_message(client, wallet, typed)
+    answer = client.post("/api/authors/prompt", body_for(wallet, typed, message=message), "application/json")
+    assert answer.status_code == 200, answer.json()
+    assert Author.objects.get(wallet_address=wallet.address).prompt_text == "A koi fish"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("prompt", [12345, 1e300, None, ["a"]])
+def test_a_prompt_must_be_a_string(client, chain, prompt):
+    answer = client.post(
+        "/api/authors/prompt", {**body_for(eoa()), "prompt_text": prompt}, "application/json"
+    )
+    assert answer.status_code == 400 and "prompt_text" in answer.json()["detail"]
+
+
+def test_a_large_body_is_refused_unread(client, db):
+    body = {
+        "wallet_address": "0x" + "ab" * 20,
+        "prompt_text": "x" * 100_000,
+        "message": "m",
+        "signature": "0x00",
+    }
+    answer = client.post("/api/authors/prompt", body, "application/json")
+    assert answer.status_code == 413 and answer.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_an_rpc_that_refuses_us_is_503_not_a_wrong_signature(client, chain, accounts, settings):
+    """A bad RPC key (HTTP 401) is the chain not answering, not the wallet saying no."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Refuses(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        wallet = deployed_wallet(chain, accounts[0])
+        settings.GLISK = dataclasses.replace(settings.GLISK, rpc_url=f"http://127.0.0.1:{server.server_port}")
+        answer = client.post("/api/authors/prompt", body_for(wallet), "application/json")
+        assert answer.status_code == 503 and "retry" in answer.json()["detail"]
+    finally:
+        server.shutdown()
+
+
+def test_old_nonces_are_pruned(db):
+    from authors.services import prompt_nonce_issue, prompt_nonces_prune
+
+    old = prompt_nonce_issue(wallet="0x" + "ab" * 20, ttl_seconds=60)
+    PromptNonce.objects.filter(pk=old.pk).update(expires_at=timezone.now() - timedelta(days=2))
+    fresh = prompt_nonce_issue(wallet="0x" + "ab" * 20, ttl_seconds=60)
+    assert prompt_nonces_prune() == 1
+    assert list(PromptNonce.objects.values_list("pk", flat=True)) == [fresh.pk]
