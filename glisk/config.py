@@ -25,6 +25,9 @@ from django.core.exceptions import ImproperlyConfigured
 T = TypeVar("T")
 
 APP_ENVS = ("development", "production", "test")
+# Where generated images live: PostgreSQL (every worker shares it), S3-compatible object storage,
+# or the local disk (one machine only).
+FILE_STORAGES = ("database", "s3", "filesystem")
 NETWORKS = {"BASE_MAINNET": 8453, "BASE_SEPOLIA": 84532, "DEVNET": 31337}
 ALCHEMY_HOSTS = {"BASE_MAINNET": "base-mainnet", "BASE_SEPOLIA": "base-sepolia"}
 EXPLORERS = {"BASE_MAINNET": "https://basescan.org", "BASE_SEPOLIA": "https://sepolia.basescan.org"}
@@ -116,6 +119,12 @@ class Config:
     retry_backoff_max_seconds: float
     qcluster_workers: int
 
+    file_storage: str
+    s3_bucket: str
+    s3_endpoint_url: str
+    s3_region: str
+    s3_access_key_id: str = field(repr=False)  # secret (or may hold one)
+    s3_secret_access_key: str = field(repr=False)  # secret
     metrics_token: str = field(repr=False)  # secret
     author_accept_static_message: bool
     author_nonce_ttl_seconds: int
@@ -135,6 +144,8 @@ class Config:
             self.pinata_jwt,
             self.keeper_private_key,
             self.metrics_token,
+            self.s3_access_key_id,
+            self.s3_secret_access_key,
         ]
         if self.keeper_private_key.startswith("0x"):
             values.append(self.keeper_private_key[2:])
@@ -364,12 +375,20 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         retry_backoff_base_seconds=r.number("RETRY_BACKOFF_BASE_SECONDS", 2.0),
         retry_backoff_max_seconds=r.number("RETRY_BACKOFF_MAX_SECONDS", 300.0),
         qcluster_workers=r.integer("QCLUSTER_WORKERS", 4, minimum=2, maximum=64),
+        file_storage=r.choice("FILE_STORAGE", "database", FILE_STORAGES),
+        s3_bucket=r.text("S3_BUCKET", ""),
+        s3_endpoint_url=r.url("S3_ENDPOINT_URL"),
+        s3_region=r.text("S3_REGION", ""),
+        s3_access_key_id=r.raw("S3_ACCESS_KEY_ID"),
+        s3_secret_access_key=r.raw("S3_SECRET_ACCESS_KEY"),
         metrics_token=r.raw("METRICS_TOKEN"),
         author_accept_static_message=r.boolean("AUTHOR_ACCEPT_STATIC_MESSAGE", True),
         author_nonce_ttl_seconds=r.integer("AUTHOR_NONCE_TTL_SECONDS", 600, minimum=30, maximum=86400),
         num_proxies=r.integer("NUM_PROXIES", 0, minimum=0, maximum=10),
     )
     problems = list(r.problems)
+    if config.file_storage == "s3" and not config.s3_bucket:
+        problems.append("S3_BUCKET is required when FILE_STORAGE is s3")
     if production:
         problems.extend(_production_problems(config))
     if problems:

@@ -137,8 +137,26 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
+_FILE_STORAGE_BACKENDS = {
+    "database": {"BACKEND": "glisk.core.storage.DatabaseStorage"},
+    "filesystem": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "s3": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": GLISK.s3_bucket,
+            "endpoint_url": GLISK.s3_endpoint_url or None,
+            "region_name": GLISK.s3_region or None,
+            "access_key": GLISK.s3_access_key_id or None,
+            "secret_key": GLISK.s3_secret_access_key or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    },
+}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Generated images: every worker, on any machine, must read what another stored.
+    "default": _FILE_STORAGE_BACKENDS[GLISK.file_storage],
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"

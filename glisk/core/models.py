@@ -17,3 +17,19 @@ class SystemState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class StoredFile(models.Model):
+    """A file kept in PostgreSQL (`FILE_STORAGE=database`): every worker on every machine reads
+    the same bytes, with no service beyond the database they already share."""
+
+    name = models.CharField(max_length=255, unique=True)
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
