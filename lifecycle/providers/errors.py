@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ProviderError(Exception):
     """A failed provider call.
@@ -46,15 +48,22 @@ def http_error(status: int, message: str, retry_after: float | None = None) -> P
     return ProviderError(message, transient=False, error_class=f"http_{status}", status=status)
 
 
+RETRY_AFTER_MAX_SECONDS = 86_400.0
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds (delta form; HTTP dates are rare here and ignored)."""
+    """`Retry-After` in seconds (delta form; HTTP dates are rare here and ignored), finite and at
+    most a day: a provider's "inf" or "1e9" must neither crash a stage nor park a token for years
+    (the stage caps it further at RETRY_BACKOFF_MAX_SECONDS)."""
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX_SECONDS)
 
 
 def timeout_error(service: str, seconds: float) -> ProviderError:

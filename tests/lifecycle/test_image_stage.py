@@ -277,3 +277,48 @@ def test_the_local_generator_is_not_threaded(settings):
     TokenFactory.create_batch(4)
     assert image_stage_run(worker_id="w", budget_seconds=5, provider=Recording()).succeeded == 4
     assert seen == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("fault", ["429_retry_after_inf", "429_retry_after_huge"])
+def test_an_absurd_retry_after_is_capped_at_the_maximum_backoff(
+    replicate, replicate_provider, settings, fault
+):
+    configure(settings, retry_backoff_max_seconds=300.0)
+    replicate.inject(fault)
+    token = TokenFactory.create()
+    before = timezone.now()
+    report = run(replicate_provider)
+    assert report.retried == 1  # an attempt counted, no crash, no loop
+    token.refresh_from_db()
+    waited = (token.next_attempt_at - before).total_seconds()
+    assert 250 <= waited <= 301  # asked for forever, capped at RETRY_BACKOFF_MAX_SECONDS
+    assert token.image_attempts == 1 and token.last_error_detail["retry_after"] <= 86_400
+
+
+class FullDisk:
+    """A storage that fails as a full disk does, after the provider has been paid."""
+
+    def __init__(self, **_):
+        pass
+
+    def save(self, name, content, max_length=None):
+        raise OSError(28, "No space left on device")
+
+    def exists(self, name):
+        return False
+
+
+def test_an_unexpected_error_after_a_paid_generation_is_an_attempt_and_ends_failed(
+    replicate, replicate_provider, settings, fast_retries
+):
+    configure(settings, image_max_attempts=3)
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": f"{__name__}.FullDisk"}}
+    token = TokenFactory.create()
+    report = run(replicate_provider)
+    assert report.failed == 1
+    token.refresh_from_db()
+    assert token.status == "failed" and token.image_attempts == 3
+    assert "unexpected OSError" in token.last_error and "No space left" in token.last_error
+    assert replicate.creates == 3  # paid once per attempt, not again at every lease expiry
+    jobs = list(ImageJob.objects.filter(token=token).values_list("outcome", "error_class"))
+    assert jobs == [("transient_error", "unexpected_OSError")] * 3

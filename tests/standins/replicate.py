@@ -1,6 +1,7 @@
 """A Replicate API stand-in: predictions (with `Prefer: wait`), polling, problem JSON, file URLs.
 
-Faults (one per prediction create): "429", "429_retry_after", "500", "503", "slow" (sleeps past
+Faults (one per prediction create): "429", "429_retry_after" (3 s; "_inf" and "_huge" ask for
+"inf" and "1e9"), "500", "503", "slow" (sleeps past
 the client's timeout), "nsfw", "model_error", "401", "422", "starting" (answers `starting` and
 finishes after two polls). Prompts listed in `nsfw_prompts` always fail as NSFW.
 """
@@ -67,8 +68,13 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             if fault == "401":
                 send_json(self, 401, {"title": "Unauthenticated", "detail": "Invalid token", "status": 401})
             return
-        if fault in ("429", "429_retry_after"):
-            headers = {"Retry-After": "3"} if fault == "429_retry_after" else {}
+        if fault is not None and fault.startswith("429"):
+            retry_after = {
+                "429_retry_after": "3",
+                "429_retry_after_inf": "inf",
+                "429_retry_after_huge": "1e9",
+            }
+            headers = {"Retry-After": retry_after[fault]} if fault in retry_after else {}
             send_json(
                 self,
                 429,

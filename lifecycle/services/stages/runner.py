@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -37,11 +38,14 @@ MAX_BACKOFF_WAIT_SECONDS = 30.0
 
 
 def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter, at least what the provider asked for."""
+    """Exponential backoff with jitter, at least what the provider asked for, and never more than
+    RETRY_BACKOFF_MAX_SECONDS (whatever the provider asked)."""
     c = settings.GLISK
-    exponential = min(c.retry_backoff_max_seconds, c.retry_backoff_base_seconds * 2 ** max(0, attempt - 1))
+    ceiling = c.retry_backoff_max_seconds
+    exponential = min(ceiling, c.retry_backoff_base_seconds * 2 ** min(max(0, attempt - 1), 32))
     delay = exponential * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
-    return max(delay, retry_after or 0.0)
+    asked = retry_after if retry_after is not None and math.isfinite(retry_after) else ceiling
+    return min(ceiling, max(delay, asked))
 
 
 @dataclass
@@ -95,6 +99,18 @@ def attempt_recorded(
             **(failed(exc) if failed else {}),
         )
         raise
+    except Exception as exc:
+        # Not the provider's answer (a full disk, a client library's own exception): recorded and
+        # counted like a transient provider error, so it backs off and fails at the cap instead
+        # of being paid for again at every lease expiry.
+        logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
+        error = ProviderError(
+            f"unexpected {type(exc).__name__}: {str(exc)[:300]}",
+            transient=True,
+            error_class=f"unexpected_{type(exc).__name__}"[:64],
+        )
+        finish(outcome=AttemptOutcome.TRANSIENT_ERROR, error=str(error), error_class=error.error_class)
+        raise error from exc
     finish(outcome=AttemptOutcome.SUCCEEDED, **succeeded(result))
     return result
 
@@ -230,6 +246,20 @@ def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: 
     except InvalidStateTransition:
         # The token moved away meanwhile (an operator's action, another worker after our lease
         # expired): not ours any more; the rest of the batch goes on.
+        report.lost += 1
+    except Exception as exc:
+        # Anything else for one token (a database error in its transition) must not end the batch
+        # or hold the token for a whole lease: give it back, due after the maximum backoff.
+        logger.exception("stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__})
+        token_lease_release(
+            token_id=token.pk,
+            worker_id=worker_id,
+            fields={
+                "last_error": f"unexpected {type(exc).__name__} in the stage; retried later"[:500],
+                "next_attempt_at": timezone.now()
+                + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
+            },
+        )
         report.lost += 1
     finally:
         if own_connection:
