@@ -8,6 +8,8 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from chain.services.guard import wrong_chain_problem
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,4 +29,8 @@ def health(request: HttpRequest) -> JsonResponse:
             },
             status=503,
         )
+    problem = wrong_chain_problem()
+    if problem:
+        # The web app itself is fine (200), but the pipeline acts on nothing: say why.
+        return JsonResponse({"status": "degraded", "problems": [problem]})
     return JsonResponse({"status": "healthy"})

@@ -39,6 +39,7 @@ from chain import abi
 from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, RpcError
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
+from chain.services.guard import chain_checked
 from glisk.core.state import advisory_lock
 from lifecycle.selectors import RevealCandidate, reveal_queue, reveal_waiting_exists
 from lifecycle.services.reveals import (
@@ -442,8 +443,14 @@ def reveal_run(
             return None
         deadline = time.monotonic() + budget_seconds
         backoff = poll_seconds
+        checked = False
         while time.monotonic() < deadline:
             try:
+                if not checked:
+                    if not chain_checked(chain=keeper.chain, actor="keeper"):
+                        report.notes.append("wrong chain")
+                        return report  # act on nothing; the log, dashboard and /health say why
+                    checked = True
                 outcome = keeper.step(report, force=force)
                 backoff = poll_seconds
             except ChainError as exc:

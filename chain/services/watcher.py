@@ -16,6 +16,7 @@ from django.db import transaction
 
 from chain.adapter import ChainError, GliskChain
 from chain.models import MintEvent
+from chain.services.guard import chain_checked
 from chain.services.ingestion import mint_logs_ingest
 from glisk.core.state import advisory_lock, state_get, state_get_for_update, state_set
 
@@ -88,10 +89,15 @@ def watcher_run(
         if not got:
             logger.info("watcher.already_running")
             return 0
+        checked = False
         deadline = time.monotonic() + duration
         backoff = poll_seconds
         while time.monotonic() < deadline:
             try:
+                if not checked:
+                    if not chain_checked(chain=chain, actor="watcher"):
+                        return steps  # never move the cursor along another chain's head
+                    checked = True
                 step = watcher_step(chain=chain)
                 backoff = poll_seconds
             except ChainError as exc:

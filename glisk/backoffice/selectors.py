@@ -15,6 +15,7 @@ from eth_account import Account
 
 from chain.adapter import ChainError, GliskChain
 from chain.models import RevealTransaction, WebhookDelivery
+from chain.services.guard import wrong_chain_problem
 from chain.services.watcher import cursor_key
 from glisk.core.state import state_get
 from glisk.core.tasks import HEARTBEAT_KEY
@@ -82,6 +83,9 @@ def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Da
     ]
 
     errors: list[str] = []
+    wrong_chain = wrong_chain_problem()
+    if wrong_chain:
+        errors.append(wrong_chain)
     watcher_block = head = balance = None
     keeper_address = ""
     config = settings.GLISK

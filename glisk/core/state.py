@@ -27,6 +27,10 @@ def state_set(*, key: str, value: Any) -> None:
     SystemState.objects.update_or_create(key=key, defaults={"value": value})
 
 
+def state_delete(*, key: str) -> None:
+    SystemState.objects.filter(key=key).delete()
+
+
 @contextlib.contextmanager
 def advisory_lock(name: str) -> Iterator[bool]:
     """Try a session-level PostgreSQL advisory lock named `name`; yields whether we got it.
