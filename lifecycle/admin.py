@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -24,7 +25,7 @@ from glisk.admin import ReadOnlyAdmin, ReadOnlyInline, explorer_tx_link, pretty_
 from lifecycle.display import status_badge
 from lifecycle.models import STAGE_STATUSES, ImageJob, IpfsRecord, Token, TokenTransition
 from lifecycle.providers.images import sniff_content_type
-from lifecycle.selectors import stuck_q
+from lifecycle.selectors import reveal_now_preview, stuck_q
 from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
 ATTEMPTS_FIELD = {"image": "image_attempts", "ipfs": "ipfs_attempts", "reveal": "reveal_attempts"}
@@ -32,7 +33,7 @@ ACTION_LABELS = {
     "retry": "Retry from the stage that failed",
     "regenerate": "Regenerate the image",
     "repin": "Re-pin image and metadata",
-    "reveal_now": "Reveal now (skip the batch wait)",
+    "reveal_now": "Reveal now, alone (skip the batch wait)…",
     "mark_failed": "Mark failed",
 }
 
@@ -121,11 +122,19 @@ class IpfsRecordInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-def _make_action(name: str) -> Callable[..., None]:
-    def action(modeladmin: TokenAdmin, request: HttpRequest, queryset: QuerySet[Token]) -> None:
-        modeladmin.run_action(
-            request, name, list(queryset.values_list("pk", flat=True)), request.POST.get("reason", "")
-        )
+# Actions that cannot be undone ask first, on a page that says exactly what will happen.
+CONFIRMED_ACTIONS = {"reveal_now"}
+
+
+def _make_action(name: str) -> Callable[..., HttpResponse | None]:
+    def action(
+        modeladmin: TokenAdmin, request: HttpRequest, queryset: QuerySet[Token]
+    ) -> HttpResponse | None:
+        token_ids = list(queryset.values_list("pk", flat=True))
+        if name in CONFIRMED_ACTIONS and request.POST.get("confirmed") != "yes":
+            return modeladmin.confirmation(request, name, token_ids, request.POST.get("reason", ""))
+        modeladmin.run_action(request, name, token_ids, request.POST.get("reason", ""))
+        return None
 
     action.__name__ = f"action_{name}"
     return admin.action(description=ACTION_LABELS[name], permissions=["operate"])(action)
@@ -380,8 +389,32 @@ class TokenAdmin(admin.ModelAdmin):
             raise Http404("no such action")
         if not self.has_operate_permission(request):
             raise PermissionDenied
+        if action in CONFIRMED_ACTIONS and request.POST.get("confirmed") != "yes":
+            return self.confirmation(request, action, [token_id], request.POST.get("reason", ""))
         self.run_action(request, action, [token_id], request.POST.get("reason", ""))
         return HttpResponseRedirect(reverse("admin:lifecycle_token_change", args=[token_id]))
+
+    def confirmation(
+        self, request: HttpRequest, action: str, token_ids: list[int], reason: str
+    ) -> HttpResponse:
+        """What a "reveal now" will send: the chosen tokens that are ready, in one transaction of
+        their own (with any others operators already asked to reveal now), nothing else."""
+        chosen = reveal_now_preview(token_ids=token_ids)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reveal now: please confirm",
+            "opts": self.model._meta,
+            "action": action,
+            "label": ACTION_LABELS[action],
+            "reason": reason,
+            "preview": chosen,
+            "token_ids": token_ids,
+            "single": len(token_ids) == 1,
+            "form_url": reverse("admin:lifecycle_token_act", args=[token_ids[0], action])
+            if len(token_ids) == 1
+            else reverse("admin:lifecycle_token_changelist"),
+        }
+        return TemplateResponse(request, "admin/lifecycle/token/confirm_action.html", context)
 
 
 @admin.register(TokenTransition)

@@ -82,3 +82,29 @@ def author_tokens(*, author_id: int) -> QuerySet[Token]:
     return (
         Token.objects.filter(author_id=author_id).select_related("reveal_transaction").order_by("-token_id")
     )
+
+
+@dataclass(frozen=True)
+class RevealNowPreview:
+    """What "reveal now" on some tokens would send, for the operator to confirm."""
+
+    will_send: list[int]  # chosen and ready, in no reveal transaction yet
+    not_ready: dict[int, str]  # chosen but not ready (refused): id → status
+    already_asked: list[int]  # other tokens operators asked to reveal now, sent with them
+
+
+def reveal_now_preview(*, token_ids: list[int]) -> RevealNowPreview:
+    rows = dict(Token.objects.filter(pk__in=token_ids).values_list("pk", "status"))
+    free = set(
+        Token.objects.filter(pk__in=token_ids, status=TokenStatus.READY, reveal_transaction=None).values_list(
+            "pk", flat=True
+        )
+    )
+    asked = Token.objects.filter(
+        status=TokenStatus.READY, reveal_transaction=None, reveal_requested_at__isnull=False
+    ).exclude(pk__in=token_ids)
+    return RevealNowPreview(
+        will_send=sorted(free),
+        not_ready={t: rows.get(t, "unknown") for t in token_ids if t not in free},
+        already_asked=sorted(asked.values_list("pk", flat=True)),
+    )

@@ -349,10 +349,11 @@ class Keeper:
         """The next batch, if it is full or its oldest token has waited long enough."""
         limit = self.config.batch_reveal_max_tokens
         batch = reveal_queue(limit=limit)
+        if batch and batch[0].reveal_requested_at is not None:
+            # An operator asked for "reveal now": those tokens go at once, and only those.
+            return [t for t in batch if t.reveal_requested_at is not None]
         if not batch or len(batch) >= limit or force:
             return batch
-        if batch[0].reveal_requested_at is not None:
-            return batch  # an operator asked for "reveal now": no batch wait
         waited = (timezone.now() - batch[0].ready_since).total_seconds()
         return batch if waited >= self.config.batch_reveal_wait_seconds else []
 

@@ -168,7 +168,10 @@ def operator_reveal_now(*, token_id: int, operator: str, reason: str) -> str:
             reason=f"reveal now: {reason}",
         )
         stage_nudge(stage="reveal")
-    return f"token #{token_id} will be revealed in the next transaction"
+    return (
+        f"token #{token_id} will be revealed in the next transaction, alone "
+        "(no other ready token is sent with it)"
+    )
 
 
 def operator_mark_failed(*, token_id: int, operator: str, reason: str) -> str:

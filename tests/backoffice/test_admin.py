@@ -172,9 +172,11 @@ def test_devnet_has_no_explorer_links(admin_client):
     assert event.tx_hash in html and "basescan" not in html
 
 
-def act(client, token_id, action, reason="checked by hand"):
+def act(client, token_id, action, reason="checked by hand", confirmed="yes"):
     return client.post(
-        reverse("admin:lifecycle_token_act", args=[token_id, action]), {"reason": reason}, follow=True
+        reverse("admin:lifecycle_token_act", args=[token_id, action]),
+        {"reason": reason, "confirmed": confirmed},
+        follow=True,
     )
 
 
@@ -381,3 +383,22 @@ def test_the_image_view_serves_only_images_to_those_who_may_view_tokens(admin_cl
     assert client.get(url).status_code == 403  # staff, but no permission to view tokens
     staff.user_permissions.add(Permission.objects.get(codename="view_token"))
     assert client.get(url).status_code == 200
+
+
+def test_reveal_now_asks_first_says_what_goes_and_sends_only_the_chosen_tokens(admin_client, known_tokens):
+    ready = list(Token.objects.filter(status="ready", reveal_transaction=None).values_list("pk", flat=True))
+    chosen, others = ready[0], ready[1:]
+    asked = act(admin_client, chosen, "reveal_now", confirmed="")
+    page = asked.content.decode()
+    assert "please confirm" in page and f"token #{chosen}" in page and "only" in page
+    assert Token.objects.get(pk=chosen).reveal_requested_at is None  # nothing happened yet
+    done = act(admin_client, chosen, "reveal_now", reason="collector waiting")
+    assert any(f"#{chosen}" in m and "alone" in m for m in messages_of(done))
+    timeline = TokenTransition.objects.filter(token_id=chosen).last()
+    assert timeline.actor == "operator:admin" and "collector waiting" in timeline.reason
+    # The keeper's next batch carries the chosen token only, not every ready one.
+    from lifecycle.selectors import reveal_queue
+
+    queue = reveal_queue(limit=50)
+    assert queue[0].token_id == chosen and queue[0].reveal_requested_at is not None
+    assert all(t.reveal_requested_at is None for t in queue if t.token_id in others)

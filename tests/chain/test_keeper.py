@@ -253,3 +253,20 @@ def test_keeper_key_is_never_in_reprs_or_logs(keeper, caplog, chain, accounts, s
     key = settings.GLISK.keeper_private_key
     assert key[2:] not in caplog.text and key not in repr(keeper.__dict__)
     assert Account.from_key(key).address == keeper.address
+
+
+def test_reveal_now_sends_the_chosen_token_alone(chain, accounts, keeper, settings):
+    from lifecycle.services.operator import operator_reveal_now
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, batch_reveal_wait_seconds=3600.0)
+    keeper.config = settings.GLISK
+    tokens = ready_tokens(chain, accounts, 5)
+    assert keeper.due_batch() == []  # the batch would wait for more tokens
+    operator_reveal_now(token_id=tokens[2].pk, operator="ops", reason="collector waiting")
+    assert [t.token_id for t in keeper.due_batch()] == [tokens[2].pk]
+    assert keeper.step(KeeperReport()) == "sent"
+    assert keeper.step(KeeperReport()) == "resolved"
+    assert keeper.step(KeeperReport()) == "idle"  # the others keep waiting for their batch
+    (tx,) = RevealTransaction.objects.all()
+    assert tx.token_ids == [tokens[2].pk]
+    assert set(Token.objects.exclude(pk=tokens[2].pk).values_list("status", flat=True)) == {"ready"}
