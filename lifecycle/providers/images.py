@@ -11,6 +11,7 @@ import io
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,7 +55,18 @@ class GeneratedImage:
 class ImageProvider(Protocol):
     name: str
 
-    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage: ...
+    def generate(
+        self,
+        *,
+        prompt: str,
+        token_id: int,
+        started: Callable[[str], None] | None = None,
+        resume: str = "",
+    ) -> GeneratedImage:
+        """One image. A provider that bills per generation calls `started(external_id)` as soon as
+        the paid work exists, and with `resume` (an id an earlier, dead worker was given) fetches
+        that work instead of paying for it again, when the provider still has it."""
+        ...
 
 
 class LocalImageProvider:
@@ -65,7 +77,14 @@ class LocalImageProvider:
     def __init__(self, size: int = 256):
         self.size = size
 
-    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage:
+    def generate(
+        self,
+        *,
+        prompt: str,
+        token_id: int,
+        started: Callable[[str], None] | None = None,
+        resume: str = "",
+    ) -> GeneratedImage:
         from PIL import Image, ImageDraw
 
         seed = hashlib.sha256(f"{token_id}:{prompt}".encode()).digest()
@@ -87,6 +106,9 @@ class LocalImageProvider:
         return GeneratedImage(
             data=buffer.getvalue(), content_type="image/png", external_id=f"local-{seed[:6].hex()}"
         )
+
+
+CREATE_WAIT_SECONDS = 1
 
 
 class ReplicateImageProvider:
@@ -150,23 +172,38 @@ class ReplicateImageProvider:
             "go_fast": True,
         }
 
-    def generate(self, *, prompt: str, token_id: int) -> GeneratedImage:
+    def generate(
+        self,
+        *,
+        prompt: str,
+        token_id: int,
+        started: Callable[[str], None] | None = None,
+        resume: str = "",
+    ) -> GeneratedImage:
+        """Create the prediction (its id reaches `started` before any waiting), then poll it; with
+        `resume`, poll that earlier prediction instead while Replicate still has it."""
         from replicate.exceptions import ModelError, ReplicateError
 
         self._last_response.retry_after = None
         owner_name, _, version = self.model.partition(":")
-        wait = max(1, min(60, int(self.timeout) - 1))
         deadline = time.monotonic() + self.timeout
         try:
-            if version:
-                prediction = self._client.predictions.create(
-                    version=version, input=self._input(prompt), wait=wait
-                )
-            else:
-                owner, _, name = owner_name.partition("/")
-                prediction = self._client.models.predictions.create(
-                    model=(owner, name), input=self._input(prompt), wait=wait
-                )
+            prediction = self._existing(resume) if resume else None
+            if prediction is None:
+                # `Prefer: wait=1`: the id comes back within a second (finished or not), is
+                # stored, and only then awaited, so a worker that dies while the model runs leaves
+                # a prediction to resume. (Without any wait the client sends no timeout at all.)
+                if version:
+                    prediction = self._client.predictions.create(
+                        version=version, input=self._input(prompt), wait=CREATE_WAIT_SECONDS
+                    )
+                else:
+                    owner, _, name = owner_name.partition("/")
+                    prediction = self._client.models.predictions.create(
+                        model=(owner, name), input=self._input(prompt), wait=CREATE_WAIT_SECONDS
+                    )
+                if started is not None:
+                    started(prediction.id)
             while prediction.status not in ("succeeded", "failed", "canceled"):
                 if time.monotonic() > deadline:
                     raise ProviderError(
@@ -211,6 +248,20 @@ class ReplicateImageProvider:
             )
         data, content_type = self._download(url)
         return GeneratedImage(data=data, content_type=content_type, external_id=prediction.id)
+
+    def _existing(self, prediction_id: str) -> Any:
+        """An earlier prediction, or None when Replicate no longer has it (or its output)."""
+        from replicate.exceptions import ReplicateError
+
+        try:
+            prediction = self._client.predictions.get(prediction_id)
+        except ReplicateError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if prediction.status == "canceled" or getattr(prediction, "data_removed", False):
+            return None  # nothing left to fetch: a new prediction is the only way
+        return prediction
 
     def _download(self, url: str) -> tuple[bytes, str]:
         try:

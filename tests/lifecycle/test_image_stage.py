@@ -270,9 +270,9 @@ def test_the_local_generator_is_not_threaded(settings):
     seen: set[str] = set()
 
     class Recording(LocalImageProvider):
-        def generate(self, *, prompt, token_id):
+        def generate(self, *, prompt, token_id, **kwargs):
             seen.add(threading.current_thread().name)
-            return super().generate(prompt=prompt, token_id=token_id)
+            return super().generate(prompt=prompt, token_id=token_id, **kwargs)
 
     TokenFactory.create_batch(4)
     assert image_stage_run(worker_id="w", budget_seconds=5, provider=Recording()).succeeded == 4
@@ -322,3 +322,54 @@ def test_an_unexpected_error_after_a_paid_generation_is_an_attempt_and_ends_fail
     assert replicate.creates == 3  # paid once per attempt, not again at every lease expiry
     jobs = list(ImageJob.objects.filter(token=token).values_list("outcome", "error_class"))
     assert jobs == [("transient_error", "unexpected_OSError")] * 3
+
+
+def test_a_generation_whose_worker_died_while_it_ran_is_resumed_not_bought_again(
+    replicate, replicate_provider
+):
+    token = TokenFactory.create()
+    claim = token_claim(statuses=["detected"], worker_id="doomed", limit=1, lease_seconds=60)
+    from lifecycle.services.stages import image
+
+    # The first worker starts a generation; the model is still running when the worker dies.
+    replicate.inject("starting")
+    died = RuntimeError("SIGKILL")
+
+    def start_then_die(external_id):
+        ImageJob.objects.filter(token=token).update(external_id=external_id)
+        raise died
+
+    Token.objects.filter(pk=token.pk).update(
+        status="generating", prompt_text="p", status_changed_at=timezone.now() - timedelta(seconds=5)
+    )
+    job = ImageJob.objects.create(token=token, attempt=1, provider="replicate", prompt_text="p")
+    with pytest.raises(RuntimeError, match="SIGKILL"):
+        replicate_provider.generate(prompt="p", token_id=token.pk, started=start_then_die)
+    job.refresh_from_db()
+    assert job.external_id and job.outcome == "started" and replicate.creates == 1
+    assert claim.tokens
+
+    # Its lease runs out; another worker takes the token over and polls the same prediction.
+    Token.objects.filter(pk=token.pk).update(lease_expires_at=timezone.now())
+    fresh = Token.objects.select_related("author").get(pk=token.pk)
+    token_claim(statuses=["generating"], worker_id="w2", limit=1, lease_seconds=60)
+    from lifecycle.services.stages import StageReport
+
+    report = StageReport()
+    image.image_generate_token(token=fresh, worker_id="w2", provider=replicate_provider, report=report)
+    assert report.succeeded == 1 and replicate.creates == 1  # resumed, not bought again
+    job.refresh_from_db()
+    assert job.outcome == "succeeded" and job.image_path
+    assert ImageJob.objects.filter(token=token).count() == 1
+    assert Token.objects.get(pk=token.pk).status == "uploading"
+
+
+def test_a_prediction_replicate_no_longer_has_is_started_again(replicate, replicate_provider):
+    token = TokenFactory.create(status="generating", prompt_text="p")
+    Token.objects.filter(pk=token.pk).update(status_changed_at=timezone.now() - timedelta(seconds=5))
+    ImageJob.objects.create(
+        token=token, attempt=1, provider="replicate", prompt_text="p", external_id="0" * 20
+    )
+    assert run(replicate_provider).succeeded == 1
+    assert replicate.creates == 1  # the stored id was unknown (404): one new prediction
+    assert ImageJob.objects.get(token=token).outcome == "succeeded"

@@ -57,10 +57,22 @@ def _store_image(token: Token, data: bytes, content_type: str) -> str:
 def _generate_recorded(
     *, token: Token, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
 ) -> StoredImage:
-    """One generation, its bytes stored at once and the attempt recorded with where they are."""
+    """One generation, its bytes stored at once and the attempt recorded with where they are.
 
-    def generate_and_store() -> tuple[GeneratedImage, str]:
-        image = provider.generate(prompt=prompt, token_id=token.pk)
+    The provider's id for the paid work is kept on the attempt row (its own commit) before the
+    generation is awaited; a worker that takes the token over after a crash resumes that work
+    instead of paying for it again."""
+    resumable = _unfinished_generation(token, prompt=prompt, fallback=fallback)
+
+    def generate_and_store(job: ImageJob) -> tuple[GeneratedImage, str]:
+        def started(external_id: str) -> None:
+            ImageJob.objects.filter(pk=job.pk).update(external_id=external_id[:128])
+
+        if resumable is not None:
+            logger.info("stage.image_resumed", extra={"token_id": token.pk, "job": job.pk})
+        image = provider.generate(
+            prompt=prompt, token_id=token.pk, started=started, resume=job.external_id if resumable else ""
+        )
         return image, _store_image(token, image.data, image.content_type)
 
     image, path = attempt_recorded(
@@ -72,6 +84,7 @@ def _generate_recorded(
             "prompt_text": prompt,
             "fallback": fallback,
         },
+        row=resumable,
         call=generate_and_store,
         succeeded=lambda done: {
             "external_id": done[0].external_id[:128],
@@ -79,9 +92,32 @@ def _generate_recorded(
             "image_path": done[1],
             "content_type": done[0].content_type,
         },
-        failed=lambda exc: {"external_id": getattr(exc, "external_id", "") or ""},
+        failed=_failed_fields,
     )
     return StoredImage(path=path, content_type=image.content_type)
+
+
+def _failed_fields(error: ProviderError) -> dict[str, str]:
+    """A failure keeps the prediction id `started` stored, unless the error names its own."""
+    external_id = str(getattr(error, "external_id", "") or "")
+    return {"external_id": external_id[:128]} if external_id else {}
+
+
+def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> ImageJob | None:
+    """An attempt of this stint whose worker died after the provider accepted the work (its id is
+    on the row) and before the result was recorded."""
+    return (
+        ImageJob.objects.filter(
+            token=token,
+            outcome=AttemptOutcome.STARTED,
+            created_at__gte=token.status_changed_at,
+            prompt_text=prompt,
+            fallback=fallback,
+        )
+        .exclude(external_id="")
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def _finished_generation(token: Token) -> tuple[StoredImage, ImageJob] | None:

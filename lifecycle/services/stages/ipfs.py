@@ -65,7 +65,7 @@ def _pin_recorded(
     pinned: Pinned = attempt_recorded(
         IpfsRecord,
         started_row={"token": token, "kind": kind, "attempt": attempt, "provider": pinner_.name},
-        call=lambda: pin_verified(
+        call=lambda _row: pin_verified(
             pinner_,
             data=data,
             filename=filename,

@@ -75,14 +75,18 @@ def attempt_recorded(
     model: type[Model],
     *,
     started_row: dict[str, Any],
-    call: Callable[[], T],
+    call: Callable[[Any], T],
     succeeded: Callable[[T], dict[str, Any]],
     failed: Callable[[ProviderError], dict[str, Any]] | None = None,
+    row: Model | None = None,
 ) -> T:
-    """Run one provider `call` as an attempt row of `model` (`ImageJob`, `IpfsRecord`): the row is
-    written before the call, so a crash mid-call leaves a trace, and finished with the outcome, the
-    duration and what `succeeded` (or `failed`) says about the result."""
-    row = model._default_manager.create(**started_row)
+    """Run one provider `call(row)` as an attempt row of `model` (`ImageJob`, `IpfsRecord`): the
+    row is written before the call, so a crash mid-call leaves a trace (and whatever the call
+    records on it, such as a prediction to resume), and finished with the outcome, the duration
+    and what `succeeded` (or `failed`) says about the result. `row`: an earlier attempt's row that
+    this call takes over (its worker died)."""
+    if row is None:
+        row = model._default_manager.create(**started_row)
     started = time.monotonic()
 
     def finish(**values: Any) -> None:
@@ -90,7 +94,7 @@ def attempt_recorded(
         model._default_manager.filter(pk=row.pk).update(**values)
 
     try:
-        result = call()
+        result = call(row)
     except ProviderError as exc:
         finish(
             outcome=_outcome_of(exc),
