@@ -165,7 +165,9 @@ class _Reader:
         self.problems: list[str] = []
 
     def raw(self, name: str, default: str = "") -> str:
-        return str(self.env.str(name, default=default)).strip()
+        # Straight from the mapping: django-environ would treat a leading "$" as a reference to
+        # another variable, and a secret such as "$k3y…" would silently read as empty.
+        return str(self.env.ENVIRON.get(name, default)).strip()
 
     def _parse(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
         text = self.raw(name)

@@ -104,6 +104,18 @@ def mint_logs_ingest(
 def _fill_block_fields(event: MintEvent, log: MintLog) -> None:
     """A delivery that omitted the block's hash or time stored the event without them; a later
     source that has them (the watcher reads them from the chain) fills them in."""
+    if log.block_number != event.block_number:
+        # Another block for the same log: a reorg moved it. Never pair one block's number with
+        # another's hash and time; the operator sees it in the log.
+        logger.warning(
+            "mint.block_mismatch",
+            extra={
+                "tx_hash": log.tx_hash,
+                "stored_block": event.block_number,
+                "seen_block": log.block_number,
+            },
+        )
+        return
     missing: dict[str, object] = {}
     if not event.block_hash and log.block_hash:
         missing["block_hash"] = log.block_hash

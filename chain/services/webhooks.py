@@ -53,6 +53,15 @@ def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) 
 
 
 REJECTED_BODY_KEPT = 4096  # bytes of an unverified body kept for inspection
+REJECTED_HEADERS_KEPT = {
+    SIGNATURE_HEADER.lower(),
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-forwarded-for",
+    "x-real-ip",
+}
+REJECTED_HEADER_KEPT = 256  # characters of each
 
 
 def webhook_delivery_record(
@@ -68,6 +77,13 @@ def webhook_delivery_record(
     }
     if "CONTENT_TYPE" in meta:
         headers["Content-Type"] = str(meta["CONTENT_TYPE"])
+    if not verified:
+        # Headers are no smaller a way to fill the table than bodies: a few, each cut short.
+        headers = {
+            name: value[:REJECTED_HEADER_KEPT]
+            for name, value in headers.items()
+            if name.lower() in REJECTED_HEADERS_KEPT
+        }
     kept = body if verified else body[:REJECTED_BODY_KEPT]
     return WebhookDelivery.objects.create(
         body=kept,
@@ -261,6 +277,13 @@ def webhook_delivery_replay(*, delivery_id: int) -> dict[str, Any]:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         signature_valid=valid, replay_count=delivery.replay_count + 1
     )
+    if delivery.body_truncated:
+        raise WebhookRejected(
+            f"only the first {len(bytes(delivery.body))} of its {delivery.body_size} bytes were kept "
+            "(its signature did not verify when it arrived); the log watcher or recover_tokens "
+            "ingests its mints from the chain",
+            status_code=409,
+        )
     if not valid:
         raise WebhookRejected(
             "the stored signature does not verify with the current signing key", status_code=401
@@ -279,6 +302,9 @@ RETENTION_DAYS: dict[str, int] = {
 }
 
 
+PRUNE_BATCH = 1000
+
+
 def webhook_deliveries_prune(
     *, retention_days: dict[str, int] | None = None, dry_run: bool = False, now: datetime | None = None
 ) -> dict[str, int]:
@@ -291,6 +317,15 @@ def webhook_deliveries_prune(
     deleted: dict[str, int] = {}
     for outcome, days in (retention_days or RETENTION_DAYS).items():
         old = WebhookDelivery.objects.filter(outcome=outcome, received_at__lt=now - timedelta(days=days))
-        deleted[outcome] = old.count() if dry_run else old.delete()[1].get("chain.WebhookDelivery", 0)
+        if dry_run:
+            deleted[outcome] = old.count()
+            continue
+        deleted[outcome] = 0
+        # In batches of ids, never loading bodies or headers (only the primary key is read).
+        while ids := list(old.values_list("pk", flat=True)[:PRUNE_BATCH]):
+            with transaction.atomic():
+                MintEvent.objects.filter(delivery_id__in=ids).update(delivery=None)
+                removed, _ = WebhookDelivery.objects.filter(pk__in=ids).only("pk").delete()
+                deleted[outcome] += removed
     logger.info("webhook.pruned", extra={"dry_run": dry_run, **deleted})
     return deleted

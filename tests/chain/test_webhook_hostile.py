@@ -3,6 +3,7 @@ old deliveries are pruned, and the back office never parses what it cannot trust
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import timedelta
@@ -92,3 +93,75 @@ def test_the_dashboards_last_webhook_counts_only_verified_deliveries():
     WebhookDeliveryFactory.create(outcome="rejected_signature", signature_valid=False)
     board = dashboard_get(with_chain=False)
     assert board.last_webhook_at == WebhookDelivery.objects.get(pk=verified.pk).received_at
+
+
+def test_an_unsigned_request_cannot_store_big_headers(client):
+    headers = {f"HTTP_X_FILLER_{n}": "x" * 8000 for n in range(20)}
+    response = client.post(
+        "/webhooks/alchemy",
+        data=b"{}",
+        content_type="application/json",
+        HTTP_X_ALCHEMY_SIGNATURE="ab" * 32,
+        HTTP_USER_AGENT="u" * 5000,
+        **headers,
+    )
+    assert response.status_code == 401
+    stored = WebhookDelivery.objects.get().headers
+    assert set(stored) <= {"X-Alchemy-Signature", "Content-Type", "Content-Length", "User-Agent"}
+    assert len(stored["User-Agent"]) == 256
+
+
+def test_pruning_reads_no_bodies_and_keeps_mint_events(capsys):
+    from chain.models import MintEvent
+    from tests.factories import MintEventFactory
+
+    old = timezone.now() - timedelta(days=40)
+    delivery = WebhookDeliveryFactory.create(outcome="processed", body=b"x" * 50_000)
+    event = MintEventFactory.create(delivery=delivery)
+    WebhookDelivery.objects.update(received_at=old)
+    with CaptureQueriesContext(connection) as queries:
+        call_command("prune_webhooks")
+    assert not WebhookDelivery.objects.exists()
+    assert MintEvent.objects.get(pk=event.pk).delivery_id is None
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert selects and all('"chain_webhookdelivery"."body"' not in sql for sql in selects)
+
+
+def test_a_truncated_delivery_cannot_be_replayed_and_says_why(client):
+    from chain.services.webhooks import WebhookRejected, webhook_delivery_replay
+
+    post_delivery(client, None, body=json.dumps({"padding": "x" * 6000}).encode(), signature="ab" * 32)
+    stored = WebhookDelivery.objects.get()
+    with pytest.raises(WebhookRejected, match="only the first 4096 of its"):
+        webhook_delivery_replay(delivery_id=stored.pk)
+
+
+def test_a_later_source_fills_block_fields_only_for_the_same_block():
+    from datetime import UTC, datetime
+
+    from chain.adapter import MintLog
+    from chain.models import MintEvent
+    from chain.services.ingestion import mint_logs_ingest
+
+    log = MintLog(
+        minter="0x" + "11" * 20,
+        prompt_author="0x" + "22" * 20,
+        start_token_id=1,
+        quantity=1,
+        total_paid_wei=1,
+        tx_hash="0x" + "ab" * 32,
+        log_index=0,
+        block_number=100,
+        block_hash="",
+    )
+    mint_logs_ingest(logs=[log], chain_id=31337, source="webhook")
+    moved = dataclasses.replace(
+        log, block_number=101, block_hash="0x" + "cd" * 32, block_timestamp=datetime(2026, 2, 2, tzinfo=UTC)
+    )
+    mint_logs_ingest(logs=[moved], chain_id=31337, source="watcher")
+    event = MintEvent.objects.get()
+    assert (event.block_number, event.block_hash, event.block_timestamp) == (100, "", None)
+    same = dataclasses.replace(moved, block_number=100)
+    mint_logs_ingest(logs=[same], chain_id=31337, source="watcher")
+    event.refresh_from_db()
+    assert event.block_hash == "0x" + "cd" * 32 and event.block_timestamp == same.block_timestamp

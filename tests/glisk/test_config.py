@@ -246,3 +246,9 @@ def test_an_empty_secret_key_in_development_gets_one_kept_under_var(tmp_path):
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     again = manage("shell", "-c", script, APP_ENV="development", SECRET_KEY="", GLISK_VAR_DIR=str(tmp_path))
     assert again.stdout.split()[-1] == key
+
+
+def test_a_value_starting_with_a_dollar_is_read_as_written():
+    config = load_config({"METRICS_TOKEN": "$scrape-token", "S3_SECRET_ACCESS_KEY": "$abc/def+ghi"})
+    assert config.metrics_token == "$scrape-token"
+    assert config.s3_secret_access_key == "$abc/def+ghi"
