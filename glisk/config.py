@@ -369,7 +369,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         batch_reveal_max_tokens=r.integer(
             "BATCH_REVEAL_MAX_TOKENS", MAX_REVEAL_BATCH, minimum=1, maximum=MAX_REVEAL_BATCH
         ),
-        stage_lease_seconds=r.integer("STAGE_LEASE_SECONDS", 300, minimum=5),
+        stage_lease_seconds=r.integer("STAGE_LEASE_SECONDS", 30, minimum=3),
         stage_concurrency=r.integer("STAGE_CONCURRENCY", 8, minimum=1, maximum=64),
         image_max_attempts=r.integer("IMAGE_MAX_ATTEMPTS", 5, minimum=1),
         ipfs_max_attempts=r.integer("IPFS_MAX_ATTEMPTS", 5, minimum=1),

@@ -315,3 +315,12 @@ def token_lease_held(*, token_id: int, worker_id: str) -> bool:
     return Token.objects.filter(
         pk=token_id, claimed_by=worker_id, lease_expires_at__gt=timezone.now()
     ).exists()
+
+
+def token_leases_renew(*, worker_id: str, lease_seconds: int) -> int:
+    """Push back the expiry of every lease `worker_id` still holds (its heartbeat). Returns how
+    many it holds; a lease another worker took over is not this worker's any more."""
+    now = timezone.now()
+    return Token.objects.filter(claimed_by=worker_id, lease_expires_at__gt=now).update(
+        lease_expires_at=now + timedelta(seconds=lease_seconds)
+    )

@@ -205,7 +205,12 @@ def test_a_generation_whose_worker_died_before_handing_on_is_reused_not_paid_twi
     from lifecycle.services.stages import StageReport, image, image_generate_token
 
     stored = image._generate_recorded(
-        token=claim.tokens[0], provider=replicate_provider, prompt="p", attempt=1, fallback=False
+        token=claim.tokens[0],
+        worker_id="doomed",
+        provider=replicate_provider,
+        prompt="p",
+        attempt=1,
+        fallback=False,
     )
     Token.objects.filter(pk=token.pk).update(
         status="generating",
@@ -373,3 +378,60 @@ def test_a_prediction_replicate_no_longer_has_is_started_again(replicate, replic
     assert run(replicate_provider).succeeded == 1
     assert replicate.creates == 1  # the stored id was unknown (404): one new prediction
     assert ImageJob.objects.get(token=token).outcome == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_batch_keeps_its_short_lease_by_heartbeat(settings):
+    """The lease is 3 s, the generation takes 5 s: without renewal another worker would take the
+    token over and pay for it again."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    configure(settings, stage_lease_seconds=3)
+    calls = []
+
+    class SlowModel(LocalImageProvider):
+        def generate(self, **kwargs):
+            calls.append(kwargs["token_id"])
+            time.sleep(5.0)
+            return super().generate(**kwargs)
+
+    token = TokenFactory.create()
+    outcome = {}
+
+    def worker():
+        try:
+            outcome["report"] = image_stage_run(worker_id="slow", budget_seconds=10, provider=SlowModel())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    time.sleep(4.0)  # past the lease it was claimed with
+    stolen = token_claim(statuses=["detected", "generating"], worker_id="thief", limit=5, lease_seconds=30)
+    thread.join(20)
+    assert stolen.tokens == []
+    assert outcome["report"].succeeded == 1 and calls == [token.pk]
+    assert Token.objects.get(pk=token.pk).status == "uploading"
+
+
+def test_a_worker_that_lost_its_lease_does_not_pay_again(replicate, replicate_provider):
+    from lifecycle.services.stages import StageReport, image_generate_token
+
+    token = TokenFactory.create(status="generating", prompt_text="p")
+    token_claim(statuses=["generating"], worker_id="w1", limit=1, lease_seconds=60)
+    Token.objects.filter(pk=token.pk).update(lease_expires_at=timezone.now())  # w1 stalled
+    token_claim(statuses=["generating"], worker_id="w2", limit=1, lease_seconds=60)
+    report = StageReport()
+    stale = Token.objects.select_related("author").get(pk=token.pk)
+    from lifecycle.services.stages.runner import _work_one
+
+    report = _work_one(
+        lambda t, w, r: image_generate_token(token=t, worker_id=w, provider=replicate_provider, report=r),
+        stale,
+        "w1",
+    )
+    assert report.lost == 1 and replicate.creates == 0
+    assert not ImageJob.objects.exists()

@@ -22,6 +22,7 @@ from lifecycle.services.stages.runner import (
     StageReport,
     attempt_recorded,
     concurrency_for,
+    lease_still_ours,
     retry_or_fail,
     run_stage,
 )
@@ -55,13 +56,14 @@ def _store_image(token: Token, data: bytes, content_type: str) -> str:
 
 
 def _generate_recorded(
-    *, token: Token, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
+    *, token: Token, worker_id: str, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
 ) -> StoredImage:
     """One generation, its bytes stored at once and the attempt recorded with where they are.
 
     The provider's id for the paid work is kept on the attempt row (its own commit) before the
     generation is awaited; a worker that takes the token over after a crash resumes that work
     instead of paying for it again."""
+    lease_still_ours(token, worker_id)
     resumable = _unfinished_generation(token, prompt=prompt, fallback=fallback)
 
     def generate_and_store(job: ImageJob) -> tuple[GeneratedImage, str]:
@@ -165,7 +167,12 @@ def image_generate_token(
         try:
             if reused is None:
                 image = _generate_recorded(
-                    token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback
+                    token=token,
+                    worker_id=worker_id,
+                    provider=provider,
+                    prompt=prompt,
+                    attempt=attempts,
+                    fallback=fallback,
                 )
         except ContentPolicyViolation:
             if fallback:
@@ -176,7 +183,12 @@ def image_generate_token(
                 prompt_text=prompt, fallback_prompt_used=True
             )
             image = _generate_recorded(
-                token=token, provider=provider, prompt=prompt, attempt=attempts, fallback=True
+                token=token,
+                worker_id=worker_id,
+                provider=provider,
+                prompt=prompt,
+                attempt=attempts,
+                fallback=True,
             )
     except ProviderError as exc:
         error = exc

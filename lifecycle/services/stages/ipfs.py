@@ -18,6 +18,7 @@ from lifecycle.services.stages.runner import (
     StageReport,
     attempt_recorded,
     concurrency_for,
+    lease_still_ours,
     retry_or_fail,
     run_stage,
 )
@@ -51,7 +52,15 @@ def metadata_bytes(metadata: dict[str, Any]) -> bytes:
 
 
 def _pin_recorded(
-    *, token: Token, pinner_: Pinner, kind: str, attempt: int, data: bytes, filename: str, content_type: str
+    *,
+    token: Token,
+    worker_id: str,
+    pinner_: Pinner,
+    kind: str,
+    attempt: int,
+    data: bytes,
+    filename: str,
+    content_type: str,
 ) -> str:
     expected = cid_v1(data)
     if IpfsRecord.objects.filter(
@@ -62,6 +71,7 @@ def _pin_recorded(
         created_at__gte=token.status_changed_at,
     ).exists():
         return expected  # pinned in this stint already (its worker died before handing it on)
+    lease_still_ours(token, worker_id)
     pinned: Pinned = attempt_recorded(
         IpfsRecord,
         started_row={"token": token, "kind": kind, "attempt": attempt, "provider": pinner_.name},
@@ -88,6 +98,7 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
             extension = EXTENSIONS.get(token.image_content_type, "bin")
             image_cid = _pin_recorded(
                 token=token,
+                worker_id=worker_id,
                 pinner_=pinner_,
                 kind=IpfsRecord.Kind.IMAGE,
                 attempt=attempts,
@@ -102,6 +113,7 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
         metadata = token_metadata(token=token, image_cid=image_cid)
         metadata_cid = _pin_recorded(
             token=token,
+            worker_id=worker_id,
             pinner_=pinner_,
             kind=IpfsRecord.Kind.METADATA,
             attempt=attempts,

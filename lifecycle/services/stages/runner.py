@@ -3,19 +3,21 @@ each attempt as a row, and on a provider error either back off or fail the token
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import Model
 from django.utils import timezone
 
@@ -27,7 +29,9 @@ from lifecycle.services.tokens import (
     LeaseLost,
     token_claim,
     token_fail,
+    token_lease_held,
     token_lease_release,
+    token_leases_renew,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,6 +123,14 @@ def attempt_recorded(
     return result
 
 
+def lease_still_ours(token: Token, worker_id: str) -> None:
+    """Before paying a provider: a worker whose lease was taken over stops here (`LeaseLost`)."""
+    if not token_lease_held(token_id=token.pk, worker_id=worker_id):
+        raise LeaseLost(
+            token_id=token.pk, current=token.status, wanted=token.status, allowed_from=[token.status]
+        )
+
+
 def retry_or_fail(
     *,
     token: Token,
@@ -188,6 +200,33 @@ def retry_or_fail(
 StageWork = Callable[[Token, str, StageReport], None]
 
 
+@contextlib.contextmanager
+def lease_heartbeat(*, worker_id: str, lease_seconds: int) -> Iterator[None]:
+    """Renew the worker's leases every third of a lease while its batch is worked on.
+
+    Leases can then be short: a worker that dies stops renewing, and its tokens are claimable
+    again within one lease (STAGE_LEASE_SECONDS) instead of a long fixed one, while a slow batch
+    that outlives a lease is not taken over and paid for twice.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(lease_seconds / 3):
+                with contextlib.suppress(DatabaseError):
+                    token_leases_renew(worker_id=worker_id, lease_seconds=lease_seconds)
+        finally:
+            connections.close_all()  # this thread's connection only
+
+    thread = threading.Thread(target=beat, name=f"lease-heartbeat-{worker_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def _next_due_in(statuses: tuple[str, ...]) -> float | None:
     """Seconds until the next unleased token of these statuses is due, or None."""
     now = timezone.now()
@@ -230,16 +269,17 @@ def run_stage(
         report.claimed += len(claim.tokens)
         tokens = Token.objects.select_related("author").in_bulk(claim.ids)
         concurrency = min(len(claim.ids), max_concurrency)
-        if concurrency <= 1:
-            for token_id in claim.ids:
-                report.add(_work_one(work, tokens[token_id], worker_id))
-        else:
-            # Provider calls wait on the network: a claimed batch is worked on concurrently. Each
-            # thread uses (and closes) its own database connection.
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{stage}-stage") as pool:
-                one_token = functools.partial(_work_one, work, worker_id=worker_id, own_connection=True)
-                for one in pool.map(one_token, [tokens[t] for t in claim.ids]):
-                    report.add(one)
+        with lease_heartbeat(worker_id=worker_id, lease_seconds=lease):
+            if concurrency <= 1:
+                for token_id in claim.ids:
+                    report.add(_work_one(work, tokens[token_id], worker_id))
+            else:
+                # Provider calls wait on the network: a claimed batch is worked on concurrently.
+                # Each thread uses (and closes) its own database connection.
+                with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{stage}-stage") as pool:
+                    one_token = functools.partial(_work_one, work, worker_id=worker_id, own_connection=True)
+                    for one in pool.map(one_token, [tokens[t] for t in claim.ids]):
+                        report.add(one)
     return report
 
 
@@ -255,15 +295,16 @@ def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: 
         # Anything else for one token (a database error in its transition) must not end the batch
         # or hold the token for a whole lease: give it back, due after the maximum backoff.
         logger.exception("stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__})
-        token_lease_release(
-            token_id=token.pk,
-            worker_id=worker_id,
-            fields={
-                "last_error": f"unexpected {type(exc).__name__} in the stage; retried later"[:500],
-                "next_attempt_at": timezone.now()
-                + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
-            },
-        )
+        with contextlib.suppress(DatabaseError):  # the database itself may be what failed
+            token_lease_release(
+                token_id=token.pk,
+                worker_id=worker_id,
+                fields={
+                    "last_error": f"unexpected {type(exc).__name__} in the stage; retried later"[:500],
+                    "next_attempt_at": timezone.now()
+                    + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
+                },
+            )
         report.lost += 1
     finally:
         if own_connection:
