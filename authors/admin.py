@@ -107,13 +107,15 @@ class AuthorAdmin(admin.ModelAdmin):
             return "none yet"
         body = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td><code title="{}">{}…</code></td>'
+            "<td>{}</td><td>{}</td></tr>",
             (
                 (
                     u.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
                     u.get_form_display(),
                     u.signature_kind or "-",
                     u.prompt_sha256,
+                    u.prompt_sha256[:16],
                     u.nonce or "-",
                     u.client_address or "-",
                 )
