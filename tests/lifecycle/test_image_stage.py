@@ -307,7 +307,7 @@ class FullDisk:
         pass
 
     def save(self, name, content, max_length=None):
-        raise OSError(28, "No space left on device")
+        raise OSError(28, "No space left on device at https://bucket.example/images?X-Amz-Credential=secret")
 
     def exists(self, name):
         return False
@@ -324,6 +324,7 @@ def test_an_unexpected_error_after_a_paid_generation_is_an_attempt_and_ends_fail
     token.refresh_from_db()
     assert token.status == "failed" and token.image_attempts == 3
     assert "unexpected OSError" in token.last_error and "No space left" in token.last_error
+    assert "secret" not in token.last_error and "<url>" in token.last_error
     assert replicate.creates == 3  # paid once per attempt, not again at every lease expiry
     jobs = list(ImageJob.objects.filter(token=token).values_list("outcome", "error_class"))
     assert jobs == [("transient_error", "unexpected_OSError")] * 3

@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,6 +76,15 @@ def _outcome_of(error: ProviderError) -> str:
     return AttemptOutcome.TRANSIENT_ERROR if error.transient else AttemptOutcome.PERMANENT_ERROR
 
 
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def _without_urls(text: str) -> str:
+    """An exception's text without URLs: they may carry keys, and this text reaches operators and
+    the public token list (its generation_error)."""
+    return _URL.sub("<url>", text)
+
+
 def attempt_recorded(
     model: type[Model],
     *,
@@ -113,7 +123,7 @@ def attempt_recorded(
         # of being paid for again at every lease expiry.
         logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
         error = ProviderError(
-            f"unexpected {type(exc).__name__}: {str(exc)[:300]}",
+            f"unexpected {type(exc).__name__}: {_without_urls(str(exc))[:300]}",
             transient=True,
             error_class=f"unexpected_{type(exc).__name__}"[:64],
         )
