@@ -71,6 +71,13 @@ def stage_nudge(*, stage: str) -> bool:
     return True
 
 
+def stage_queued(*, stage: str) -> bool:
+    """Whether a task of `stage` is queued and has not started yet."""
+    flag = SystemState.objects.filter(key=_key(stage)).values_list("value", flat=True).first()
+    queued_until = flag.get("queued_until") if isinstance(flag, dict) else None
+    return isinstance(queued_until, int | float) and queued_until >= time.time()
+
+
 def stage_started(*, stage: str) -> None:
     """A task of `stage` is running: the next nudge must queue another."""
     SystemState.objects.filter(key=_key(stage)).update(value={"queued_until": 0})

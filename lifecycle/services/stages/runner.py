@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 from django.db.models import Model
 from django.utils import timezone
 
-from glisk.core.stages import stage_nudge
+from glisk.core.stages import stage_nudge, stage_queued
 from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.services.tokens import (
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/gif": "gif"}
 MAX_BACKOFF_WAIT_SECONDS = 30.0
+YIELD_TO = "reveal"  # the stage a stage task makes way for between batches
 
 
 def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
@@ -264,6 +265,12 @@ def run_stage(
     deadline = time.monotonic() + budget_seconds
     lease = settings.GLISK.stage_lease_seconds
     while time.monotonic() < deadline:
+        if report.claimed and stage_queued(stage=YIELD_TO):
+            # The keeper's task waits for a worker and every worker may be busy with stages: hand
+            # this one back (the next task of this stage carries on) so a due reveal goes out.
+            stage_nudge(stage=stage)
+            report.details.append(f"yielded to {YIELD_TO}")
+            break
         claim = token_claim(statuses=statuses, worker_id=worker_id, limit=batch_size, lease_seconds=lease)
         if not claim.tokens:
             # Tokens backing off after a transient error would otherwise wait for the sweeper
