@@ -49,6 +49,7 @@ from lifecycle.services.reveals import (
     reveal_batch_confirm,
     reveal_batch_reassign,
     reveal_batch_release,
+    reveal_postpone,
     token_sync_revealed,
 )
 from lifecycle.services.tokens import InvalidStateTransition, token_fail
@@ -360,6 +361,11 @@ class Keeper:
     def precheck(self, batch: list[RevealCandidate], report: KeeperReport) -> list[RevealCandidate]:
         """Drop tokens already revealed (synced) or whose chain author differs (failed)."""
         states = self.chain.token_states([t.token_id for t in batch])
+        failures = [
+            s for s in states.values() if isinstance(s, ChainError) and not isinstance(s, ContractRevert)
+        ]
+        if failures and len(failures) == len(states):
+            raise failures[0]  # the node, not the tokens: the whole step backs off
         sendable: list[RevealCandidate] = []
         for token in batch:
             state = states[token.token_id]
@@ -373,7 +379,13 @@ class Keeper:
                     )
                     report.failed_tokens += 1
                 elif isinstance(state, ChainError):
-                    raise state
+                    # This token's own view calls fail: it waits, the others go.
+                    failed = reveal_postpone(
+                        token_id=token.token_id,
+                        reason=f"its on-chain state could not be read: {state}",
+                        max_attempts=self.config.reveal_max_attempts,
+                    )
+                    report.failed_tokens += int(failed)
                 elif state.revealed:
                     token_sync_revealed(token_id=token.token_id, token_uri=state.token_uri)
                     report.synced_without_tx += 1

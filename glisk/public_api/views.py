@@ -144,6 +144,9 @@ class AuthorTokensApi(APIView):
     )
     def get(self, request: Request, wallet: str) -> Response:
         checksummed = _checksummed(wallet, "wallet")
+        for name in ("offset", "limit"):
+            if name in request.query_params and not request.query_params[name].strip():
+                raise ApiError(f"{name} must be an integer", error_type="invalid_query")
         query = PageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         offset, limit = query.validated_data["offset"], query.validated_data["limit"]

@@ -169,8 +169,8 @@ def operator_reveal_now(*, token_id: int, operator: str, reason: str) -> str:
         )
         stage_nudge(stage="reveal")
     return (
-        f"token #{token_id} will be revealed in the next transaction, alone "
-        "(no other ready token is sent with it)"
+        f"token #{token_id} will be revealed in the next transaction, without waiting for a batch "
+        "(only tokens an operator asked to reveal now go with it)"
     )
 
 

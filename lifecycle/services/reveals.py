@@ -180,6 +180,32 @@ def reveal_batch_release(*, reveal_transaction_id: int, reason: str, max_attempt
     return failed
 
 
+def reveal_postpone(*, token_id: int, reason: str, max_attempts: int) -> bool:
+    """A ready token the keeper cannot check or send now (its own view calls fail) waits a backoff
+    and counts an attempt, failing at `max_attempts`, so that it never holds back the others.
+    Returns whether it failed."""
+    with transaction.atomic():
+        row = (
+            Token.objects.select_for_update()
+            .filter(pk=token_id, status=TokenStatus.READY, reveal_transaction=None)
+            .values_list("reveal_attempts", flat=True)
+            .first()
+        )
+        if row is None:
+            return False  # moved meanwhile: not the keeper's
+        attempts = row + 1
+        if attempts >= max_attempts:
+            token_fail(token_id=token_id, actor=ACTOR, reason=reason, fields={"reveal_attempts": attempts})
+            return True
+        Token.objects.filter(pk=token_id).update(
+            reveal_attempts=attempts,
+            last_error=reason[:500],
+            next_attempt_at=timezone.now() + timedelta(seconds=min(60, 2**attempts)),
+            updated_at=timezone.now(),
+        )
+    return False
+
+
 def token_sync_revealed(*, token_id: int, token_uri: str) -> None:
     """The chain says a ready token is revealed already (another sender, a crash before we
     recorded it): record it as revealed with the URI's CID, without a transaction of ours."""

@@ -393,7 +393,7 @@ def test_reveal_now_asks_first_says_what_goes_and_sends_only_the_chosen_tokens(a
     assert "please confirm" in page and f"token #{chosen}" in page and "only" in page
     assert Token.objects.get(pk=chosen).reveal_requested_at is None  # nothing happened yet
     done = act(admin_client, chosen, "reveal_now", reason="collector waiting")
-    assert any(f"#{chosen}" in m and "alone" in m for m in messages_of(done))
+    assert any(f"#{chosen}" in m and "without waiting for a batch" in m for m in messages_of(done))
     timeline = TokenTransition.objects.filter(token_id=chosen).last()
     assert timeline.actor == "operator:admin" and "collector waiting" in timeline.reason
     # The keeper's next batch carries the chosen token only, not every ready one.

@@ -270,3 +270,34 @@ def test_reveal_now_sends_the_chosen_token_alone(chain, accounts, keeper, settin
     (tx,) = RevealTransaction.objects.all()
     assert tx.token_ids == [tokens[2].pk]
     assert set(Token.objects.exclude(pk=tokens[2].pk).values_list("status", flat=True)) == {"ready"}
+
+
+def test_a_token_whose_state_cannot_be_read_waits_while_the_others_go(chain, accounts, keeper, settings):
+    """A view call that fails for one token (not the node) must not hold back the batch."""
+    from chain.adapter import ChainError
+
+    tokens = ready_tokens(chain, accounts, 3)
+    poisoned = tokens[0].pk
+    real = keeper.chain
+
+    class OneBadToken:  # the node answers, but one token's calls fail (as an undecodable result does)
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def token_states(self, ids):
+            states = real.token_states(ids)
+            if poisoned in states:
+                states[poisoned] = ChainError(f"undecodable view result for token {poisoned}")
+            return states
+
+    keeper.chain = OneBadToken()
+    report = run(keeper)
+    assert report.sent == 1
+    (tx,) = RevealTransaction.objects.all()
+    assert poisoned not in tx.token_ids and len(tx.token_ids) == 2
+    waiting = Token.objects.get(pk=poisoned)
+    assert (
+        waiting.status == "ready"
+        and waiting.reveal_attempts >= 1
+        and "could not be read" in waiting.last_error
+    )

@@ -323,8 +323,11 @@ def test_an_unexpected_error_after_a_paid_generation_is_an_attempt_and_ends_fail
     assert report.failed == 1
     token.refresh_from_db()
     assert token.status == "failed" and token.image_attempts == 3
-    assert "unexpected OSError" in token.last_error and "No space left" in token.last_error
-    assert "secret" not in token.last_error and "<url>" in token.last_error
+    # The token's error (public as generation_error) names the class; the attempt rows keep the
+    # message for operators, without URLs.
+    assert "unexpected OSError" in token.last_error and "No space left" not in token.last_error
+    errors = list(ImageJob.objects.filter(token=token).values_list("error", flat=True))
+    assert all("No space left" in e and "<url>" in e and "secret" not in e for e in errors)
     assert replicate.creates == 3  # paid once per attempt, not again at every lease expiry
     jobs = list(ImageJob.objects.filter(token=token).values_list("outcome", "error_class"))
     assert jobs == [("transient_error", "unexpected_OSError")] * 3
@@ -454,3 +457,52 @@ def test_a_stage_task_makes_way_for_a_waiting_reveal_between_batches(settings):
     rest = image_stage_run(worker_id="w", budget_seconds=30, provider=LocalImageProvider())
     assert rest.claimed == 7 and rest.details == []
     assert Token.objects.filter(status="uploading").count() == 12
+
+
+def test_a_transient_error_without_retry_after_backs_off_briefly(settings):
+    from lifecycle.services.stages import backoff_seconds
+
+    configure(settings, retry_backoff_base_seconds=2.0, retry_backoff_max_seconds=300.0)
+    assert all(backoff_seconds(1) <= 2.0 for _ in range(20))
+    assert backoff_seconds(1, retry_after=7.0) == 7.0
+    assert backoff_seconds(1, retry_after=float("inf")) == 300.0
+
+
+def test_a_prediction_that_outlived_our_deadline_is_polled_not_bought_again(replicate, fast_retries):
+    from lifecycle.providers.images import ReplicateImageProvider
+
+    slow_poller = ReplicateImageProvider(
+        api_token=replicate.token,
+        base_url=replicate.url,
+        model="black-forest-labs/flux-schnell",
+        timeout=1.0,
+        poll_interval=1.5,
+    )
+    replicate.inject("starting")  # the model needs two polls; our deadline passes after one
+    token = TokenFactory.create()
+    report = image_stage_run(worker_id="w", budget_seconds=15, provider=slow_poller)
+    assert report.succeeded == 1 and replicate.creates == 1
+    (job,) = ImageJob.objects.filter(token=token)
+    assert job.outcome == "succeeded" and job.external_id in replicate.predictions
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_reconnects_after_its_connection_is_dropped(settings):
+    import time
+
+    from django.db import connection
+
+    from lifecycle.services.stages.runner import lease_heartbeat
+
+    token = TokenFactory.create()
+    token_claim(statuses=["detected"], worker_id="w", limit=1, lease_seconds=3)
+    with lease_heartbeat(worker_id="w", lease_seconds=3):
+        time.sleep(1.3)  # one beat, and its connection sits idle
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database() AND state = 'idle'"
+            )
+        time.sleep(4.0)  # past the lease: only renewals after the drop keep it
+        expires = Token.objects.get(pk=token.pk).lease_expires_at
+    assert expires > timezone.now()

@@ -431,3 +431,8 @@ def test_old_nonces_are_pruned(db):
     fresh = prompt_nonce_issue(wallet="0x" + "ab" * 20, ttl_seconds=60)
     assert prompt_nonces_prune() == 1
     assert list(PromptNonce.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_an_empty_paging_value_is_a_400(client, db):
+    answer = client.get(f"/api/authors/0x{'ab' * 20}/tokens?limit=&offset=0")
+    assert answer.status_code == 400 and "limit" in answer.json()["detail"]

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from authors.selectors import author_get_by_wallet
@@ -106,12 +107,17 @@ def _failed_fields(error: ProviderError) -> dict[str, str]:
 
 
 def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> ImageJob | None:
-    """An attempt of this stint whose worker died after the provider accepted the work (its id is
-    on the row) and before the result was recorded."""
+    """An attempt of this stint whose prediction may still finish: the provider accepted the work
+    (its id is on the row) but no result was recorded."""
+    # A worker that died left its row `started`; one whose own deadline passed left it a timeout
+    # with the prediction still running (and billed): both are polled, not bought again.
+    unfinished = Q(outcome=AttemptOutcome.STARTED) | Q(
+        outcome=AttemptOutcome.TRANSIENT_ERROR, error_class="timeout"
+    )
     return (
         ImageJob.objects.filter(
+            unfinished,
             token=token,
-            outcome=AttemptOutcome.STARTED,
             created_at__gte=token.status_changed_at,
             prompt_text=prompt,
             fallback=fallback,

@@ -50,7 +50,8 @@ def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
     ceiling = c.retry_backoff_max_seconds
     exponential = min(ceiling, c.retry_backoff_base_seconds * 2 ** min(max(0, attempt - 1), 32))
     delay = exponential * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
-    asked = retry_after if retry_after is not None and math.isfinite(retry_after) else ceiling
+    # Nothing asked: the backoff alone decides; "forever" (inf) means as long as we ever wait.
+    asked = 0.0 if retry_after is None else retry_after if math.isfinite(retry_after) else ceiling
     return min(ceiling, max(delay, asked))
 
 
@@ -123,12 +124,15 @@ def attempt_recorded(
         # counted like a transient provider error, so it backs off and fails at the cap instead
         # of being paid for again at every lease expiry.
         logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
+        # The token's last error (which the public token list shows) names the class only; the
+        # attempt row, which only operators see, keeps the message without URLs.
         error = ProviderError(
-            f"unexpected {type(exc).__name__}: {_without_urls(str(exc))[:300]}",
+            f"unexpected {type(exc).__name__}",
             transient=True,
             error_class=f"unexpected_{type(exc).__name__}"[:64],
         )
-        finish(outcome=AttemptOutcome.TRANSIENT_ERROR, error=str(error), error_class=error.error_class)
+        detail = f"{error}: {_without_urls(str(exc))[:1000]}"
+        finish(outcome=AttemptOutcome.TRANSIENT_ERROR, error=detail, error_class=error.error_class)
         raise error from exc
     finish(outcome=AttemptOutcome.SUCCEEDED, **succeeded(result))
     return result
@@ -224,8 +228,13 @@ def lease_heartbeat(*, worker_id: str, lease_seconds: int) -> Iterator[None]:
     def beat() -> None:
         try:
             while not stop.wait(lease_seconds / 3):
-                with contextlib.suppress(DatabaseError):
+                try:
                     token_leases_renew(worker_id=worker_id, lease_seconds=lease_seconds)
+                except DatabaseError as exc:
+                    # A dropped connection stays dropped in a thread: close it, so that the next
+                    # beat connects afresh (a restart or failover must not expire the batch).
+                    logger.warning("stage.heartbeat_failed", extra={"error_class": type(exc).__name__})
+                    connections.close_all()  # this thread's connection only
         finally:
             connections.close_all()  # this thread's connection only
 
