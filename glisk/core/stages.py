@@ -71,11 +71,16 @@ def stage_nudge(*, stage: str) -> bool:
     return True
 
 
-def stage_queued(*, stage: str) -> bool:
-    """Whether a task of `stage` is queued and has not started yet."""
+def stage_waiting(*, stage: str, longer_than: float) -> bool:
+    """Whether a task of `stage` was queued more than `longer_than` seconds ago and has still not
+    started: no worker was free for it (with a free one it starts within a poll)."""
     flag = SystemState.objects.filter(key=_key(stage)).values_list("value", flat=True).first()
     queued_until = flag.get("queued_until") if isinstance(flag, dict) else None
-    return isinstance(queued_until, int | float) and queued_until >= time.time()
+    if not isinstance(queued_until, int | float):
+        return False
+    now = time.time()
+    queued_at = queued_until - NUDGE_DEBOUNCE_SECONDS
+    return queued_until >= now and queued_at <= now - longer_than
 
 
 def stage_started(*, stage: str) -> None:

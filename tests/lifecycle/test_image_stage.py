@@ -444,15 +444,23 @@ def test_a_worker_that_lost_its_lease_does_not_pay_again(replicate, replicate_pr
 def test_a_stage_task_makes_way_for_a_waiting_reveal_between_batches(settings):
     """With every worker busy on stages, the keeper's queued task would wait; a stage task hands
     its worker back after a batch and queues its own continuation."""
+    import time
+
+    from glisk.core.models import SystemState
     from glisk.core.stages import stage_nudge, stage_started
 
     configure(settings, worker_batch_size=5)
     TokenFactory.create_batch(12)
     stage_nudge(stage="reveal")  # a reveal is due and its task is queued, not started
+    # Queued a moment ago: a free worker would take it, so the stage goes on.
+    assert image_stage_run(worker_id="w", budget_seconds=30, provider=LocalImageProvider()).claimed == 12
+    Token.objects.update(status="detected", image_attempts=0)
+    # Queued 3 s ago and still not started: no worker was free for it.
+    SystemState.objects.filter(key="nudge.reveal").update(value={"queued_until": time.time() + 12})
     first = image_stage_run(worker_id="w", budget_seconds=30, provider=LocalImageProvider())
     assert first.claimed == 5 and "yielded to reveal" in first.details
-    queued = sorted(task.func() for task in OrmQ.objects.all())
-    assert queued == ["chain.tasks.reveal_stage", "lifecycle.tasks.image_stage", "lifecycle.tasks.ipfs_stage"]
+    queued = {task.func() for task in OrmQ.objects.all()}
+    assert queued == {"chain.tasks.reveal_stage", "lifecycle.tasks.image_stage", "lifecycle.tasks.ipfs_stage"}
     stage_started(stage="reveal")  # the keeper's task got the worker
     rest = image_stage_run(worker_id="w", budget_seconds=30, provider=LocalImageProvider())
     assert rest.claimed == 7 and rest.details == []

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections
 from django.db.models import Model
 from django.utils import timezone
 
-from glisk.core.stages import stage_nudge, stage_queued
+from glisk.core.stages import stage_nudge, stage_waiting
 from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.services.tokens import (
@@ -41,6 +41,7 @@ T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/gif": "gif"}
 MAX_BACKOFF_WAIT_SECONDS = 30.0
 YIELD_TO = "reveal"  # the stage a stage task makes way for between batches
+YIELD_AFTER_SECONDS = 2.0  # how long its task may wait before that (a free worker takes it at once)
 
 
 def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
@@ -274,9 +275,9 @@ def run_stage(
     deadline = time.monotonic() + budget_seconds
     lease = settings.GLISK.stage_lease_seconds
     while time.monotonic() < deadline:
-        if report.claimed and stage_queued(stage=YIELD_TO):
-            # The keeper's task waits for a worker and every worker may be busy with stages: hand
-            # this one back (the next task of this stage carries on) so a due reveal goes out.
+        if report.claimed and stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS):
+            # The keeper's task has waited for a worker while every worker was busy with stages:
+            # hand this one back (the next task of this stage carries on) so a due reveal goes out.
             stage_nudge(stage=stage)
             report.details.append(f"yielded to {YIELD_TO}")
             break
