@@ -12,17 +12,25 @@ from pathlib import Path
 from chain.adapter import GliskChain
 from glisk.config import read_env_file
 from glisk.devtools import devnet
+from tests.e2e.conftest import test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(var: Path, port: int) -> subprocess.Popen[str]:
-    env = {
+def command_env(var: Path) -> dict[str, str]:
+    # The suite's PostgreSQL: without DATABASE_URL each command would start (and, on its way out,
+    # stop) an embedded server of its own under `var`, which under load outlasted the timeouts.
+    return {
         **os.environ,
         "GLISK_VAR_DIR": str(var),
         "APP_ENV": "test",
         "DJANGO_SETTINGS_MODULE": "glisk.settings",
+        "DATABASE_URL": test_database_url(),
     }
+
+
+def start(var: Path, port: int) -> subprocess.Popen[str]:
+    env = command_env(var)
     return subprocess.Popen(
         [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
         cwd=ROOT,
@@ -80,12 +88,7 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
         second = subprocess.run(
             [sys.executable, "manage.py", "devnet", "--port", str(port)],
             cwd=ROOT,
-            env={
-                **os.environ,
-                "GLISK_VAR_DIR": str(tmp_path),
-                "APP_ENV": "test",
-                "DJANGO_SETTINGS_MODULE": "glisk.settings",
-            },
+            env=command_env(tmp_path),
             capture_output=True,
             text=True,
             timeout=60,
@@ -93,7 +96,7 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
         assert second.returncode == 0 and "(reused: running)" in second.stdout
     finally:
         first.send_signal(signal.SIGINT)
-        rest = first.communicate(timeout=30)[0]
+        rest = first.communicate(timeout=60)[0]
     assert "devnet stopped" in rest
     assert (tmp_path / "devnet" / "state.json").exists()
 
@@ -105,4 +108,4 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
         assert chain.next_token_id() == 3
     finally:
         third.send_signal(signal.SIGINT)
-        third.communicate(timeout=30)
+        third.communicate(timeout=60)

@@ -239,12 +239,31 @@ def test_an_empty_secret_key_in_development_gets_one_kept_under_var(tmp_path):
         "from django.core import signing; from django.conf import settings; "
         "print(signing.dumps(1)); print(settings.SECRET_KEY)"
     )
-    first = manage("shell", "-c", script, APP_ENV="development", SECRET_KEY="", GLISK_VAR_DIR=str(tmp_path))
+    from tests.e2e.conftest import test_database_url
+
+    database = test_database_url()  # the suite's server: no embedded one started under tmp_path
+    first = manage(
+        "shell",
+        "-c",
+        script,
+        APP_ENV="development",
+        SECRET_KEY="",
+        GLISK_VAR_DIR=str(tmp_path),
+        DATABASE_URL=database,
+    )
     assert first.returncode == 0, first.stderr
     key = first.stdout.split()[-1]
     assert len(key) >= 50 and (tmp_path / "secret_key").read_text().strip() == key
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
-    again = manage("shell", "-c", script, APP_ENV="development", SECRET_KEY="", GLISK_VAR_DIR=str(tmp_path))
+    again = manage(
+        "shell",
+        "-c",
+        script,
+        APP_ENV="development",
+        SECRET_KEY="",
+        GLISK_VAR_DIR=str(tmp_path),
+        DATABASE_URL=database,
+    )
     assert again.stdout.split()[-1] == key
 
 
