@@ -272,6 +272,11 @@ class PromptUpdateApi(APIView):
     parser_classes = [JSONParser]
     verified_wallet: str | None = None
 
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        """`GET /api/authors/prompt` is the profile of a "wallet" named prompt: none, no prompt."""
+        return Response({"has_prompt": False, "twitter_handle": None, "farcaster_handle": None})
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # DRF parses the stream itself, past Django's upload limit: refuse a large body unread.
         if int(request.META.get("CONTENT_LENGTH") or 0) > PROMPT_BODY_MAX:

@@ -436,3 +436,8 @@ def test_old_nonces_are_pruned(db):
 def test_an_empty_paging_value_is_a_400(client, db):
     answer = client.get(f"/api/authors/0x{'ab' * 20}/tokens?limit=&offset=0")
     assert answer.status_code == 400 and "limit" in answer.json()["detail"]
+
+
+def test_the_profile_of_a_wallet_named_prompt_is_no_prompt(client, db):
+    answer = client.get("/api/authors/prompt")
+    assert answer.status_code == 200 and answer.json()["has_prompt"] is False

@@ -75,7 +75,10 @@ class Command(BaseCommand):
                 return
             self.stdout.write("devnet running; Ctrl-C stops it")
             stop = threading.Event()
+            # Explicit handlers: a process started in the background (a CI job, `make devnet &`)
+            # inherits SIGINT as ignored, and Ctrl-C would then never stop it.
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
             try:
                 while not stop.is_set() and process.poll() is None:
                     stop.wait(0.5)
