@@ -9,12 +9,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from authors.selectors import author_get_by_wallet
-from glisk.core.stages import stage_nudge
 from lifecycle.models import AttemptOutcome, ImageJob, Token, TokenStatus
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import GeneratedImage, ImageProvider, image_provider
@@ -26,8 +23,9 @@ from lifecycle.services.stages.runner import (
     lease_still_ours,
     retry_or_fail,
     run_stage,
+    stage_finish,
 )
-from lifecycle.services.tokens import LeaseLost, token_transition
+from lifecycle.services.tokens import token_transition
 
 logger = logging.getLogger(__name__)
 
@@ -215,33 +213,26 @@ def image_generate_token(
         )
         return
 
-    try:
-        with transaction.atomic():
-            token_transition(
-                token_id=token.pk,
-                to=TokenStatus.UPLOADING,
-                actor=ACTOR,
-                reason="image stored",
-                sources=[TokenStatus.GENERATING],
-                lease_owner=worker_id,
-                fields={
-                    "image": image.path,
-                    "image_content_type": image.content_type,
-                    "image_attempts": attempts,
-                    "prompt_text": prompt,
-                    "fallback_prompt_used": fallback,
-                    "image_cid": "",
-                    "metadata_cid": "",
-                    "next_attempt_at": timezone.now(),
-                    "last_error": "",
-                    "last_error_detail": None,
-                },
-            )
-            stage_nudge(stage="ipfs")
-    except LeaseLost:
-        report.lost += 1  # another worker owns the token now; it will reuse the stored image
-        return
-    report.succeeded += 1
+    # Another worker that takes the token over reuses the stored image.
+    stage_finish(
+        token=token,
+        worker_id=worker_id,
+        actor=ACTOR,
+        source=TokenStatus.GENERATING,
+        to=TokenStatus.UPLOADING,
+        reason="image stored",
+        fields={
+            "image": image.path,
+            "image_content_type": image.content_type,
+            "image_attempts": attempts,
+            "prompt_text": prompt,
+            "fallback_prompt_used": fallback,
+            "image_cid": "",
+            "metadata_cid": "",
+        },
+        next_stage="ipfs",
+        report=report,
+    )
 
 
 def image_stage_run(

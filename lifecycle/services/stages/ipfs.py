@@ -6,10 +6,7 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from glisk.core.stages import stage_nudge
 from lifecycle.models import AttemptOutcome, IpfsRecord, Token, TokenStatus
 from lifecycle.providers.errors import ProviderError
 from lifecycle.providers.ipfs import Pinned, Pinner, cid_v1, pin_verified, pinner
@@ -21,8 +18,8 @@ from lifecycle.services.stages.runner import (
     lease_still_ours,
     retry_or_fail,
     run_stage,
+    stage_finish,
 )
-from lifecycle.services.tokens import LeaseLost, token_transition
 
 ACTOR = "stage:ipfs"
 
@@ -141,30 +138,22 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
             report=report,
         )
         return
-    try:
-        with transaction.atomic():
-            token_transition(
-                token_id=token.pk,
-                to=TokenStatus.READY,
-                actor=ACTOR,
-                reason="image and metadata pinned",
-                sources=[TokenStatus.UPLOADING],
-                lease_owner=worker_id,
-                fields={
-                    "image_cid": image_cid,
-                    "metadata_cid": metadata_cid,
-                    "metadata": metadata,
-                    "ipfs_attempts": attempts,
-                    "next_attempt_at": timezone.now(),
-                    "last_error": "",
-                    "last_error_detail": None,
-                },
-            )
-            stage_nudge(stage="reveal")
-    except LeaseLost:
-        report.lost += 1
-        return
-    report.succeeded += 1
+    stage_finish(
+        token=token,
+        worker_id=worker_id,
+        actor=ACTOR,
+        source=TokenStatus.UPLOADING,
+        to=TokenStatus.READY,
+        reason="image and metadata pinned",
+        fields={
+            "image_cid": image_cid,
+            "metadata_cid": metadata_cid,
+            "metadata": metadata,
+            "ipfs_attempts": attempts,
+        },
+        next_stage="reveal",
+        report=report,
+    )
 
 
 def ipfs_stage_run(

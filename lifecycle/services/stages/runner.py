@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ from lifecycle.services.tokens import (
     token_lease_held,
     token_lease_release,
     token_leases_renew,
+    token_transition,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,47 @@ def attempt_recorded(
         raise error from exc
     finish(outcome=AttemptOutcome.SUCCEEDED, **succeeded(result))
     return result
+
+
+HANDED_ON = {"last_error": "", "last_error_detail": None}
+
+
+def stage_finish(
+    *,
+    token: Token,
+    worker_id: str,
+    actor: str,
+    source: str,
+    to: str,
+    reason: str,
+    fields: dict[str, Any],
+    next_stage: str,
+    report: StageReport,
+) -> None:
+    """Hand a token on: the lease-checked move to `to` (clearing the last error, due now) and the
+    next stage's nudge in one transaction. A lease taken over meanwhile counts as lost; the new
+    owner reuses what this worker stored."""
+    try:
+        with transaction.atomic():
+            token_transition(
+                token_id=token.pk,
+                to=to,
+                actor=actor,
+                reason=reason,
+                sources=[source],
+                lease_owner=worker_id,
+                fields={
+                    **fields,
+                    "next_attempt_at": timezone.now(),
+                    "last_error": "",
+                    "last_error_detail": None,
+                },
+            )
+            stage_nudge(stage=next_stage)
+    except LeaseLost:
+        report.lost += 1
+        return
+    report.succeeded += 1
 
 
 def lease_still_ours(token: Token, worker_id: str) -> None:
