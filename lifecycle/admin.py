@@ -152,7 +152,15 @@ class TokenAdmin(admin.ModelAdmin):
         "age",
         "updated_at",
     )
-    list_filter = ("status", ErrorStageFilter, StuckFilter, "fallback_prompt_used", "failed_stage", "author")
+    list_filter = (
+        "status",
+        ErrorStageFilter,
+        StuckFilter,
+        ("mint_disputed_at", admin.EmptyFieldListFilter),
+        "fallback_prompt_used",
+        "failed_stage",
+        "author",
+    )
     search_fields = (
         "=token_id",
         "author__wallet_address",
@@ -182,7 +190,7 @@ class TokenAdmin(admin.ModelAdmin):
             },
         ),
         ("IPFS", {"fields": ("image_links", "metadata_links", "metadata_pretty")}),
-        ("Chain", {"fields": ("mint_link", "reveal_link")}),
+        ("Chain", {"fields": ("mint_link", "mint_disputed_at", "reveal_link")}),
         (
             "Pipeline",
             {

@@ -22,15 +22,30 @@ RETRYABLE_STAGES = frozenset(
 
 # The one map of legal status changes. `failed` is reachable from every non-terminal state;
 # an operator's retry is the one way out of it. Backward edges are operator actions
-# (regenerate, re-pin) and never taken by a stage.
+# (regenerate, re-pin) and the mint correction (the chain names another author: back to
+# `detected`), never taken by a stage.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     TokenStatus.DETECTED: frozenset({TokenStatus.GENERATING, TokenStatus.REVEALED, TokenStatus.FAILED}),
-    TokenStatus.GENERATING: frozenset({TokenStatus.UPLOADING, TokenStatus.REVEALED, TokenStatus.FAILED}),
+    TokenStatus.GENERATING: frozenset(
+        {TokenStatus.DETECTED, TokenStatus.UPLOADING, TokenStatus.REVEALED, TokenStatus.FAILED}
+    ),
     TokenStatus.UPLOADING: frozenset(
-        {TokenStatus.READY, TokenStatus.GENERATING, TokenStatus.REVEALED, TokenStatus.FAILED}
+        {
+            TokenStatus.DETECTED,
+            TokenStatus.READY,
+            TokenStatus.GENERATING,
+            TokenStatus.REVEALED,
+            TokenStatus.FAILED,
+        }
     ),
     TokenStatus.READY: frozenset(
-        {TokenStatus.REVEALED, TokenStatus.GENERATING, TokenStatus.UPLOADING, TokenStatus.FAILED}
+        {
+            TokenStatus.DETECTED,
+            TokenStatus.REVEALED,
+            TokenStatus.GENERATING,
+            TokenStatus.UPLOADING,
+            TokenStatus.FAILED,
+        }
     ),
     TokenStatus.REVEALED: frozenset(),
     TokenStatus.FAILED: RETRYABLE_STAGES | {TokenStatus.REVEALED},
@@ -95,6 +110,13 @@ class Token(models.Model):
     reveal_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="An operator asked to reveal without waiting for the batch."
     )
+    mint_disputed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A mint log (or the keeper's read of the chain) contradicted the stored author or "
+        "mint transaction. The token is not revealed until the watcher has re-read the chain with "
+        "its confirmations and settled it.",
+    )
 
     class Meta:
         ordering = ["token_id"]
@@ -111,6 +133,11 @@ class Token(models.Model):
             models.Index(fields=["status", "status_changed_at"], name="token_status_age_idx"),
             models.Index(
                 fields=["lease_expires_at"], name="token_lease_idx", condition=~models.Q(claimed_by="")
+            ),
+            models.Index(
+                fields=["mint_disputed_at"],
+                name="token_disputed_idx",
+                condition=models.Q(mint_disputed_at__isnull=False),
             ),
         ]
 

@@ -57,7 +57,10 @@ def reveal_queue(*, limit: int) -> list[RevealCandidate]:
     """Ready tokens in no reveal transaction, due now: "reveal now" requests first, then oldest."""
     rows = (
         Token.objects.filter(
-            status=TokenStatus.READY, next_attempt_at__lte=timezone.now(), reveal_transaction=None
+            status=TokenStatus.READY,
+            next_attempt_at__lte=timezone.now(),
+            reveal_transaction=None,
+            mint_disputed_at=None,
         )
         .order_by(F("reveal_requested_at").asc(nulls_last=True), "status_changed_at", "token_id")
         .values_list(
@@ -69,7 +72,30 @@ def reveal_queue(*, limit: int) -> list[RevealCandidate]:
 
 def reveal_waiting_exists() -> bool:
     """Whether a ready token waits for a reveal transaction (due now or backing off)."""
-    return Token.objects.filter(status=TokenStatus.READY, reveal_transaction=None).exists()
+    return Token.objects.filter(
+        status=TokenStatus.READY, reveal_transaction=None, mint_disputed_at=None
+    ).exists()
+
+
+@dataclass(frozen=True)
+class DisputedToken:
+    token_id: int
+    author_wallet: str
+    mint_event_id: int | None
+
+
+def tokens_disputed(*, limit: int = 200) -> list[DisputedToken]:
+    """Tokens whose stored mint a source contradicted, oldest dispute first."""
+    rows = (
+        Token.objects.filter(mint_disputed_at__isnull=False)
+        .order_by("mint_disputed_at", "token_id")
+        .values_list("token_id", "author__wallet_address", "mint_event_id")[:limit]
+    )
+    return [DisputedToken(*row) for row in rows]
+
+
+def tokens_disputed_exist() -> bool:
+    return Token.objects.filter(mint_disputed_at__isnull=False).exists()
 
 
 def token_ids_present(*, up_to: int) -> set[int]:

@@ -28,6 +28,7 @@ class IngestResult:
     tokens_new: int = 0
     tokens_existing: int = 0
     authors_new: int = 0
+    tokens_disputed: int = 0
     new_token_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -84,37 +85,64 @@ def mint_logs_ingest(
                 result.mint_events_new += 1
             else:
                 result.mint_events_duplicate += 1
-                _fill_block_fields(event, log)
+                _fill_block_fields(event, log, authors[log.prompt_author.lower()].pk, source)
+            # The log's own content, not the stored event's: a log that contradicts what is
+            # stored disputes those tokens, and the chain settles it (chain.services.disputes).
             batches.append(
                 MintedBatch(
                     mint_event_id=event.pk,
-                    author_id=event.author_id,
-                    token_ids=event.token_ids,
+                    author_id=authors[log.prompt_author.lower()].pk,
+                    token_ids=range(log.start_token_id, log.start_token_id + log.quantity),
                     tx_hash=log.tx_hash,
+                    author_wallet=log.prompt_author,
                 )
             )
         registered = tokens_register_minted(batches=batches, actor=source)
     result.new_token_ids = registered.new_token_ids
     result.tokens_new = len(registered.new_token_ids)
     result.tokens_existing = registered.existing
+    result.tokens_disputed = len(registered.disputed)
+    if registered.disputed:
+        logger.warning(
+            "mint.contradicts_stored_tokens",
+            extra={
+                "source": source,
+                "token_ids": registered.disputed[:20],
+                "count": len(registered.disputed),
+            },
+        )
     logger.info("mint.ingested", extra={"source": source, **result.as_dict()})
     return result
 
 
-def _fill_block_fields(event: MintEvent, log: MintLog) -> None:
+def _fill_block_fields(event: MintEvent, log: MintLog, author_id: int, source: str) -> None:
     """A delivery that omitted the block's hash or time stored the event without them; a later
     source that has them (the watcher reads them from the chain) fills them in."""
     if log.block_number != event.block_number:
-        # Another block for the same log: a reorg moved it. Never pair one block's number with
-        # another's hash and time; the operator sees it in the log.
+        # Another block for the same log: a reorg moved it (the transaction was mined again, and
+        # may have minted other ids). The watcher reads with confirmations, so its copy replaces
+        # the stored one; at the head, the operator sees it in the log.
         logger.warning(
             "mint.block_mismatch",
             extra={
                 "tx_hash": log.tx_hash,
                 "stored_block": event.block_number,
                 "seen_block": log.block_number,
+                "replaced": source == MintEvent.Source.WATCHER,
             },
         )
+        if source == MintEvent.Source.WATCHER:
+            MintEvent.objects.filter(pk=event.pk).update(
+                block_number=log.block_number,
+                block_hash=log.block_hash,
+                block_timestamp=log.block_timestamp,
+                minter=log.minter,
+                prompt_author=log.prompt_author,
+                author_id=author_id,
+                start_token_id=log.start_token_id,
+                quantity=log.quantity,
+                total_paid_wei=log.total_paid_wei,
+            )
         return
     missing: dict[str, object] = {}
     if not event.block_hash and log.block_hash:

@@ -42,6 +42,7 @@ from chain.services.fees import Fees, fees_current, fees_replacing
 from chain.services.guard import chain_checked
 from glisk.core.state import advisory_lock
 from lifecycle.selectors import RevealCandidate, reveal_queue, reveal_waiting_exists
+from lifecycle.services.minting import token_mint_dispute
 from lifecycle.services.reveals import (
     BatchChanged,
     cid_from_uri,
@@ -66,6 +67,7 @@ class KeeperReport:
     tokens_revealed: int = 0
     synced_without_tx: int = 0
     failed_tokens: int = 0
+    disputed_tokens: int = 0
     rebroadcast: int = 0
     replaced: int = 0
     batches_changed: int = 0
@@ -359,7 +361,8 @@ class Keeper:
         return batch if waited >= self.config.batch_reveal_wait_seconds else []
 
     def precheck(self, batch: list[RevealCandidate], report: KeeperReport) -> list[RevealCandidate]:
-        """Drop tokens already revealed (synced) or whose chain author differs (failed)."""
+        """Drop tokens already revealed (synced), not on chain (failed) or whose chain author differs
+        (disputed: the watcher settles them)."""
         states = self.chain.token_states([t.token_id for t in batch])
         failures = [
             s for s in states.values() if isinstance(s, ChainError) and not isinstance(s, ContractRevert)
@@ -390,14 +393,16 @@ class Keeper:
                     token_sync_revealed(token_id=token.token_id, token_uri=state.token_uri)
                     report.synced_without_tx += 1
                 elif state.prompt_author.lower() != token.author_wallet.lower():
-                    token_fail(
-                        token_id=token.token_id,
-                        actor=ACTOR,
-                        reason=f"author mismatch: chain says {state.prompt_author}, "
-                        f"database says {token.author_wallet} (reorg or bug)",
-                        detail={"chain_author": state.prompt_author},
+                    # The chain names another author (a reorg the webhook saw first): not sent;
+                    # the watcher re-reads the chain with confirmations and restarts the token.
+                    report.disputed_tokens += int(
+                        token_mint_dispute(
+                            token_id=token.token_id,
+                            actor=ACTOR,
+                            reason=f"author mismatch: chain says {state.prompt_author}, database "
+                            f"says {token.author_wallet}; the watcher settles it once confirmed",
+                        )
                     )
-                    report.failed_tokens += 1
                 else:
                     sendable.append(token)
             except InvalidStateTransition:

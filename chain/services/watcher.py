@@ -1,4 +1,5 @@
 """The log watcher: BatchMinted logs from a cursor up to head - confirmations, via ingestion.
+It also settles disputed mints (chain.services.disputes) once they are confirmed.
 
 The cursor moves in the same transaction as the ingestion of the range it covers, so a crash
 never leaves a gap or a repeat. Only one watcher runs per contract (an advisory lock).
@@ -16,9 +17,11 @@ from django.db import transaction
 
 from chain.adapter import ChainError, GliskChain
 from chain.models import MintEvent
+from chain.services.disputes import mint_disputes_settle
 from chain.services.guard import chain_checked
 from chain.services.ingestion import mint_logs_ingest
 from glisk.core.state import advisory_lock, state_get, state_get_for_update, state_set
+from lifecycle.selectors import tokens_disputed_exist
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ def watcher_run(
                         return steps  # never move the cursor along another chain's head
                     checked = True
                 step = watcher_step(chain=chain)
+                if tokens_disputed_exist():
+                    mint_disputes_settle(chain=chain, head=step.head if step else None)
                 backoff = poll_seconds
             except ChainError as exc:
                 logger.warning("watcher.rpc_failed", extra={"error": str(exc), "retry_in": backoff})

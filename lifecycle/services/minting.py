@@ -1,17 +1,28 @@
 """Tokens come into being here: minted batches that ingestion found, and tokens that recovery
-found on chain. Every caller (webhook, log watcher, recover_tokens) goes through these."""
+found on chain. Every caller (webhook, log watcher, recover_tokens) goes through these.
+
+A mint log that names another author or transaction for a token already stored (a reorg, a
+replayed old delivery) marks the token *disputed*; so does the keeper when the chain's author
+differs. A disputed token is never revealed. Once the blocks involved have the watcher's
+confirmations, the watcher re-reads the chain and `token_mint_settle` takes its word: the
+chain's author and mint, recorded in the timeline, and a token not yet revealed restarts from
+`detected` when its author (hence its prompt and metadata) changed.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from glisk.core.stages import stage_nudge
 from lifecycle.models import Token, TokenStatus, TokenTransition
+from lifecycle.services.tokens import FRESH_IMAGE, FRESH_PINS, token_transition
 
 logger = logging.getLogger(__name__)
 
@@ -24,25 +35,39 @@ class MintedBatch:
     author_id: int
     token_ids: range
     tx_hash: str
+    author_wallet: str = ""
 
 
 @dataclass
 class Registered:
     new_token_ids: list[int] = field(default_factory=list)
     existing: int = 0
+    disputed: list[int] = field(default_factory=list)  # newly disputed by this call
 
 
 def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Registered:
     """Create the tokens of `batches` that do not exist yet, each `detected` with its first history
-    row; existing ones are counted, never an error. Nudges the image stage in the same
-    transaction when any token is new."""
+    row; existing ones are counted, never an error. An existing token the batch contradicts
+    (another author or mint event) is disputed (see the module docstring); one recovery stored
+    without its mint event gets it. Nudges the image stage in the same transaction when any
+    token is new."""
     result = Registered()
     if not batches:
         return result
     now = timezone.now()
     with transaction.atomic():
         wanted = [i for batch in batches for i in batch.token_ids]
-        existing = set(Token.objects.filter(token_id__in=wanted).values_list("token_id", flat=True))
+        stored = {
+            row[0]: row[1:]
+            for row in Token.objects.filter(token_id__in=wanted).values_list(
+                "token_id", "author_id", "mint_event_id", "mint_disputed_at"
+            )
+        }
+        existing = set(stored)
+        for batch in batches:
+            for token_id in batch.token_ids:
+                if token_id in stored:
+                    _compare_stored(token_id, stored[token_id], batch, actor, now, result)
         fresh = [
             (batch, Token(token_id=i, author_id=batch.author_id, mint_event_id=batch.mint_event_id))
             for batch in batches
@@ -67,6 +92,150 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
         if fresh:
             stage_nudge(stage="image")
     return result
+
+
+def _compare_stored(
+    token_id: int,
+    stored: tuple[int, int | None, object],
+    batch: MintedBatch,
+    actor: str,
+    now: datetime,
+    result: Registered,
+) -> None:
+    author_id, mint_event_id, disputed_at = stored
+    if author_id == batch.author_id and mint_event_id in (None, batch.mint_event_id):
+        if mint_event_id is None:  # recovered from the chain: now we know its mint
+            Token.objects.filter(pk=token_id, mint_event=None, author_id=author_id).update(
+                mint_event_id=batch.mint_event_id
+            )
+        return
+    if disputed_at is not None:
+        return  # already waiting for the watcher's re-read
+    reason = (
+        f"contradicted by the mint log in {batch.tx_hash} (author "
+        f"{batch.author_wallet or f'#{batch.author_id}'}): not revealed until the chain is re-read "
+        "with confirmations"
+    )
+    if token_mint_dispute(token_id=token_id, actor=actor, reason=reason, now=now):
+        result.disputed.append(token_id)
+
+
+def token_mint_dispute(*, token_id: int, actor: str, reason: str, now: datetime | None = None) -> bool:
+    """Mark the token's mint as contradicted (idempotent): it leaves the reveal queue, the reason
+    goes into its timeline and `last_error`. Returns whether it was newly disputed."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        status = (
+            Token.objects.select_for_update()
+            .filter(pk=token_id, mint_disputed_at=None)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if status is None:
+            return False
+        Token.objects.filter(pk=token_id).update(
+            mint_disputed_at=now, last_error=reason[:500], updated_at=now
+        )
+        _note(token_id, status, actor, reason, {"mint_disputed": True}, now)
+    logger.warning("token.mint_disputed", extra={"token_id": token_id, "actor": actor})
+    return True
+
+
+def _note(token_id: int, status: str, actor: str, reason: str, detail: dict[str, Any], now: datetime) -> None:
+    """A timeline entry that changes no status."""
+    TokenTransition.objects.create(
+        token_id=token_id,
+        from_status=status,
+        to_status=status,
+        actor=actor[:128],
+        reason=reason[:500],
+        detail=detail,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class ChainMint:
+    """What the chain says of a disputed token, read with the watcher's confirmations."""
+
+    author_id: int
+    author_wallet: str
+    mint_event_id: int | None  # the stored event the chain holds; None when none of them is
+    mint_tx_hash: str = ""
+
+
+def token_mint_settle(*, token_id: int, chain_mint: ChainMint | None, actor: str) -> str:
+    """Take the chain's word on a disputed token, under its row lock. `chain_mint` None: the
+    chain has no such token (the keeper fails it as not on chain). Returns what happened:
+    "not disputed", "agrees", "absent", "waiting" (its reveal transaction is in flight),
+    "corrected" (same author, or already revealed) or "restarted"."""
+    now = timezone.now()
+    with transaction.atomic():
+        token = Token.objects.select_for_update(of=("self",)).filter(pk=token_id).first()
+        if token is None or token.mint_disputed_at is None:
+            return "not disputed"
+        settled: dict[str, Any] = {"mint_disputed_at": None, "updated_at": now}
+        if token.last_error.startswith(("contradicted by", "author mismatch")):
+            settled["last_error"] = ""
+        if chain_mint is None:
+            Token.objects.filter(pk=token_id).update(**settled)
+            _note(token_id, token.status, actor, "re-read the chain: it has no such token", {}, now)
+            return "absent"
+        same_author = token.author_id == chain_mint.author_id
+        mint_event_id = chain_mint.mint_event_id
+        if same_author and (mint_event_id is None or token.mint_event_id == mint_event_id):
+            Token.objects.filter(pk=token_id).update(**settled)
+            _note(token_id, token.status, actor, "re-read the chain: it agrees with the stored mint", {}, now)
+            return "agrees"
+        if token.reveal_transaction_id is not None and token.status != TokenStatus.REVEALED:
+            return "waiting"  # a reveal is in flight: settle once it is confirmed or released
+        correction = {"author_id": chain_mint.author_id, "mint_event_id": mint_event_id}
+        detail = {
+            "previous_author_id": token.author_id,
+            "previous_mint_event_id": token.mint_event_id,
+            "chain_author": chain_mint.author_wallet,
+            "chain_mint_tx": chain_mint.mint_tx_hash,
+        }
+        what = (
+            f"author {chain_mint.author_wallet}"
+            if not same_author
+            else f"mint transaction {chain_mint.mint_tx_hash or 'unknown'}"
+        )
+        if same_author or token.status == TokenStatus.REVEALED:
+            # Same author: the image and metadata stay right. Revealed: nothing can change on
+            # chain any more; the record says so.
+            Token.objects.filter(pk=token_id).update(**settled, **correction)
+            reason = f"mint corrected from the chain: {what}"
+            if token.status == TokenStatus.REVEALED and not same_author:
+                reason += " (already revealed with the earlier author's prompt)"
+            _note(token_id, token.status, actor, reason, detail, now)
+            return "corrected"
+        reason = f"mint corrected from the chain: {what}; restarted for the new author's prompt"
+        if token.status == TokenStatus.DETECTED:
+            Token.objects.filter(pk=token_id).update(**settled, **correction, next_attempt_at=now)
+            _note(token_id, token.status, actor, reason, detail, now)
+        else:
+            token_transition(
+                token_id=token_id,
+                to=TokenStatus.DETECTED,
+                actor=actor,
+                reason=reason,
+                sources=[token.status],
+                detail=detail,
+                fields={
+                    **FRESH_IMAGE,
+                    **FRESH_PINS,
+                    **settled,
+                    **correction,
+                    "reveal_attempts": 0,
+                    "last_error": "",
+                    "last_error_detail": None,
+                    "next_attempt_at": now,
+                },
+            )
+        stage_nudge(stage="image")
+    logger.warning("token.mint_corrected", extra={"token_id": token_id, "actor": actor})
+    return "restarted"
 
 
 @dataclass(frozen=True)

@@ -18,28 +18,14 @@ from django.utils import timezone
 from glisk.core.errors import ApplicationError
 from glisk.core.stages import stage_nudge
 from lifecycle.models import STAGE_OF, TERMINAL_STATUSES, Token, TokenStatus, TokenTransition
-from lifecycle.services.tokens import InvalidStateTransition, token_fail, token_retry, token_transition
-
-# A regenerated or re-pinned token starts over from scratch downstream of its stage.
-_FRESH_IMAGE = {
-    "image": "",
-    "image_content_type": "",
-    "prompt_text": "",
-    "fallback_prompt_used": False,
-    "image_attempts": 0,
-}
-_FRESH_PINS = {
-    "image_cid": "",
-    "metadata_cid": "",
-    "metadata": None,
-    "ipfs_attempts": 0,
-    "failed_stage": "",
-    "reveal_requested_at": None,
-    "reveal_transaction": None,
-    # A worker still busy with the token loses its lease: its later writes match nothing.
-    "claimed_by": "",
-    "lease_expires_at": None,
-}
+from lifecycle.services.tokens import (
+    FRESH_IMAGE,
+    FRESH_PINS,
+    InvalidStateTransition,
+    token_fail,
+    token_retry,
+    token_transition,
+)
 
 
 class ActionRefused(ApplicationError):
@@ -116,7 +102,7 @@ def operator_regenerate(*, token_id: int, operator: str, reason: str) -> str:
             actor=_actor(operator),
             reason=f"regenerate: {reason}",
             sources=[token.status],
-            fields={**_FRESH_IMAGE, **_FRESH_PINS, "next_attempt_at": timezone.now()},
+            fields={**FRESH_IMAGE, **FRESH_PINS, "next_attempt_at": timezone.now()},
         )
         stage_nudge(stage="image")
     return f"token #{token_id} will get a new image"
@@ -144,7 +130,7 @@ def operator_repin(*, token_id: int, operator: str, reason: str) -> str:
             actor=_actor(operator),
             reason=f"re-pin: {reason}",
             sources=[token.status],
-            fields={**_FRESH_PINS, "next_attempt_at": timezone.now()},
+            fields={**FRESH_PINS, "next_attempt_at": timezone.now()},
         )
         stage_nudge(stage="ipfs")
     return f"token #{token_id} will be pinned again"

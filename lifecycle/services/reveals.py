@@ -50,25 +50,27 @@ def cid_from_uri(uri: str) -> str:
 
 def reveal_batch_assign(*, tokens: Mapping[int, str], reveal_transaction_id: int) -> None:
     """Bind every token of `tokens` (id → the metadata CID the transaction reveals) to the reveal
-    transaction, or none: raises `BatchChanged` if any is no longer ready, is bound already, or
-    has other metadata now. Call it inside the transaction that stores the signed bytes, so a
-    refusal rolls that back too and nothing is broadcast."""
+    transaction, or none: raises `BatchChanged` if any is no longer ready, is bound already, has
+    other metadata now, or its mint is disputed. Call it inside the transaction that stores the
+    signed bytes, so a refusal rolls that back too and nothing is broadcast."""
     with transaction.atomic():
         rows = (
             Token.objects.select_for_update()
             .filter(pk__in=list(tokens))
             .order_by("pk")  # one locking order for every batch: no deadlocks between them
-            .values_list("pk", "status", "reveal_transaction_id", "metadata_cid")
+            .values_list("pk", "status", "reveal_transaction_id", "metadata_cid", "mint_disputed_at")
         )
-        found = {pk: (status, bound, cid) for pk, status, bound, cid in rows}
+        found = {pk: (status, bound, cid, disputed) for pk, status, bound, cid, disputed in rows}
         changed: dict[int, str] = {}
         for token_id, cid in tokens.items():
             if token_id not in found:
                 changed[token_id] = "gone"
                 continue
-            status, bound, current_cid = found[token_id]
+            status, bound, current_cid, disputed = found[token_id]
             if status != TokenStatus.READY:
                 changed[token_id] = status
+            elif disputed is not None:
+                changed[token_id] = "mint disputed"
             elif bound is not None:
                 changed[token_id] = "in another reveal transaction"
             elif current_cid != cid:

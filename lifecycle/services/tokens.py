@@ -30,6 +30,28 @@ from lifecycle.models import (
 
 logger = logging.getLogger(__name__)
 
+# A token sent back for a new image (an operator's regenerate, a mint correction) starts over
+# from scratch downstream of that stage.
+FRESH_IMAGE: dict[str, Any] = {
+    "image": "",
+    "image_content_type": "",
+    "prompt_text": "",
+    "fallback_prompt_used": False,
+    "image_attempts": 0,
+}
+FRESH_PINS: dict[str, Any] = {
+    "image_cid": "",
+    "metadata_cid": "",
+    "metadata": None,
+    "ipfs_attempts": 0,
+    "failed_stage": "",
+    "reveal_requested_at": None,
+    "reveal_transaction": None,
+    # A worker still busy with the token loses its lease: its later writes match nothing.
+    "claimed_by": "",
+    "lease_expires_at": None,
+}
+
 
 class InvalidStateTransition(ApplicationError):
     """The token was not in a state from which the wanted transition applies."""

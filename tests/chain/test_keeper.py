@@ -118,14 +118,15 @@ def test_token_already_revealed_on_chain_is_synced_without_a_transaction(chain, 
     assert not RevealTransaction.objects.filter(status="failed").exists()
 
 
-def test_author_mismatch_stops_that_token_and_says_so(chain, accounts, keeper):
+def test_author_mismatch_holds_that_token_back_and_says_so(chain, accounts, keeper):
     tokens = ready_tokens(chain, accounts, 2)
     impostor = AuthorFactory.create()
     Token.objects.filter(pk=tokens[0].pk).update(author=impostor)
     report = run(keeper)
-    assert report.failed_tokens == 1
-    bad = Token.objects.get(pk=tokens[0].pk)
-    assert bad.status == "failed" and "author mismatch" in bad.last_error and accounts[3] in bad.last_error
+    assert (report.disputed_tokens, report.failed_tokens) == (1, 0)
+    held = Token.objects.get(pk=tokens[0].pk)
+    assert held.status == "ready" and held.mint_disputed_at is not None
+    assert "author mismatch" in held.last_error and accounts[3] in held.last_error
     assert RevealTransaction.objects.get().token_ids == [tokens[1].pk]
 
 

@@ -158,10 +158,23 @@ def test_a_later_source_fills_block_fields_only_for_the_same_block():
     moved = dataclasses.replace(
         log, block_number=101, block_hash="0x" + "cd" * 32, block_timestamp=datetime(2026, 2, 2, tzinfo=UTC)
     )
-    mint_logs_ingest(logs=[moved], chain_id=31337, source="watcher")
+    # Another block at the head (a webhook): never mixed into the stored one.
+    mint_logs_ingest(logs=[moved], chain_id=31337, source="webhook")
     event = MintEvent.objects.get()
     assert (event.block_number, event.block_hash, event.block_timestamp) == (100, "", None)
     same = dataclasses.replace(moved, block_number=100)
     mint_logs_ingest(logs=[same], chain_id=31337, source="watcher")
     event.refresh_from_db()
     assert event.block_hash == "0x" + "cd" * 32 and event.block_timestamp == same.block_timestamp
+    # The watcher, reading with confirmations, finds the transaction mined again in another block:
+    # its whole copy (number, hash, time) replaces the stored one.
+    remined = dataclasses.replace(
+        log, block_number=107, block_hash="0x" + "ef" * 32, block_timestamp=datetime(2026, 2, 3, tzinfo=UTC)
+    )
+    mint_logs_ingest(logs=[remined], chain_id=31337, source="watcher")
+    event.refresh_from_db()
+    assert (event.block_number, event.block_hash, event.block_timestamp) == (
+        107,
+        remined.block_hash,
+        remined.block_timestamp,
+    )

@@ -41,7 +41,7 @@ def test_happy_path_writes_one_history_row_per_transition():
         (S.DETECTED, S.UPLOADING),
         (S.DETECTED, S.READY),
         (S.GENERATING, S.READY),
-        (S.GENERATING, S.DETECTED),
+        (S.UPLOADING, S.UPLOADING),
         (S.REVEALED, S.FAILED),
         (S.REVEALED, S.DETECTED),
         (S.FAILED, S.FAILED),

@@ -1,0 +1,74 @@
+"""token_mint_settle on its own: what a disputed token becomes once the chain has spoken."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from lifecycle.models import TokenTransition
+from lifecycle.services.minting import ChainMint, token_mint_dispute, token_mint_settle
+from tests.factories import AuthorFactory, MintEventFactory, RevealTransactionFactory, TokenFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def chain_says(author, event=None):
+    return ChainMint(
+        author_id=author.pk,
+        author_wallet=author.wallet_address,
+        mint_event_id=event.pk if event else None,
+        mint_tx_hash=event.tx_hash if event else "",
+    )
+
+
+def test_a_token_not_disputed_is_left_alone():
+    token = TokenFactory.create()
+    other = AuthorFactory.create()
+    assert token_mint_settle(token_id=token.pk, chain_mint=chain_says(other), actor="t") == "not disputed"
+    token.refresh_from_db()
+    assert token.author_id != other.pk
+
+
+def test_a_revealed_token_takes_the_chains_author_and_its_timeline_says_what_was_revealed():
+    token = TokenFactory.create(status="revealed", metadata_cid="bafymeta", revealed_at=timezone.now())
+    assert token_mint_dispute(token_id=token.pk, actor="webhook", reason="contradicted by a test")
+    assert not token_mint_dispute(token_id=token.pk, actor="webhook", reason="again")  # idempotent
+    chain_author = AuthorFactory.create()
+    event = MintEventFactory.create(author=chain_author)
+    outcome = token_mint_settle(token_id=token.pk, chain_mint=chain_says(chain_author, event), actor="t")
+    assert outcome == "corrected"
+    token.refresh_from_db()
+    assert token.status == "revealed" and token.metadata_cid == "bafymeta"
+    assert token.author_id == chain_author.pk and token.mint_event_id == event.pk
+    note = TokenTransition.objects.filter(token=token).latest("pk")
+    assert "already revealed with the earlier author's prompt" in note.reason
+
+
+def test_same_author_other_transaction_corrects_the_mint_without_restarting():
+    token = TokenFactory.create(status="ready", metadata_cid="bafymeta")
+    token_mint_dispute(token_id=token.pk, actor="webhook", reason="contradicted by a test")
+    event = MintEventFactory.create(author=token.author)
+    outcome = token_mint_settle(token_id=token.pk, chain_mint=chain_says(token.author, event), actor="t")
+    assert outcome == "corrected"
+    token.refresh_from_db()
+    assert token.status == "ready" and token.metadata_cid == "bafymeta" and token.mint_event_id == event.pk
+    assert token.mint_disputed_at is None and token.last_error == ""
+
+
+def test_a_token_in_a_reveal_transaction_in_flight_waits_for_it():
+    tx = RevealTransactionFactory.create()
+    token = TokenFactory.create(status="ready", metadata_cid="bafymeta", reveal_transaction=tx)
+    token_mint_dispute(token_id=token.pk, actor="keeper", reason="author mismatch: test")
+    other = AuthorFactory.create()
+    assert token_mint_settle(token_id=token.pk, chain_mint=chain_says(other), actor="t") == "waiting"
+    token.refresh_from_db()
+    assert token.mint_disputed_at is not None and token.author_id != other.pk
+
+
+def test_a_failed_token_with_another_author_restarts():
+    token = TokenFactory.create(status="failed", failed_stage="generating", last_error="content policy")
+    token_mint_dispute(token_id=token.pk, actor="webhook", reason="contradicted by a test")
+    other = AuthorFactory.create()
+    assert token_mint_settle(token_id=token.pk, chain_mint=chain_says(other), actor="t") == "restarted"
+    token.refresh_from_db()
+    assert token.status == "detected" and token.author_id == other.pk and token.failed_stage == ""
