@@ -108,9 +108,6 @@ class LocalImageProvider:
         )
 
 
-CREATE_WAIT_SECONDS = 1
-
-
 class ReplicateImageProvider:
     """flux-schnell through `replicate.Client`, with the token, base URL and timeouts on the client."""
 
@@ -138,6 +135,14 @@ class ReplicateImageProvider:
         self.poll_interval = poll_interval
         self.download_timeout = download_timeout
         self._last_response = threading.local()
+        # Creating a prediction goes through plain httpx: the request must return at once (no
+        # `Prefer: wait`), so the prediction's id is stored before any waiting, and it must keep
+        # a timeout (the client's create without a wait sends none at all).
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_token}", "User-Agent": "glisk-backend"},
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+        )
         self._client = replicate.Client(
             api_token=api_token,
             base_url=base_url,
@@ -185,23 +190,13 @@ class ReplicateImageProvider:
         from replicate.exceptions import ModelError, ReplicateError
 
         self._last_response.retry_after = None
-        owner_name, _, version = self.model.partition(":")
         deadline = time.monotonic() + self.timeout
         try:
             prediction = self._existing(resume) if resume else None
             if prediction is None:
-                # `Prefer: wait=1`: the id comes back within a second (finished or not), is
-                # stored, and only then awaited, so a worker that dies while the model runs leaves
-                # a prediction to resume. (Without any wait the client sends no timeout at all.)
-                if version:
-                    prediction = self._client.predictions.create(
-                        version=version, input=self._input(prompt), wait=CREATE_WAIT_SECONDS
-                    )
-                else:
-                    owner, _, name = owner_name.partition("/")
-                    prediction = self._client.models.predictions.create(
-                        model=(owner, name), input=self._input(prompt), wait=CREATE_WAIT_SECONDS
-                    )
+                prediction = self._create(prompt)
+                # Stored (its own commit) before any waiting: a worker that dies while the model
+                # runs leaves a prediction the next one polls instead of buying it again.
                 if started is not None:
                     started(prediction.id)
             while prediction.status not in ("succeeded", "failed", "canceled"):
@@ -212,7 +207,7 @@ class ReplicateImageProvider:
                         error_class="timeout",
                     )
                 time.sleep(self.poll_interval)
-                prediction.reload()
+                prediction = self._client.predictions.get(prediction.id)
         except ReplicateError as exc:
             status = exc.status or 0
             detail = (exc.detail or exc.title or "")[:300]
@@ -248,6 +243,36 @@ class ReplicateImageProvider:
             )
         data, content_type = self._download(url)
         return GeneratedImage(data=data, content_type=content_type, external_id=prediction.id)
+
+    def _create(self, prompt: str) -> Any:
+        """POST the prediction and return it as Replicate answered (usually still `starting`)."""
+        from replicate.prediction import Prediction
+
+        owner_name, _, version = self.model.partition(":")
+        if version:
+            path, body = "/v1/predictions", {"version": version, "input": self._input(prompt)}
+        else:
+            path, body = f"/v1/models/{owner_name}/predictions", {"input": self._input(prompt)}
+        response = self._http.post(path, json=body)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {}
+            detail = str(problem.get("detail") or problem.get("title") or "")[:300]
+            raise http_error(
+                response.status_code,
+                f"Replicate answered {response.status_code}: {detail}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        try:
+            return Prediction(**response.json())
+        except (ValueError, TypeError) as exc:
+            raise ProviderError(
+                f"Replicate answered {response.status_code} with no prediction: {type(exc).__name__}",
+                transient=True,
+                error_class="bad_response",
+            ) from None
 
     def _existing(self, prediction_id: str) -> Any:
         """An earlier prediction, or None when Replicate no longer has it (or its output)."""

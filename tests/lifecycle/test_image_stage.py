@@ -66,9 +66,25 @@ def test_replicate_success_over_http(replicate, replicate_provider):
     create = next(r for r in replicate.requests if r["method"] == "POST")
     assert create["path"] == "/v1/models/black-forest-labs/flux-schnell/predictions"
     assert create["headers"]["Authorization"] == f"Bearer {replicate.token}"
-    assert create["headers"]["Prefer"].startswith("wait")
+    assert "Prefer" not in create["headers"]  # answered at once: the id is stored before waiting
     with token.image.open("rb") as handle:
         assert handle.read() == replicate.files[job.external_id]
+
+
+def test_the_prediction_id_is_stored_while_the_model_still_runs(replicate, replicate_provider):
+    """A worker killed while the model runs must leave the id behind: it reaches `started` (which
+    commits it on the attempt row) before the prediction has finished."""
+    replicate.run_seconds = (0.8, 0.8)
+    seen: list[tuple[str, str]] = []
+
+    def started(prediction_id: str) -> None:
+        seen.append((prediction_id, replicate.predictions[prediction_id]["status"]))
+
+    image = replicate_provider.generate(prompt="a slow garden", token_id=1, started=started)
+    assert seen == [(image.external_id, "starting")]
+    assert replicate.creates == 1
+    polls = [r for r in replicate.requests if r["path"] == f"/v1/predictions/{image.external_id}"]
+    assert len(polls) >= 1 and image.data == replicate.files[image.external_id]
 
 
 def test_replicate_prediction_that_must_be_polled(replicate, replicate_provider):

@@ -1,5 +1,10 @@
 """A Replicate API stand-in: predictions (with `Prefer: wait`), polling, problem JSON, file URLs.
 
+Like the real API, a prediction runs after its create answered: it finishes `run_seconds` later
+(drawn per prediction; 0 by default), `GET /v1/predictions/{id}` shows `processing` until then,
+and `Prefer: wait=N` holds the create answer up to N seconds for it. `latency` delays every
+answer (the network).
+
 Faults (one per prediction create): "429", "429_retry_after" (3 s; "_inf" and "_huge" ask for
 "inf" and "1e9"), "500", "503", "slow" (sleeps past
 the client's timeout), "nsfw", "model_error", "401", "422", "starting" (answers `starting` and
@@ -9,6 +14,7 @@ finishes after two polls). Prompts listed in `nsfw_prompts` always fail as NSFW.
 from __future__ import annotations
 
 import io
+import random
 import re
 import secrets
 import threading
@@ -128,14 +134,38 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             },
         }
         nsfw = fault == "nsfw" or prompt in s.nsfw_prompts
+        run = random.uniform(*s.run_seconds) if s.run_seconds[1] > 0 else 0.0
         if fault == "starting":
             prediction["_polls_left"] = 2
+        elif run > 0:
+            prediction.update(
+                _ready_at=time.monotonic() + run, _nsfw=nsfw, _model_error=fault == "model_error"
+            )
         else:
             self._finish(prediction, nsfw=nsfw, model_error=fault == "model_error")
         with s.lock:
             s.predictions[prediction_id] = prediction
             s.prompts.append(prompt)
+        wait = re.fullmatch(r"wait(?:=(\d+))?", (self.headers.get("Prefer") or "").strip())
+        if wait and "_ready_at" in prediction:
+            time.sleep(max(0.0, min(float(wait.group(1) or 60), prediction["_ready_at"] - time.monotonic())))
+            with s.lock:
+                self._settle(prediction)
         send_json(self, 201, {k: v for k, v in prediction.items() if not k.startswith("_")})
+
+    def _settle(self, prediction: dict[str, Any]) -> None:
+        """A running prediction whose time has come is finished; call with the lock held."""
+        ready_at = prediction.get("_ready_at")
+        if ready_at is None:
+            return
+        if time.monotonic() < ready_at:
+            prediction["status"] = "processing"
+            prediction["started_at"] = prediction["started_at"] or now()
+            return
+        del prediction["_ready_at"]
+        self._finish(
+            prediction, nsfw=prediction.pop("_nsfw", False), model_error=prediction.pop("_model_error", False)
+        )
 
     def _finish(self, prediction: dict[str, Any], *, nsfw: bool = False, model_error: bool = False) -> None:
         prediction["started_at"] = prediction["completed_at"] = now()
@@ -176,6 +206,7 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             if prediction is None:
                 send_json(self, 404, {"detail": "Not found", "status": 404})
                 return
+            self._settle(prediction)
             if prediction.get("_polls_left"):
                 prediction["_polls_left"] -= 1
                 prediction["status"] = "processing"
@@ -194,6 +225,7 @@ class ReplicateStandIn(StandInServer):
         self.prompts: list[str] = []
         self.nsfw_prompts: set[str] = set()
         self.slow_seconds = 3.0
+        self.run_seconds: tuple[float, float] = (0.0, 0.0)  # how long each prediction runs
         self.files_gone = False
         self.lock = threading.Lock()
         super().__init__()
