@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -62,10 +63,14 @@ class ImageProvider(Protocol):
         token_id: int,
         started: Callable[[str], None] | None = None,
         resume: str = "",
+        seed: int | None = None,
+        recover_since: datetime | None = None,
     ) -> GeneratedImage:
         """One image. A provider that bills per generation calls `started(external_id)` as soon as
         the paid work exists, and with `resume` (an id an earlier, dead worker was given) fetches
-        that work instead of paying for it again, when the provider still has it."""
+        that work instead of paying for it again, when the provider still has it. `seed` makes
+        the work recognisable: with `recover_since` (an earlier worker died before it learnt the
+        id), work created since then with this seed and prompt is fetched instead of bought."""
         ...
 
 
@@ -84,18 +89,20 @@ class LocalImageProvider:
         token_id: int,
         started: Callable[[str], None] | None = None,
         resume: str = "",
+        seed: int | None = None,
+        recover_since: datetime | None = None,
     ) -> GeneratedImage:
         from PIL import Image, ImageDraw
 
-        seed = hashlib.sha256(f"{token_id}:{prompt}".encode()).digest()
+        digest = hashlib.sha256(f"{token_id}:{prompt}".encode()).digest()
         size = self.size
-        image = Image.new("RGB", (size, size), tuple(seed[0:3]))
+        image = Image.new("RGB", (size, size), tuple(digest[0:3]))
         draw = ImageDraw.Draw(image)
         for i in range(8):
-            b = seed[3 + i * 3 : 6 + i * 3]
+            b = digest[3 + i * 3 : 6 + i * 3]
             x0, y0 = (b[0] * size) // 256, (b[1] * size) // 256
             radius = 16 + (b[2] * size) // 512
-            color = tuple(seed[(i * 5) % 29 : (i * 5) % 29 + 3])
+            color = tuple(digest[(i * 5) % 29 : (i * 5) % 29 + 3])
             if i % 2:
                 draw.ellipse((x0 - radius, y0 - radius, x0 + radius, y0 + radius), fill=color)
             else:
@@ -104,8 +111,14 @@ class LocalImageProvider:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=False)
         return GeneratedImage(
-            data=buffer.getvalue(), content_type="image/png", external_id=f"local-{seed[:6].hex()}"
+            data=buffer.getvalue(), content_type="image/png", external_id=f"local-{digest[:6].hex()}"
         )
+
+
+# Looking for a prediction a dead worker created: how far back past its attempt row (clocks
+# differ), and how many pages of the account's predictions (100 each) at most.
+RECOVERY_CLOCK_SKEW_SECONDS = 120
+RECOVERY_PAGES = 5
 
 
 class ReplicateImageProvider:
@@ -167,8 +180,8 @@ class ReplicateImageProvider:
         # ReplicateError keeps only status and detail; Retry-After comes from here.
         self._last_response.retry_after = response.headers.get("retry-after")
 
-    def _input(self, prompt: str) -> dict[str, Any]:
-        return {
+    def _input(self, prompt: str, seed: int | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "prompt": prompt,
             "aspect_ratio": "1:1",
             "num_outputs": 1,
@@ -176,6 +189,9 @@ class ReplicateImageProvider:
             "output_quality": 80,
             "go_fast": True,
         }
+        if seed is not None:
+            data["seed"] = seed
+        return data
 
     def generate(
         self,
@@ -184,17 +200,24 @@ class ReplicateImageProvider:
         token_id: int,
         started: Callable[[str], None] | None = None,
         resume: str = "",
+        seed: int | None = None,
+        recover_since: datetime | None = None,
     ) -> GeneratedImage:
         """Create the prediction (its id reaches `started` before any waiting), then poll it; with
-        `resume`, poll that earlier prediction instead while Replicate still has it."""
+        `resume`, poll that earlier prediction instead while Replicate still has it; with
+        `recover_since`, first look for one created since then with this seed and prompt."""
         from replicate.exceptions import ModelError, ReplicateError
 
         self._last_response.retry_after = None
         deadline = time.monotonic() + self.timeout
         try:
             prediction = self._existing(resume) if resume else None
+            if prediction is None and recover_since is not None and seed is not None:
+                prediction = self._find(prompt=prompt, seed=seed, since=recover_since)
+                if prediction is not None and started is not None:
+                    started(prediction.id)
             if prediction is None:
-                prediction = self._create(prompt)
+                prediction = self._create(prompt, seed)
                 # Stored (its own commit) before any waiting: a worker that dies while the model
                 # runs leaves a prediction the next one polls instead of buying it again.
                 if started is not None:
@@ -244,15 +267,15 @@ class ReplicateImageProvider:
         data, content_type = self._download(url)
         return GeneratedImage(data=data, content_type=content_type, external_id=prediction.id)
 
-    def _create(self, prompt: str) -> Any:
+    def _create(self, prompt: str, seed: int | None = None) -> Any:
         """POST the prediction and return it as Replicate answered (usually still `starting`)."""
         from replicate.prediction import Prediction
 
         owner_name, _, version = self.model.partition(":")
         if version:
-            path, body = "/v1/predictions", {"version": version, "input": self._input(prompt)}
+            path, body = "/v1/predictions", {"version": version, "input": self._input(prompt, seed)}
         else:
-            path, body = f"/v1/models/{owner_name}/predictions", {"input": self._input(prompt)}
+            path, body = f"/v1/models/{owner_name}/predictions", {"input": self._input(prompt, seed)}
         response = self._http.post(path, json=body)
         if response.status_code >= 400:
             try:
@@ -273,6 +296,27 @@ class ReplicateImageProvider:
                 transient=True,
                 error_class="bad_response",
             ) from None
+
+    def _find(self, *, prompt: str, seed: int, since: datetime) -> Any:
+        """A usable prediction of ours created since `since` with this seed and prompt (the list is
+        newest first), or None. Bounded: a few pages cover any crash a lease can outlive."""
+        cursor: Any = ...
+        horizon = since - timedelta(seconds=RECOVERY_CLOCK_SKEW_SECONDS)
+        for _ in range(RECOVERY_PAGES):
+            page = self._client.predictions.list(cursor)
+            for prediction in page.results:
+                created = _parse_time(getattr(prediction, "created_at", None))
+                if created is not None and created < horizon:
+                    return None
+                data = prediction.input or {}
+                if data.get("seed") == seed and data.get("prompt") == prompt:
+                    if prediction.status == "canceled" or getattr(prediction, "data_removed", False):
+                        return None
+                    return prediction
+            if not page.next:
+                return None
+            cursor = page.next
+        return None
 
     def _existing(self, prediction_id: str) -> Any:
         """An earlier prediction, or None when Replicate no longer has it (or its output)."""
@@ -307,6 +351,16 @@ class ReplicateImageProvider:
             raise ProviderError("image download was empty", transient=True, error_class="no_output")
         header_type = response.headers.get("content-type", "").split(";")[0].strip()
         return data, sniff_content_type(data, header_type or "application/octet-stream")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def image_provider() -> ImageProvider:

@@ -389,6 +389,69 @@ def test_a_generation_whose_worker_died_while_it_ran_is_resumed_not_bought_again
     assert Token.objects.get(pk=token.pk).status == "uploading"
 
 
+def _dead_worker_left_a_row_without_an_id(token):
+    """A worker wrote its attempt row and died before the prediction's id reached it."""
+    Token.objects.filter(pk=token.pk).update(
+        status="generating", prompt_text="p", status_changed_at=timezone.now() - timedelta(seconds=5)
+    )
+    job = ImageJob.objects.create(token=token, attempt=1, provider="replicate", prompt_text="p")
+    assert token_claim(statuses=["generating"], worker_id="w2", limit=1, lease_seconds=60).tokens
+    return job
+
+
+def _create_directly(replicate, prompt, seed):
+    import requests
+
+    response = requests.post(
+        f"{replicate.url}/v1/models/black-forest-labs/flux-schnell/predictions",
+        json={"input": {"prompt": prompt, "seed": seed}},
+        headers={"Authorization": f"Bearer {replicate.token}"},
+        timeout=5,
+    )
+    assert response.status_code == 201
+    return response.json()["id"]
+
+
+def test_a_prediction_created_by_a_worker_that_died_before_storing_its_id_is_found_by_seed(
+    replicate, replicate_provider
+):
+    from lifecycle.services.stages import StageReport, image
+
+    token = TokenFactory.create()
+    job = _dead_worker_left_a_row_without_an_id(token)
+    replicate.page_size = 2  # the search pages through the account's predictions
+    _create_directly(replicate, "p", 1)  # the same prompt (another token of the author), other seed
+    lost = _create_directly(replicate, "p", image.generation_seed(job))  # the dead worker's request
+    for n in range(3):
+        _create_directly(replicate, f"later {n}", 7)
+    fresh = Token.objects.select_related("author").get(pk=token.pk)
+    report = StageReport()
+    image.image_generate_token(token=fresh, worker_id="w2", provider=replicate_provider, report=report)
+    assert report.succeeded == 1 and replicate.creates == 5  # found, not bought again
+    job.refresh_from_db()
+    assert job.external_id == lost and job.outcome == "succeeded"
+    assert any(r["path"] == "/v1/predictions?cursor=2" for r in replicate.requests)
+
+
+def test_a_worker_that_died_before_asking_leaves_nothing_to_find_and_one_new_prediction_is_made(
+    replicate, replicate_provider
+):
+    import json
+
+    from lifecycle.services.stages import StageReport, image
+
+    token = TokenFactory.create()
+    job = _dead_worker_left_a_row_without_an_id(token)
+    _create_directly(replicate, "p", 1)
+    fresh = Token.objects.select_related("author").get(pk=token.pk)
+    report = StageReport()
+    image.image_generate_token(token=fresh, worker_id="w2", provider=replicate_provider, report=report)
+    assert report.succeeded == 1 and replicate.creates == 2
+    created = json.loads([r for r in replicate.requests if r["method"] == "POST"][-1]["body"])
+    assert created["input"]["seed"] == image.generation_seed(job)
+    assert ImageJob.objects.get(token=token).outcome == "succeeded"
+
+
 def test_a_prediction_replicate_no_longer_has_is_started_again(replicate, replicate_provider):
     token = TokenFactory.create(status="generating", prompt_text="p")
     Token.objects.filter(pk=token.pk).update(status_changed_at=timezone.now() - timedelta(seconds=5))

@@ -1,5 +1,6 @@
 """A Replicate API stand-in: predictions (with `Prefer: wait`), polling, problem JSON, file URLs.
 
+`GET /v1/predictions` lists them newest first, `page_size` a page, with a `next` cursor URL.
 Like the real API, a prediction runs after its create answered: it finishes `run_seconds` later
 (drawn per prediction; 0 by default), `GET /v1/predictions/{id}` shows `processing` until then,
 and `Prefer: wait=N` holds the create answer up to N seconds for it. `latency` delays every
@@ -153,6 +154,26 @@ class ReplicateHandler(BaseHTTPRequestHandler):
                 self._settle(prediction)
         send_json(self, 201, {k: v for k, v in prediction.items() if not k.startswith("_")})
 
+    def _list(self, offset: int) -> None:
+        """`GET /v1/predictions`: the account's predictions, newest first, a page at a time."""
+        s = self.standin
+        with s.lock:
+            ordered = list(reversed(s.predictions.values()))
+            page = ordered[offset : offset + s.page_size]
+            for prediction in page:
+                self._settle(prediction)
+            results = [{k: v for k, v in p.items() if not k.startswith("_")} for p in page]
+        more = offset + s.page_size < len(ordered)
+        send_json(
+            self,
+            200,
+            {
+                "previous": None,
+                "next": f"{s.url}/v1/predictions?cursor={offset + s.page_size}" if more else None,
+                "results": results,
+            },
+        )
+
     def _settle(self, prediction: dict[str, Any]) -> None:
         """A running prediction whose time has come is finished; call with the lock held."""
         ready_at = prediction.get("_ready_at")
@@ -196,6 +217,11 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        listing = re.fullmatch(r"/v1/predictions(?:\?cursor=(\d+))?", self.path)
+        if listing:
+            if self._authorized():
+                self._list(int(listing.group(1) or 0))
+            return
         match = re.fullmatch(r"/v1/predictions/([0-9a-f]+)", self.path)
         if not match or not self._authorized():
             if not match:
@@ -226,6 +252,7 @@ class ReplicateStandIn(StandInServer):
         self.nsfw_prompts: set[str] = set()
         self.slow_seconds = 3.0
         self.run_seconds: tuple[float, float] = (0.0, 0.0)  # how long each prediction runs
+        self.page_size = 100  # predictions per page of GET /v1/predictions
         self.files_gone = False
         self.lock = threading.Lock()
         super().__init__()

@@ -72,7 +72,14 @@ def _generate_recorded(
         if resumable is not None:
             logger.info("stage.image_resumed", extra={"token_id": token.pk, "job": job.pk})
         image = provider.generate(
-            prompt=prompt, token_id=token.pk, started=started, resume=job.external_id if resumable else ""
+            prompt=prompt,
+            token_id=token.pk,
+            started=started,
+            resume=job.external_id if resumable else "",
+            seed=generation_seed(job),
+            # The row exists but no id reached it: its worker may have died with the request in
+            # flight, so the provider is asked for work with this row's seed before paying again.
+            recover_since=job.created_at if resumable is not None and not job.external_id else None,
         )
         return image, _store_image(token, image.data, image.content_type)
 
@@ -109,8 +116,10 @@ def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> Imag
     (its id is on the row) but no result was recorded."""
     # A worker that died left its row `started`; one whose own deadline passed left it a timeout
     # with the prediction still running (and billed): both are polled, not bought again.
-    unfinished = Q(outcome=AttemptOutcome.STARTED) | Q(
-        outcome=AttemptOutcome.TRANSIENT_ERROR, error_class="timeout"
+    # A row still `started` without an id: its worker died before (or while) asking, and the
+    # provider is searched for it by seed. A timeout left the prediction running: polled by id.
+    unfinished = Q(outcome=AttemptOutcome.STARTED) | (
+        Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class="timeout") & ~Q(external_id="")
     )
     return (
         ImageJob.objects.filter(
@@ -120,10 +129,15 @@ def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> Imag
             prompt_text=prompt,
             fallback=fallback,
         )
-        .exclude(external_id="")
         .order_by("-created_at")
         .first()
     )
+
+
+def generation_seed(job: ImageJob) -> int:
+    """The model's seed for an attempt row: fixed per row, so work bought for it can be found."""
+    digest = hashlib.sha256(f"glisk:{job.token_id}:{job.pk}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def _finished_generation(token: Token) -> tuple[StoredImage, ImageJob] | None:
