@@ -16,27 +16,57 @@ logger = logging.getLogger(__name__)
 WRONG_CHAIN_KEY = "chain.wrong_chain"
 
 
+class ChainGuard:
+    """The chain-id check of one keeper or watcher run, made before each of its steps: an RPC
+    swapped for another chain mid-run is caught at the next step. A mismatch is logged once per
+    run and kept in SystemState (the dashboard and /health show it) until a check passes."""
+
+    def __init__(self, *, chain: GliskChain, actor: str):
+        self.chain = chain
+        self.actor = actor
+        self.logged = False
+        self.recorded: bool | None = None  # what this run last wrote: the problem, its removal, nothing
+
+    def check(self) -> bool:
+        """Whether the RPC serves the configured chain now."""
+        try:
+            self.chain.check_chain_id()
+        except WrongChain as exc:
+            self.wrong(exc)
+            return False
+        self.right()
+        return True
+
+    def wrong(self, exc: WrongChain) -> None:
+        if not self.logged:
+            logger.error(
+                "chain.wrong_chain",
+                extra={"actor": self.actor, "expected": exc.expected, "actual": exc.actual},
+            )
+            self.logged = True
+        if self.recorded is not True:
+            state_set(
+                key=WRONG_CHAIN_KEY,
+                value={
+                    "at": timezone.now().isoformat(),
+                    "expected": exc.expected,
+                    "actual": exc.actual,
+                    "actor": self.actor,
+                },
+            )
+            self.recorded = True
+
+    def right(self) -> None:
+        if self.recorded is not False:
+            if self.recorded:
+                logger.warning("chain.right_again", extra={"actor": self.actor})
+            state_delete(key=WRONG_CHAIN_KEY)
+            self.recorded = False
+
+
 def chain_checked(*, chain: GliskChain, actor: str) -> bool:
-    """Whether `chain`'s RPC serves the configured chain; on a mismatch, say so (once per call,
-    in the log and in SystemState for the dashboard and /health) and return False."""
-    try:
-        chain.check_chain_id()
-    except WrongChain as exc:
-        logger.error(
-            "chain.wrong_chain", extra={"actor": actor, "expected": exc.expected, "actual": exc.actual}
-        )
-        state_set(
-            key=WRONG_CHAIN_KEY,
-            value={
-                "at": timezone.now().isoformat(),
-                "expected": exc.expected,
-                "actual": exc.actual,
-                "actor": actor,
-            },
-        )
-        return False
-    state_delete(key=WRONG_CHAIN_KEY)
-    return True
+    """One check (see ChainGuard): whether `chain`'s RPC serves the configured chain."""
+    return ChainGuard(chain=chain, actor=actor).check()
 
 
 def wrong_chain_problem() -> str | None:

@@ -36,10 +36,10 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, RpcError
+from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, RpcError, WrongChain
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
-from chain.services.guard import chain_checked
+from chain.services.guard import ChainGuard
 from glisk.core.state import advisory_lock
 from lifecycle.selectors import RevealCandidate, reveal_queue, reveal_waiting_exists
 from lifecycle.services.minting import token_mint_dispute
@@ -461,16 +461,24 @@ def reveal_run(
             return None
         deadline = time.monotonic() + budget_seconds
         backoff = poll_seconds
-        checked = False
+        guard = ChainGuard(chain=keeper.chain, actor="keeper")
         while time.monotonic() < deadline:
             try:
-                if not checked:
-                    if not chain_checked(chain=keeper.chain, actor="keeper"):
+                # Before every step: an RPC swapped for another chain mid-run sends and
+                # resolves nothing (the log, dashboard and /health say why).
+                if not guard.check():
+                    if "wrong chain" not in report.notes:
                         report.notes.append("wrong chain")
-                        return report  # act on nothing; the log, dashboard and /health say why
-                    checked = True
+                    sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
                 outcome = keeper.step(report, force=force)
                 backoff = poll_seconds
+            except WrongChain as exc:
+                guard.wrong(exc)
+                sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
             except ChainError as exc:
                 logger.warning("reveal.chain_error", extra={"error": str(exc), "retry_in": backoff})
                 report.notes.append(str(exc)[:200])

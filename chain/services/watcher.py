@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import ChainError, GliskChain, WrongChain
 from chain.models import MintEvent
 from chain.services.disputes import mint_disputes_settle
-from chain.services.guard import chain_checked
+from chain.services.guard import ChainGuard
 from chain.services.ingestion import mint_logs_ingest
 from glisk.core.state import advisory_lock, state_get, state_get_for_update, state_set
 from lifecycle.selectors import tokens_disputed_exist
@@ -55,6 +55,9 @@ def watcher_step(*, chain: GliskChain) -> WatcherStep | None:
         return None
     end = min(safe, start + config.watcher_max_block_range - 1)
     logs = chain.mint_logs(start, end)
+    # The RPC could have been swapped for another chain since the run's check: never move the
+    # cursor along what another chain said (raises WrongChain).
+    chain.check_chain_id()
     with transaction.atomic():
         # Lock the cursor row: a second watcher (should the advisory lock be bypassed) waits,
         # then sees that the range moved and writes nothing twice (ingestion is idempotent too).
@@ -92,19 +95,25 @@ def watcher_run(
         if not got:
             logger.info("watcher.already_running")
             return 0
-        checked = False
+        guard = ChainGuard(chain=chain, actor="watcher")
         deadline = time.monotonic() + duration
         backoff = poll_seconds
         while time.monotonic() < deadline:
             try:
-                if not checked:
-                    if not chain_checked(chain=chain, actor="watcher"):
-                        return steps  # never move the cursor along another chain's head
-                    checked = True
+                if not guard.check():
+                    # Another chain: act on nothing, check again (the RPC may be put back).
+                    sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
                 step = watcher_step(chain=chain)
                 if tokens_disputed_exist():
                     mint_disputes_settle(chain=chain, head=step.head if step else None)
                 backoff = poll_seconds
+            except WrongChain as exc:
+                guard.wrong(exc)
+                sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
             except ChainError as exc:
                 logger.warning("watcher.rpc_failed", extra={"error": str(exc), "retry_in": backoff})
                 sleep(backoff)

@@ -2,8 +2,10 @@
 
 Used by the demo before it exits and by the end-to-end and chaos tests: every minted token is
 revealed (or failed with a reason), revealed in exactly one confirmed transaction, with
-`tokenURI` = `ipfs://<metadata cid>`, metadata that names the image CID, image bytes that hash to
-it, and no generation or pin done twice.
+`tokenURI` = `ipfs://<metadata cid>` and the chain's prompt author, metadata that names the image
+CID, image bytes that hash to it, and no generation or pin done twice: at most one successful
+generation each time the token entered `generating` (an operator's regenerate or retry, a mint
+correction start a new one) and at most one pin of each kind each time it entered `uploading`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from django.db.models import Count
+from django.db.models import Count, F
 
 from chain.adapter import ChainError, GliskChain
 from chain.models import RevealTransaction
-from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus
+from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus, TokenTransition
 from lifecycle.providers.ipfs import cid_v1
 
 
@@ -49,7 +51,7 @@ def pipeline_audit(
     """Audit every token the contract has minted. `gateway_url` enables the content checks."""
     result = AuditResult()
     result.on_chain = chain.next_token_id() - 1
-    tokens = {t.pk: t for t in Token.objects.filter(token_id__lte=result.on_chain)}
+    tokens = {t.pk: t for t in Token.objects.filter(token_id__lte=result.on_chain).select_related("author")}
     for token_id in range(1, result.on_chain + 1):
         token = tokens.get(token_id)
         if token is None:
@@ -95,24 +97,30 @@ def pipeline_audit(
             result.problem(
                 f"#{token.pk} tokenURI on chain is {state.token_uri!r}, database has {token.metadata_cid}"
             )
+        if state.prompt_author.lower() != token.author.wallet_address.lower():
+            result.problem(
+                f"#{token.pk} is revealed with author {token.author.wallet_address}, the chain says "
+                f"{state.prompt_author}"
+            )
 
-    twice = (
+    stints = _entries()
+    generated = (
         ImageJob.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
-        .values("token_id")
-        .annotate(n=Count("id"))
-        .filter(n__gt=1)
         .exclude(token__status=TokenStatus.FAILED)
-    )
-    for dup in twice[:5]:
-        result.problem(f"#{dup['token_id']} had its image generated {dup['n']} times")
-    pinned_twice = (
-        IpfsRecord.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
-        .values("token_id", "kind")
+        .values_list("token_id")
         .annotate(n=Count("id"))
-        .filter(n__gt=1)
     )
-    for pin in pinned_twice[:5]:
-        result.problem(f"#{pin['token_id']} had its {pin['kind']} pinned {pin['n']} times")
+    for token_id, n in generated:
+        if n > max(1, stints[(token_id, TokenStatus.GENERATING)]):
+            result.problem(f"#{token_id} had its image generated {n} times")
+    pinned = (
+        IpfsRecord.objects.filter(outcome=AttemptOutcome.SUCCEEDED)
+        .values_list("token_id", "kind")
+        .annotate(n=Count("id"))
+    )
+    for token_id, kind, n in pinned:
+        if n > max(1, stints[(token_id, TokenStatus.UPLOADING)]):
+            result.problem(f"#{token_id} had its {kind} pinned {n} times")
 
     if gateway_url:
         sample = revealed if content_sample is None else revealed[:content_sample]
@@ -123,6 +131,17 @@ def pipeline_audit(
                 result.problem(problem)
             result.checked_content += 1
     return result
+
+
+def _entries() -> Counter[tuple[int, str]]:
+    """How many times each token entered `generating` and `uploading`."""
+    rows = (
+        TokenTransition.objects.filter(to_status__in=[TokenStatus.GENERATING, TokenStatus.UPLOADING])
+        .exclude(from_status=F("to_status"))
+        .values_list("token_id", "to_status")
+        .annotate(n=Count("id"))
+    )
+    return Counter({(token_id, status): n for token_id, status, n in rows})
 
 
 def _check_content(session: requests.Session, gateway_url: str, token: Token) -> str | None:

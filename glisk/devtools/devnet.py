@@ -101,6 +101,7 @@ def start_anvil(
     block_time: float = 0,
     log_file: Path | None = None,
     accounts: int = 10,
+    chain_id: int = DEVNET_CHAIN_ID,
 ) -> subprocess.Popen[bytes]:
     """Start anvil on 127.0.0.1:`port` and wait until it answers.
 
@@ -116,7 +117,7 @@ def start_anvil(
         "--port",
         str(port),
         "--chain-id",
-        str(DEVNET_CHAIN_ID),
+        str(chain_id),
         "--accounts",
         str(accounts),
         "--balance",
@@ -129,9 +130,7 @@ def start_anvil(
         args += ["--state", str(state_file)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 (lives with the process)
     process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    rpc = GliskChain(
-        rpc_url=f"http://127.0.0.1:{port}", contract_address="", chain_id=DEVNET_CHAIN_ID, timeout=2
-    )
+    rpc = GliskChain(rpc_url=f"http://127.0.0.1:{port}", contract_address="", chain_id=chain_id, timeout=2)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -59,3 +59,94 @@ def test_the_keeper_and_the_watcher_act_on_nothing_on_another_chain(chain, accou
     assert right is not None and right.sent == 1
     assert set(Token.objects.values_list("status", flat=True)) == {"revealed"}
     assert client.get("/health").json() == {"status": "healthy"}
+
+
+@pytest.fixture
+def other_chain():
+    """Another node with another chain id (Base's), further ahead than ours."""
+    port = devnet.free_port()
+    process = devnet.start_anvil(port=port, chain_id=8453)
+    other = GliskChain(rpc_url=f"http://127.0.0.1:{port}", contract_address="", chain_id=8453)
+    other.rpc("anvil_mine", [hex(300)])
+    yield other
+    devnet.stop_process(process)
+
+
+@pytest.fixture
+def proxy(chain):
+    from tests.standins.rpc_proxy import RpcProxy
+
+    server = RpcProxy(chain._rpc_url).start()
+    yield server
+    server.stop()
+
+
+def test_an_rpc_swapped_for_another_chain_mid_run_moves_no_cursor_and_the_watcher_resumes(
+    chain, accounts, settings, proxy, other_chain, caplog
+):
+    ours = chain._rpc_url
+    proxied = GliskChain(rpc_url=proxy.url, contract_address=chain.contract_address, chain_id=chain.chain_id)
+    devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=2)
+    chain.rpc("anvil_mine", [hex(settings.GLISK.watcher_confirmations)])
+    assert other_chain.block_number() > chain.block_number() + 50  # a cursor that followed it would show
+    seen_while_swapped: list[object] = []
+    naps = 0
+
+    def sleep(_seconds: float) -> None:
+        nonlocal naps
+        naps += 1
+        if naps == 1:  # caught up with our chain: the RPC now points elsewhere
+            proxy.upstream = other_chain._rpc_url
+        elif naps == 4:
+            seen_while_swapped.append(state_get(key="chain.wrong_chain"))
+            proxy.upstream = ours  # put back; a mint happened meanwhile
+            devnet.mint(chain, minter=accounts[2], prompt_author=accounts[4], quantity=1)
+            chain.rpc("anvil_mine", [hex(settings.GLISK.watcher_confirmations)])
+        elif naps > 8:
+            raise TimeoutError
+
+    with caplog.at_level("ERROR", logger="chain.services.guard"), pytest.raises(TimeoutError):
+        watcher_run(chain=proxied, duration=60, poll_seconds=0.01, sleep=sleep)
+    cursor = state_get(key=cursor_key(proxied))["block"]
+    assert cursor <= chain.block_number()  # never the other chain's 300
+    assert sorted(Token.objects.values_list("token_id", flat=True)) == [1, 2, 3]
+    assert seen_while_swapped[0]["actual"] == 8453
+    assert state_get(key="chain.wrong_chain") is None  # cleared once the chain was right again
+    assert [r.getMessage() for r in caplog.records].count("chain.wrong_chain") == 1  # once per run
+
+
+def test_the_keeper_sends_nothing_while_the_rpc_serves_another_chain_and_resumes_after(
+    chain, accounts, settings, proxy, other_chain
+):
+    from eth_account import Account
+
+    devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=2)
+    author = AuthorFactory.create(wallet_address=accounts[3])
+    for i in (1, 2):
+        TokenFactory.create(
+            token_id=i,
+            author=author,
+            status="ready",
+            metadata_cid=f"bafkswap{i}",
+            status_changed_at=timezone.now() - timedelta(minutes=5),
+        )
+    proxy.upstream = other_chain._rpc_url
+    proxied = GliskChain(rpc_url=proxy.url, contract_address=chain.contract_address, chain_id=chain.chain_id)
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            assert not RevealTransaction.objects.exists()
+            proxy.upstream = chain._rpc_url
+
+    report = reveal_run(
+        keeper=Keeper(chain=proxied, private_key=settings.GLISK.keeper_private_key),
+        budget_seconds=20,
+        poll_seconds=0.01,
+        sleep=sleep,
+    )
+    assert report is not None and report.sent == 1 and "wrong chain" in report.notes
+    assert set(Token.objects.values_list("status", flat=True)) == {"revealed"}
+    keeper = Account.from_key(settings.GLISK.keeper_private_key).address
+    assert other_chain.transaction_count(keeper) == 0  # nothing was ever sent to the other chain

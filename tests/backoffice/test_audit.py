@@ -1,0 +1,63 @@
+"""The audit catches what it promises to: a duplicate generation or pin beyond the token's
+stints, and a reveal with an author the chain does not have."""
+
+from __future__ import annotations
+
+import pytest
+
+from authors.services import authors_ensure
+from glisk.backoffice.audit import pipeline_audit
+from glisk.devtools import devnet
+from lifecycle.models import ImageJob, IpfsRecord, Token, TokenTransition
+from tests.chain.helpers import reveal_on_chain
+from tests.factories import AuthorFactory, TokenFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def revealed_token(chain, accounts, *, author=None):
+    devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=1)
+    author = author or authors_ensure(wallets=[accounts[3]])[0][accounts[3].lower()]
+    token = TokenFactory.create(token_id=1, author=author, status="revealed", metadata_cid="bafkaudit")
+    reveal_on_chain(chain, accounts[0], [1], ["ipfs://bafkaudit"])
+    TokenTransition.objects.create(token=token, from_status="detected", to_status="generating", actor="t")
+    TokenTransition.objects.create(token=token, from_status="generating", to_status="uploading", actor="t")
+    return token
+
+
+def job(token, n):
+    ImageJob.objects.create(token=token, attempt=n, provider="local", prompt_text="p", outcome="succeeded")
+
+
+def test_a_clean_token_passes(chain, accounts):
+    token = revealed_token(chain, accounts)
+    job(token, 1)
+    IpfsRecord.objects.create(token=token, kind="image", attempt=1, provider="local", outcome="succeeded")
+    assert pipeline_audit(chain=chain).problems == []
+
+
+def test_a_second_generation_in_one_stint_is_a_problem_but_not_after_a_regenerate(chain, accounts):
+    token = revealed_token(chain, accounts)
+    job(token, 1)
+    job(token, 2)
+    assert pipeline_audit(chain=chain).problems == ["#1 had its image generated 2 times"]
+    TokenTransition.objects.create(
+        token=token, from_status="ready", to_status="generating", actor="operator:x"
+    )
+    assert pipeline_audit(chain=chain).problems == []
+
+
+def test_a_second_pin_in_one_stint_is_a_problem(chain, accounts):
+    token = revealed_token(chain, accounts)
+    for n in (1, 2):
+        IpfsRecord.objects.create(
+            token=token, kind="metadata", attempt=n, provider="local", outcome="succeeded"
+        )
+    assert pipeline_audit(chain=chain).problems == ["#1 had its metadata pinned 2 times"]
+
+
+def test_a_reveal_under_another_author_is_a_problem(chain, accounts):
+    revealed_token(chain, accounts, author=AuthorFactory.create())
+    (problem,) = pipeline_audit(chain=chain).problems
+    assert problem.startswith("#1 is revealed with author") and accounts[3] in problem
+    assert Token.objects.count() == 1
