@@ -9,11 +9,28 @@ from typing import Any
 
 from glisk.core.stages import stage_started
 from lifecycle.services.stages import image_stage_run, ipfs_stage_run
+from lifecycle.services.tokens import token_leases_release_dead
 
 
 def worker_id() -> str:
     """Unique per task run: host, process, and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def release_dead_worker_leases() -> dict[str, int]:
+    """Run by a cluster as it starts, on its own machine (see token_leases_release_dead)."""
+    return token_leases_release_dead(host=socket.gethostname(), alive=process_alive)
 
 
 def image_stage() -> dict[str, Any]:

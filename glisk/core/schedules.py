@@ -12,7 +12,10 @@ SCHEDULES = {
     "glisk.prune_webhooks": ("chain.tasks.prune_webhooks", 24 * 60),
     "glisk.prune_prompt_nonces": ("authors.tasks.prune_nonces", 24 * 60),
 }
-STARTUP_TASKS = ("chain.tasks.recover_on_start", "chain.tasks.watcher", "glisk.core.tasks.sweep")
+STARTUP_TASKS = ("chain.tasks.recover_on_start", "chain.tasks.watcher", "glisk.core.tasks.startup_sweep")
+# Run by the starting cluster itself, before it queues anything: work that must happen on its
+# own machine (named by dotted path, like the stages).
+STARTUP_LOCAL = ("lifecycle.tasks.release_dead_worker_leases",)
 
 
 def ensure_schedules() -> None:

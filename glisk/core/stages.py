@@ -47,8 +47,9 @@ def _key(stage: str) -> str:
     return f"nudge.{stage}"
 
 
-def stage_nudge(*, stage: str) -> bool:
+def stage_nudge(*, stage: str, force: bool = False) -> bool:
     """Queue one run of `stage`'s task unless one is already queued. Returns whether it queued.
+    `force`: queue one even so (a cluster starting: the queued one may have died with another).
 
     The flag's row stays locked until the caller's transaction ends, debounced or not: a queued
     task that starts meanwhile clears the flag only after that commit, so it sees the work this
@@ -64,7 +65,7 @@ def stage_nudge(*, stage: str) -> bool:
         )
         if not created:
             queued_until = row.value.get("queued_until") if isinstance(row.value, dict) else None
-            if isinstance(queued_until, int | float) and queued_until >= now:
+            if not force and isinstance(queued_until, int | float) and queued_until >= now:
                 return False
             SystemState.objects.filter(key=_key(stage)).update(value=flag)
         async_task(task, group=f"stage:{stage}")

@@ -9,7 +9,7 @@ still ours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -346,3 +346,30 @@ def token_leases_renew(*, worker_id: str, lease_seconds: int) -> int:
     return Token.objects.filter(claimed_by=worker_id, lease_expires_at__gt=now).update(
         lease_expires_at=now + timedelta(seconds=lease_seconds)
     )
+
+
+def token_leases_release_dead(*, host: str, alive: Callable[[int], bool]) -> dict[str, int]:
+    """Free the leases held by this host's workers whose process is gone (a cluster that was
+    SIGKILLed or OOM-killed, restarting on the same machine): their tokens are claimable at once
+    instead of when the lease runs out. Worker ids are `host:pid:suffix` (lifecycle.tasks);
+    `alive(pid)` tells whether a process of this host still runs. Returns released tokens per
+    dead worker."""
+    now = timezone.now()
+    holders = (
+        Token.objects.filter(claimed_by__startswith=f"{host}:", lease_expires_at__gt=now)
+        .values_list("claimed_by", flat=True)
+        .distinct()
+    )
+    released: dict[str, int] = {}
+    for holder in holders:
+        _, _, rest = holder.partition(f"{host}:")
+        pid_text = rest.split(":", 1)[0]
+        if not pid_text.isdigit() or alive(int(pid_text)):
+            continue
+        count = Token.objects.filter(claimed_by=holder).update(
+            claimed_by="", lease_expires_at=None, updated_at=now
+        )
+        if count:
+            released[holder] = count
+            logger.warning("token.dead_worker_leases_released", extra={"worker": holder, "tokens": count})
+    return released

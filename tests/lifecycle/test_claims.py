@@ -142,3 +142,30 @@ def test_a_row_locked_by_another_transaction_is_skipped_not_waited_for():
         release.set()
         t.join(timeout=10)
     assert connection.is_usable()
+
+
+@pytest.mark.django_db
+def test_a_starting_cluster_frees_the_leases_of_this_machines_dead_workers():
+    import subprocess
+
+    from lifecycle.services.tokens import token_leases_release_dead
+    from lifecycle.tasks import process_alive, release_dead_worker_leases
+
+    gone = subprocess.Popen(["sleep", "60"])
+    gone.kill()
+    gone.wait()
+    assert not process_alive(gone.pid)
+    import os
+    import socket
+
+    host = socket.gethostname()
+    expires = timezone.now() + timedelta(seconds=30)
+    dead = TokenFactory.create(claimed_by=f"{host}:{gone.pid}:aaaa", lease_expires_at=expires)
+    alive = TokenFactory.create(claimed_by=f"{host}:{os.getpid()}:bbbb", lease_expires_at=expires)
+    elsewhere = TokenFactory.create(claimed_by=f"other-host:{gone.pid}:cccc", lease_expires_at=expires)
+    assert release_dead_worker_leases() == {f"{host}:{gone.pid}:aaaa": 1}
+    assert token_claim(statuses=["detected"], worker_id="next", limit=10, lease_seconds=30).ids == [dead.pk]
+    for token in (alive, elsewhere):  # a live worker here, and any worker elsewhere, keep theirs
+        token.refresh_from_db()
+        assert token.claimed_by and token.lease_expires_at == expires
+    assert token_leases_release_dead(host="h", alive=lambda pid: False) == {}

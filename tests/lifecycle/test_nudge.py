@@ -29,6 +29,19 @@ def test_a_flag_whose_task_never_started_expires():
     assert OrmQ.objects.count() == 2
 
 
+def test_a_starting_cluster_sweeps_past_the_debounce():
+    """The flag may stand for a task a dead cluster had taken: the start-up sweep queues anew."""
+    from glisk.core.tasks import startup_sweep, sweep
+    from tests.factories import TokenFactory
+
+    TokenFactory.create()  # the image stage has work
+    assert stage_nudge(stage="image")
+    sweep()
+    assert OrmQ.objects.count() == 1  # the ordinary sweep is debounced
+    startup_sweep()
+    assert OrmQ.objects.count() == 2
+
+
 def test_a_rolled_back_nudge_leaves_no_flag_and_no_task():
     from django.db import transaction
 
