@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django_q.models import Schedule
+
+from glisk.core.state import advisory_xact_lock
 
 # name → (task, every N minutes). django-q2 checks schedules only about every 30 s: they are
 # the safety net, the nudges do the work.
@@ -19,8 +22,17 @@ STARTUP_LOCAL = ("lifecycle.tasks.release_dead_worker_leases",)
 
 
 def ensure_schedules() -> None:
-    for name, (func, minutes) in SCHEDULES.items():
-        Schedule.objects.update_or_create(
-            name=name,
-            defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-        )
+    """One schedule per name, however many clusters start at once. django-q2 does not make the
+    name unique, so clusters starting together on a fresh database used to create two of each,
+    and every later start then failed (update_or_create found two): serialize the starts, and
+    remove duplicates an earlier version left."""
+    with transaction.atomic():
+        advisory_xact_lock("glisk.schedules")
+        for name, (func, minutes) in SCHEDULES.items():
+            ids = list(Schedule.objects.filter(name=name).order_by("id").values_list("id", flat=True))
+            if len(ids) > 1:
+                Schedule.objects.filter(id__in=ids[1:]).delete()
+            Schedule.objects.update_or_create(
+                name=name,
+                defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+            )

@@ -389,6 +389,20 @@ def test_a_generation_whose_worker_died_while_it_ran_is_resumed_not_bought_again
     assert Token.objects.get(pk=token.pk).status == "uploading"
 
 
+def test_a_client_library_exception_after_a_paid_generation_counts_one_attempt(replicate, replicate_provider):
+    """The poll answers a body the replicate client cannot parse: its own exception, not a
+    ProviderError. The attempt is recorded and counted; the next one buys one new prediction."""
+    replicate.inject("garbage_poll")
+    token = TokenFactory.create()
+    report = run(replicate_provider)
+    assert report.retried == 1 and replicate.creates == 1
+    (job,) = ImageJob.objects.filter(token=token)
+    assert job.outcome == "transient_error" and job.error_class.startswith("unexpected_") and job.external_id
+    Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())
+    assert run(replicate_provider).succeeded == 1
+    assert replicate.creates == 2 and ImageJob.objects.filter(token=token).count() == 2
+
+
 def _dead_worker_left_a_row_without_an_id(token):
     """A worker wrote its attempt row and died before the prediction's id reached it."""
     Token.objects.filter(pk=token.pk).update(

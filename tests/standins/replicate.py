@@ -7,9 +7,11 @@ and `Prefer: wait=N` holds the create answer up to N seconds for it. `latency` d
 answer (the network).
 
 Faults (one per prediction create): "429", "429_retry_after" (3 s; "_inf" and "_huge" ask for
-"inf" and "1e9"), "500", "503", "slow" (sleeps past
-the client's timeout), "nsfw", "model_error", "401", "422", "starting" (answers `starting` and
-finishes after two polls). Prompts listed in `nsfw_prompts` always fail as NSFW.
+"inf" and "1e9"), "500", "503", "slow" (sleeps past the client's timeout), "nsfw",
+"model_error", "401", "422", "starting" (answers `starting` and finishes after two polls),
+"garbage_poll" (the prediction is created and paid for, and the first poll answers 200 with a
+body that is not JSON: the client library raises its own exception). Prompts listed in
+`nsfw_prompts` always fail as NSFW.
 """
 
 from __future__ import annotations
@@ -138,6 +140,8 @@ class ReplicateHandler(BaseHTTPRequestHandler):
         run = random.uniform(*s.run_seconds) if s.run_seconds[1] > 0 else 0.0
         if fault == "starting":
             prediction["_polls_left"] = 2
+        elif fault == "garbage_poll":
+            prediction.update(_polls_left=2, _garbage=True)
         elif run > 0:
             prediction.update(
                 _ready_at=time.monotonic() + run, _nsfw=nsfw, _model_error=fault == "model_error"
@@ -233,6 +237,14 @@ class ReplicateHandler(BaseHTTPRequestHandler):
                 send_json(self, 404, {"detail": "Not found", "status": 404})
                 return
             self._settle(prediction)
+            if prediction.pop("_garbage", False):
+                body = b'{"id": "' + prediction["id"].encode() + b'", "status": "proc'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if prediction.get("_polls_left"):
                 prediction["_polls_left"] -= 1
                 prediction["status"] = "processing"
