@@ -13,6 +13,7 @@ import pytest
 import requests
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from eth_account import Account
 
 from chain.models import MintEvent, RevealTransaction, WebhookDelivery
@@ -60,23 +61,62 @@ def assert_invariants(stack, chain, total, *, outcome, allow_failed=False, local
 
 
 def test_sigkill_a_random_cluster_every_few_seconds(chaos_stack):
-    """Scenario 1: clusters killed with SIGKILL (and restarted) while tokens flow."""
+    """Scenario 1: clusters killed with SIGKILL (and restarted) while tokens flow. Images come
+    from the Replicate stand-in (each prediction runs 0.05-0.3 s), so a kill lands while
+    predictions are paid for and running: every token that did not fail is paid for once."""
     total = scale(80, 1000)
-    stack = chaos_stack()
-    stack.start_web()
-    clusters = [stack.start_cluster("c1"), stack.start_cluster("c2")]
-    chain = mint(stack, total)
-    kills = 0
-    rng = random.Random(3)
-    while not all_done(total) and kills < scale(3, 30):
-        time.sleep(rng.uniform(2, 5))
-        victim = clusters.pop(rng.randrange(len(clusters)))
-        stack.kill(victim)
-        kills += 1
-        clusters.append(stack.start_cluster(f"c-restart-{kills}"))
-    assert wait_until(lambda: all_done(total), timeout=300)
-    assert kills >= 1
-    assert_invariants(stack, chain, total, outcome=f"scenario 1 ({kills} SIGKILLs)")
+    replicate = ReplicateStandIn().start()
+    replicate.run_seconds = (0.05, 0.3)
+    try:
+        stack = chaos_stack(
+            IMAGE_PROVIDER="replicate", REPLICATE_API_TOKEN=replicate.token, REPLICATE_BASE_URL=replicate.url
+        )
+        stack.start_web()
+        clusters = [stack.start_cluster("c1"), stack.start_cluster("c2")]
+        chain = mint(stack, total)
+        kills = 0
+        rng = random.Random(3)
+        while not all_done(total) and kills < scale(3, 30):
+            time.sleep(rng.uniform(2, 5))
+            victim = clusters.pop(rng.randrange(len(clusters)))
+            stack.kill(victim)
+            kills += 1
+            clusters.append(stack.start_cluster(f"c-restart-{kills}"))
+        assert wait_until(lambda: all_done(total), timeout=300)
+        assert kills >= 1
+        paid = _paid_predictions(replicate)
+        assert paid["without a stored id"] == 0
+        assert paid["per token"] == {1: Token.objects.filter(status="revealed").count()}
+        assert_invariants(
+            stack,
+            chain,
+            total,
+            outcome=f"scenario 1 ({kills} SIGKILLs; slowest mint → reveal {_slowest_seconds():.0f} s; "
+            f"paid predictions per revealed token {paid['per token']}, "
+            f"{paid['without a stored id']} without a stored id)",
+        )
+    finally:
+        replicate.stop()
+
+
+def _paid_predictions(replicate: ReplicateStandIn) -> dict:
+    """How many predictions the stand-in created for each revealed token (by the ids the attempt
+    rows hold), and how many it created that no attempt row knows."""
+    from lifecycle.models import ImageJob
+
+    rows = set(ImageJob.objects.exclude(external_id="").values_list("token_id", "external_id"))
+    per_token = Counter(token_id for token_id, _ in rows)
+    revealed = Token.objects.filter(status="revealed").values_list("token_id", flat=True)
+    return {
+        "per token": dict(Counter(per_token[t] for t in revealed)),
+        "without a stored id": len(set(replicate.predictions) - {pid for _, pid in rows}),
+    }
+
+
+def _slowest_seconds() -> float:
+    """The longest mint (block time) → reveal of the run."""
+    rows = Token.objects.filter(status="revealed").values_list("revealed_at", "mint_event__block_timestamp")
+    return max((revealed - minted).total_seconds() for revealed, minted in rows if minted)
 
 
 def test_same_deliveries_three_times_out_of_order_from_several_senders(chaos_stack):
@@ -340,3 +380,193 @@ def test_a_reorg_removes_a_mint_the_webhook_announced(chaos_stack):
     result = pipeline_audit(chain=chain, gateway_url=stack.web_url)
     assert result.problems == [] and result.on_chain == 3
     print("\nscenario 6: 5 announced, 2 reorged away and failed with 'not on chain', 3 revealed, audit clean")
+
+
+def test_operators_act_at_random_while_the_keeper_and_stages_work(chaos_stack):
+    """Scenario 8: retry, regenerate, mark failed and reveal now on random tokens, from the same
+    services the admin calls, while two clusters generate, pin and reveal. Every action either
+    applies under the token's row lock or is refused with a reason; none is lost or doubled."""
+    from lifecycle.models import TokenTransition
+    from lifecycle.services.operator import (
+        ActionRefused,
+        operator_mark_failed,
+        operator_regenerate,
+        operator_retry,
+        operator_reveal_now,
+    )
+
+    total = scale(60, 500)
+    stack = chaos_stack()
+    stack.start_web()
+    stack.start_relay()
+    stack.start_cluster("c1")
+    stack.start_cluster("c2")
+    chain = stack.chain()
+    accounts = devnet.dev_accounts(chain)
+    minting = threading.Thread(
+        target=mint_many,
+        args=(chain, mint_plan(total, seed=8)),
+        kwargs={"authors": accounts[10:16], "collectors": accounts[2:10]},
+    )
+    minting.start()
+    actions = {
+        "retry": operator_retry,
+        "regenerate": operator_regenerate,
+        "mark failed": operator_mark_failed,
+        "reveal now": operator_reveal_now,
+    }
+    names, weights = list(actions), [4, 3, 1, 3]
+    rng = random.Random(8)
+    applied: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    wanted = scale(200, 1500)
+    deadline = time.monotonic() + scale(120, 600)
+    while sum(applied.values()) + sum(refused.values()) < wanted and time.monotonic() < deadline:
+        present = list(Token.objects.values_list("token_id", flat=True))
+        if not present:
+            time.sleep(0.2)
+            continue
+        name = rng.choices(names, weights)[0]
+        try:
+            actions[name](token_id=rng.choice(present), operator="chaos", reason=f"scenario 8: {name}")
+            applied[name] += 1
+        except ActionRefused:
+            refused[name] += 1
+        time.sleep(rng.uniform(0.0, 0.05))
+    minting.join(timeout=120)
+    assert applied["regenerate"] and applied["reveal now"] and applied["mark failed"]
+    assert wait_until(lambda: all_done(total), timeout=300)
+    moved = TokenTransition.objects.filter(actor="operator:chaos").exclude(from_status=F("to_status"))
+    # Each applied action that changes a status left one timeline row naming the operator.
+    changing = applied["retry"] + applied["regenerate"] + applied["mark failed"]
+    assert moved.count() == changing
+    for token in Token.objects.filter(status="failed"):
+        assert token.last_error, token.pk
+    assert_invariants(
+        stack,
+        chain,
+        total,
+        allow_failed=True,
+        outcome=f"scenario 8 (operator actions applied {dict(applied)}, refused {dict(refused)})",
+    )
+
+
+def test_unexpected_exceptions_in_a_stage_and_an_absurd_retry_after(chaos_stack):
+    """Scenario 9: about 10 % of generations end in an exception of the client library (the poll
+    answers a body it cannot parse, after the prediction was paid for), and about 20 % of
+    creates are refused with `Retry-After: inf` or `1e9`. Every token still finishes, each paid
+    prediction is one recorded attempt, and nothing is parked beyond the maximum backoff."""
+    from lifecycle.models import ImageJob
+
+    total = scale(40, 500)
+    replicate, pinata = ReplicateStandIn().start(), PinataStandIn().start()
+    replicate.random_faults = ("garbage_poll", "429_retry_after_inf", "429_retry_after_huge")
+    replicate.fault_rate = 0.3
+    try:
+        stack = chaos_stack(
+            IMAGE_PROVIDER="replicate",
+            REPLICATE_API_TOKEN=replicate.token,
+            REPLICATE_BASE_URL=replicate.url,
+            IPFS_PROVIDER="pinata",
+            PINATA_JWT=pinata.jwt,
+            PINATA_API_URL=pinata.url,
+            IMAGE_MAX_ATTEMPTS="10",
+        )
+        stack.start_web()
+        stack.start_relay()
+        stack.start_cluster("c1")
+        stack.start_cluster("c2")
+        chain = mint(stack, total, seed=9)
+        unfinished = Token.objects.exclude(status__in=["revealed", "failed"])
+        assert wait_until(lambda: all_done(total), timeout=scale(240, 900)), list(
+            unfinished.values_list("token_id", "status", "last_error")[:5]
+        )
+        served = replicate.faults_served
+        assert served["garbage_poll"] and served["429_retry_after_inf"] and served["429_retry_after_huge"]
+        unexpected = ImageJob.objects.filter(error_class__startswith="unexpected_")
+        assert unexpected.count() == served["garbage_poll"]
+        # Paid work: every prediction the stand-in created is on exactly one attempt row.
+        paid = list(ImageJob.objects.exclude(external_id="").values_list("external_id", flat=True))
+        assert len(paid) == len(set(paid)) and set(paid) == set(replicate.predictions)
+        assert_invariants(
+            stack,
+            chain,
+            total,
+            allow_failed=True,
+            local_ipfs=False,
+            outcome=f"scenario 9 (faults served {dict(served)}; {unexpected.count()} attempts ended in "
+            f"an unexpected {unexpected.values_list('error_class', flat=True).first()}; "
+            f"{len(paid)} predictions paid, each on one attempt row)",
+        )
+    finally:
+        replicate.stop()
+        pinata.stop()
+
+
+def test_the_rpc_swapped_for_another_chain_mid_run_and_back(chaos_stack):
+    """Scenario 10: the pipeline's RPC endpoint starts answering for another chain (Base's id,
+    the same contract address, its own mints) mid-run, then is put back. Meanwhile the keeper
+    sends nothing and the watcher's cursor stays; /health says why; afterwards the run ends."""
+    from glisk.devtools.devnet import DEVNET_CHAIN_ID
+
+    total = scale(40, 400)
+    stack = chaos_stack(WATCHER_CONFIRMATIONS="1")
+    other_port = devnet.free_port()
+    other_process = devnet.start_anvil(port=other_port, chain_id=8453)
+    try:
+        from chain.adapter import GliskChain
+
+        bare = GliskChain(rpc_url=f"http://127.0.0.1:{other_port}", contract_address="", chain_id=8453)
+        other_info = devnet.provision(bare, rpc_url=bare._rpc_url)
+        other = bare.with_contract(other_info.contract_address)
+        assert other_info.contract_address == stack.info.contract_address  # the same address there
+        other_accounts = devnet.dev_accounts(other)
+        for _ in range(3):
+            devnet.mint(other, minter=other_accounts[2], prompt_author=other_accounts[7], quantity=5)
+        other.rpc("anvil_mine", [hex(200)])  # and further ahead
+        stack.start_relay()  # Alchemy watches the real chain whatever our RPC says
+        proxy = RpcProxy(stack.info.rpc_url).start()
+        stack.extra_env["RPC_URL"] = proxy.url
+        stack.start_web()
+        stack.start_cluster("c1")
+        stack.start_cluster("c2")
+        chain = mint(stack, total, seed=10)
+        assert wait_until(lambda: Token.objects.filter(status="revealed").count() >= total // 4, timeout=300)
+        proxy.upstream = other._rpc_url
+        cursor_before = _watcher_cursor()
+        assert wait_until(lambda: _health(stack)["status"] == "degraded", timeout=60)
+        problem = _health(stack)["problems"][0]
+        assert f"serves chain 8453, but NETWORK expects chain {DEVNET_CHAIN_ID}" in problem
+        time.sleep(scale(5, 15))
+        assert (_watcher_cursor() or 0) <= chain.block_number()  # never the other chain's head
+        cursor_swapped = _watcher_cursor()
+        proxy.upstream = stack.info.rpc_url
+        assert wait_until(lambda: all_done(total), timeout=300)
+        assert wait_until(lambda: _health(stack)["status"] == "healthy", timeout=60)
+        keeper = Account.from_key(stack.info.keeper_private_key).address
+        assert other.transaction_count(keeper) == 0  # nothing was ever sent to the other chain
+        assert Token.objects.count() == total  # and none of its mints were taken for ours
+        proxy.stop()
+        assert_invariants(
+            stack,
+            chain,
+            total,
+            outcome=f"scenario 10 (RPC on chain 8453 for a while: /health degraded, watcher cursor "
+            f"{cursor_before} → {cursor_swapped} while our head was below the other's "
+            f"{other.block_number()}, nothing sent there)",
+        )
+    finally:
+        devnet.stop_process(other_process)
+
+
+def _watcher_cursor() -> int | None:
+    from glisk.core.models import SystemState
+
+    row = (
+        SystemState.objects.filter(key__startswith="watcher.cursor.").values_list("value", flat=True).first()
+    )
+    return int(row["block"]) if isinstance(row, dict) and "block" in row else None
+
+
+def _health(stack) -> dict:
+    return requests.get(f"{stack.web_url}/health", timeout=10).json()
