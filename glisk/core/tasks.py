@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 def startup_sweep() -> dict[str, int]:
     return sweep(startup=True)
 
+
 HEARTBEAT_KEY = "cluster.heartbeat"
 
 
