@@ -66,10 +66,12 @@ def other_chain():
     """Another node with another chain id (Base's), further ahead than ours."""
     port = devnet.free_port()
     process = devnet.start_anvil(port=port, chain_id=8453)
-    other = GliskChain(rpc_url=f"http://127.0.0.1:{port}", contract_address="", chain_id=8453)
-    other.rpc("anvil_mine", [hex(300)])
-    yield other
-    devnet.stop_process(process)
+    try:
+        other = GliskChain(rpc_url=f"http://127.0.0.1:{port}", contract_address="", chain_id=8453)
+        other.rpc("anvil_mine", [hex(300)])
+        yield other
+    finally:
+        devnet.stop_process(process)
 
 
 @pytest.fixture
