@@ -533,15 +533,18 @@ def test_the_rpc_swapped_for_another_chain_mid_run_and_back(chaos_stack):
         chain = mint(stack, total, seed=10)
         assert wait_until(lambda: Token.objects.filter(status="revealed").count() >= total // 4, timeout=300)
         proxy.upstream = other._rpc_url
-        cursor_before = _watcher_cursor()
         assert wait_until(lambda: _health(stack)["status"] == "degraded", timeout=60)
+        cursor_before = _watcher_cursor()  # once the guard has seen the other chain
         problem = _health(stack)["problems"][0]
         assert f"serves chain 8453, but NETWORK expects chain {DEVNET_CHAIN_ID}" in problem
+        chain.rpc("anvil_mine", [hex(20)])  # our chain moves on too: a following cursor would show it
         time.sleep(scale(5, 15))
-        assert (_watcher_cursor() or 0) <= chain.block_number()  # never the other chain's head
         cursor_swapped = _watcher_cursor()
+        assert cursor_swapped == cursor_before  # it read nothing, from either chain
         proxy.upstream = stack.info.rpc_url
         assert wait_until(lambda: all_done(total), timeout=300)
+        confirmed = chain.block_number() - 1
+        assert wait_until(lambda: (_watcher_cursor() or 0) >= confirmed, timeout=60)  # and it resumes
         assert wait_until(lambda: _health(stack)["status"] == "healthy", timeout=60)
         keeper = Account.from_key(stack.info.keeper_private_key).address
         assert other.transaction_count(keeper) == 0  # nothing was ever sent to the other chain
@@ -552,8 +555,8 @@ def test_the_rpc_swapped_for_another_chain_mid_run_and_back(chaos_stack):
             chain,
             total,
             outcome=f"scenario 10 (RPC on chain 8453 for a while: /health degraded, watcher cursor "
-            f"{cursor_before} → {cursor_swapped} while our head was below the other's "
-            f"{other.block_number()}, nothing sent there)",
+            f"stayed at block {cursor_before} while our chain moved 20 blocks and the other's head was "
+            f"{other.block_number()}, then caught up to {_watcher_cursor()}; nothing sent there)",
         )
     finally:
         devnet.stop_process(other_process)
