@@ -1,4 +1,5 @@
-"""Reveal gas per token for batch sizes 1 to 50, with real CIDv1 metadata URIs, on anvil.
+"""Reveal gas per token for batch sizes 1 to 50 on anvil, with the metadata URIs the IPFS stage
+writes now (`ipfs://` + CIDv0, 53 bytes) and the CIDv1 ones it wrote before (66 bytes).
 
 .venv/bin/python bench/gas.py
 """
@@ -22,28 +23,37 @@ def main() -> None:
 
     from chain import abi
     from glisk.devtools import devnet
-    from lifecycle.providers.ipfs import cid_v1
+    from lifecycle.providers.ipfs import cid_v0, cid_v1
 
     with devnet_chain() as chain:
         accounts = devnet.dev_accounts(chain)
         chosen = settings.GLISK.batch_reveal_max_tokens  # what the keeper fills a batch up to
         rows = []
         for size in sorted({*SIZES, chosen}):
-            start = chain.next_token_id()
-            devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=size)
-            ids = list(range(start, start + size))
-            uris = [f"ipfs://{cid_v1(os.urandom(64))}" for _ in ids]
-            data = abi.reveal_tokens_calldata(ids, uris)
-            receipt = devnet.send_and_wait(
-                chain, {"from": accounts[0], "to": chain.contract_address, "data": data}
+            row: dict[str, float] = {"batch": size}
+            for label, cid in (("cidv0", cid_v0), ("cidv1", cid_v1)):
+                start = chain.next_token_id()
+                devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=size)
+                ids = list(range(start, start + size))
+                uris = [f"ipfs://{cid(os.urandom(64))}" for _ in ids]
+                data = abi.reveal_tokens_calldata(ids, uris)
+                receipt = devnet.send_and_wait(
+                    chain, {"from": accounts[0], "to": chain.contract_address, "data": data}
+                )
+                gas = int(receipt["gasUsed"], 16)
+                row[f"gas_{label}"] = gas
+                row[f"gas_per_token_{label}"] = gas / size
+            rows.append(row)
+            print(
+                f"batch {size:>2}: CIDv0 URIs {row['gas_per_token_cidv0']:>9,.0f} gas per token   "
+                f"(CIDv1 URIs {row['gas_per_token_cidv1']:>9,.0f})"
             )
-            gas = int(receipt["gasUsed"], 16)
-            rows.append({"batch": size, "gas": gas, "gas_per_token": gas / size})
-            print(f"batch {size:>2}: {gas:>9,} gas  {gas / size:>9,.0f} per token")
         keeper = next(r for r in rows if r["batch"] == chosen)
         print(
-            f"the keeper fills batches up to BATCH_REVEAL_MAX_TOKENS={chosen}: {keeper['gas_per_token']:,.0f} "
-            f"gas per token, {rows[0]['gas_per_token'] / keeper['gas_per_token']:.2f}x cheaper than one by one"
+            f"the keeper fills batches up to BATCH_REVEAL_MAX_TOKENS={chosen}: "
+            f"{keeper['gas_per_token_cidv0']:,.0f} gas per token, "
+            f"{rows[0]['gas_per_token_cidv0'] / keeper['gas_per_token_cidv0']:.2f}x cheaper than one by one, "
+            f"{1 - keeper['gas_per_token_cidv0'] / keeper['gas_per_token_cidv1']:.0%} less than with CIDv1 URIs"
         )
         path = write_results("gas", {"results": rows, "keeper_batch": chosen})
         print(f"results: {path.relative_to(ROOT)}")

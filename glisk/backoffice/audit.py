@@ -20,7 +20,7 @@ from django.db.models import Count, F
 from chain.adapter import ChainError, GliskChain
 from chain.models import RevealTransaction
 from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus, TokenTransition
-from lifecycle.providers.ipfs import cid_v1
+from lifecycle.providers.ipfs import cid_matches
 
 
 @dataclass
@@ -149,14 +149,14 @@ def _check_content(session: requests.Session, gateway_url: str, token: Token) ->
         meta_response = session.get(f"{gateway_url}/ipfs/{token.metadata_cid}", timeout=10)
         if meta_response.status_code != 200:
             return f"#{token.pk} metadata {token.metadata_cid} is not served ({meta_response.status_code})"
-        if cid_v1(meta_response.content) != token.metadata_cid:
+        if not cid_matches(meta_response.content, token.metadata_cid):
             return f"#{token.pk} metadata bytes do not hash to {token.metadata_cid}"
         metadata: dict[str, Any] = meta_response.json()
         image_uri = str(metadata.get("image", ""))
         if image_uri != f"ipfs://{token.image_cid}":
             return f"#{token.pk} metadata names image {image_uri!r}, expected ipfs://{token.image_cid}"
         image_response = session.get(f"{gateway_url}/ipfs/{token.image_cid}", timeout=10)
-        if image_response.status_code != 200 or cid_v1(image_response.content) != token.image_cid:
+        if image_response.status_code != 200 or not cid_matches(image_response.content, token.image_cid):
             return f"#{token.pk} image bytes do not hash to {token.image_cid}"
     except (requests.RequestException, ValueError) as exc:
         return f"#{token.pk} content check failed: {type(exc).__name__}"

@@ -2,6 +2,10 @@
 
 Every upload's CID is computed here first; a provider that answers with another CID fails the
 attempt loudly, because the metadata and the chain would otherwise point at something else.
+
+Images are pinned as CIDv1 (raw leaves, `bafkrei…`); metadata as CIDv0 (`Qm…`, what `ipfs add`
+gives by default), because the contract stores each `tokenURI` and `ipfs://` + a CIDv0 is 53
+bytes, one storage slot fewer than the 66 of a base32 CIDv1 (about 22,000 gas per token).
 """
 
 from __future__ import annotations
@@ -28,12 +32,43 @@ from lifecycle.providers.errors import (
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$")
 
 
+IMAGE_CID_VERSION = 1
+METADATA_CID_VERSION = 0
+
+
 def cid_v1(data: bytes) -> str:
     """What `ipfs add --cid-version=1` (and Pinata's `cidVersion: 1`) gives for one file:
     raw leaves, 256 KiB chunks, a balanced dag-pb tree above one chunk."""
     hasher = CidHasher.for_ipfs_v1_raw_leaves()
     hasher.update(data)
     return hasher.finalize()
+
+
+def cid_v0(data: bytes) -> str:
+    """What plain `ipfs add` (and Pinata without `cidVersion`) gives for one file: UnixFS
+    dag-pb leaves, 256 KiB chunks, sha2-256, base58btc."""
+    hasher = CidHasher.for_ipfs()
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def cid_of(data: bytes, version: int) -> str:
+    if version == 0:
+        return cid_v0(data)
+    if version == 1:
+        return cid_v1(data)
+    raise ValueError(f"unknown CID version {version!r}")
+
+
+def cid_version(cid: str) -> int:
+    """0 for a `Qm…` CIDv0, 1 for anything else we produce (multibase base32 `b…`)."""
+    return 0 if cid.startswith("Qm") else 1
+
+
+def cid_matches(data: bytes, cid: str) -> bool:
+    """Whether the bytes hash to `cid`, in the version `cid` is written in (tokens pinned before
+    metadata moved to CIDv0 keep their CIDv1 URIs)."""
+    return is_cid(cid) and cid_of(data, cid_version(cid)) == cid
 
 
 def is_cid(text: str) -> bool:
@@ -49,7 +84,9 @@ class Pinned:
 class Pinner(Protocol):
     name: str
 
-    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned: ...
+    def pin(
+        self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str], cid_version: int
+    ) -> Pinned: ...
 
 
 class CidMismatch(ProviderError):
@@ -72,8 +109,10 @@ class LocalPinner:
     def path_for(self, cid: str) -> Path:
         return self.root / cid[-2:] / cid
 
-    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned:
-        cid = cid_v1(data)
+    def pin(
+        self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str], cid_version: int
+    ) -> Pinned:
+        cid = cid_of(data, cid_version)
         target = self.path_for(cid)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +136,7 @@ class LocalPinner:
 
 
 class PinataPinner:
-    """`pinFileToIPFS` with `cidVersion: 1` and a Bearer JWT."""
+    """`pinFileToIPFS` with the CID version asked for (`pinataOptions.cidVersion`) and a Bearer JWT."""
 
     name = "pinata"
     network_bound = True  # a stage works on a claimed batch concurrently
@@ -117,11 +156,13 @@ class PinataPinner:
         c = settings.GLISK
         return cls(jwt=c.pinata_jwt, api_url=c.pinata_api_url, timeout=c.pinata_timeout_seconds)
 
-    def pin(self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]) -> Pinned:
+    def pin(
+        self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str], cid_version: int
+    ) -> Pinned:
         files = {"file": (filename, data, content_type)}
         form = {
             "pinataMetadata": json.dumps({"name": filename, "keyvalues": keyvalues}),
-            "pinataOptions": json.dumps({"cidVersion": 1}),
+            "pinataOptions": json.dumps({"cidVersion": cid_version}),
         }
         try:
             response = self._session.post(
@@ -162,11 +203,19 @@ def _reason(response: requests.Response) -> str:
 
 
 def pin_verified(
-    pinner: Pinner, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str]
+    pinner: Pinner,
+    *,
+    data: bytes,
+    filename: str,
+    content_type: str,
+    keyvalues: dict[str, str],
+    cid_version: int,
 ) -> Pinned:
     """Pin, and fail loudly unless the provider's CID is the one the bytes hash to."""
-    expected = cid_v1(data)
-    pinned = pinner.pin(data=data, filename=filename, content_type=content_type, keyvalues=keyvalues)
+    expected = cid_of(data, cid_version)
+    pinned = pinner.pin(
+        data=data, filename=filename, content_type=content_type, keyvalues=keyvalues, cid_version=cid_version
+    )
     if pinned.cid != expected:
         raise CidMismatch(expected, pinned.cid)
     return pinned

@@ -61,3 +61,49 @@ def test_a_reveal_under_another_author_is_a_problem(chain, accounts):
     (problem,) = pipeline_audit(chain=chain).problems
     assert problem.startswith("#1 is revealed with author") and accounts[3] in problem
     assert Token.objects.count() == 1
+
+
+def test_content_is_checked_against_cidv0_and_the_older_cidv1_metadata(
+    chain, accounts, live_server, settings
+):
+    """Metadata is pinned as CIDv0 now; a token pinned before keeps its CIDv1 URI, and the audit
+    checks each in the version its CID is written in, over HTTP from the app's /ipfs/ gateway."""
+    from lifecycle.providers.ipfs import LocalPinner
+    from lifecycle.services.stages import metadata_bytes
+
+    store = LocalPinner(settings.IPFS_LOCAL_DIR)
+    devnet.mint(chain, minter=accounts[2], prompt_author=accounts[3], quantity=3)
+    author = authors_ensure(wallets=[accounts[3]])[0][accounts[3].lower()]
+    uris = []
+    for token_id, version in ((1, 1), (2, 0), (3, 0)):
+        image = store.pin(
+            data=b"image %d" % token_id,
+            filename="i.png",
+            content_type="image/png",
+            keyvalues={},
+            cid_version=1,
+        )
+        metadata = {"name": f"GLISK S0 #{token_id}", "image": f"ipfs://{image.cid}"}
+        pinned = store.pin(
+            data=metadata_bytes(metadata),
+            filename="m.json",
+            content_type="application/json",
+            keyvalues={},
+            cid_version=version,
+        )
+        if token_id == 3:  # the store serves other bytes under this CID
+            store.path_for(pinned.cid).write_bytes(b'{"tampered":true}')
+        TokenFactory.create(
+            token_id=token_id,
+            author=author,
+            status="revealed",
+            image_cid=image.cid,
+            metadata_cid=pinned.cid,
+            metadata=metadata,
+        )
+        uris.append(f"ipfs://{pinned.cid}")
+    assert uris[0].startswith("ipfs://bafkrei") and uris[1].startswith("ipfs://Qm")
+    reveal_on_chain(chain, accounts[0], [1, 2, 3], uris)
+    result = pipeline_audit(chain=chain, gateway_url=live_server.url)
+    assert result.checked_content == 3
+    assert [p for p in result.problems if "hash" in p] == [f"#3 metadata bytes do not hash to {uris[2][7:]}"]

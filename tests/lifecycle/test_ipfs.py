@@ -9,12 +9,12 @@ import pytest
 from django.core.files.base import ContentFile
 
 from lifecycle.models import IpfsRecord, Token
-from lifecycle.providers.ipfs import LocalPinner, cid_v1
+from lifecycle.providers.ipfs import LocalPinner, cid_matches, cid_v0, cid_v1
 from lifecycle.services.stages import ipfs_stage_run, metadata_bytes, token_metadata
 from lifecycle.services.tokens import token_retry
 from tests.factories import AuthorFactory, TokenFactory
 from tests.lifecycle.conftest import configure
-from tests.standins.pinata import reference_cid_v1
+from tests.standins.pinata import reference_cid_v0, reference_cid_v1
 
 # Published vectors (docs/reference.md).
 V0 = {
@@ -29,8 +29,24 @@ def test_cid_v1_matches_the_published_vector():
 
 
 @pytest.mark.parametrize(("data", "cid"), sorted(V0.items()))
-def test_the_cid_library_matches_the_v0_vectors(data, cid):
+def test_cid_v0_matches_the_published_vectors(data, cid):
     assert aleph_cid.compute_cid(data) == cid
+    assert cid_v0(data) == cid
+    assert reference_cid_v0(data) == cid  # the stand-in's own computation, from the specs
+
+
+@pytest.mark.parametrize("size", [1, 1000, 262_144])
+def test_single_chunk_v0_equals_the_first_principles_computation(size):
+    data = os.urandom(size)
+    assert cid_v0(data) == reference_cid_v0(data)
+    assert len(f"ipfs://{cid_v0(data)}") == 53  # two storage slots on chain, not three
+
+
+def test_a_cid_is_checked_in_the_version_it_is_written_in():
+    data = b'{"name":"GLISK S0 #1"}'
+    assert cid_matches(data, cid_v0(data)) and cid_matches(data, cid_v1(data))
+    assert not cid_matches(data + b" ", cid_v0(data)) and not cid_matches(data + b" ", cid_v1(data))
+    assert not cid_matches(data, "not-a-cid")
 
 
 def test_the_cid_library_chunks_like_kubo():
@@ -78,7 +94,8 @@ def test_local_store_pins_image_and_metadata_and_serves_them(client, settings):
     assert metadata["external_url"] == f"https://glisk.xyz/t/{token.pk}"
     assert {"trait_type": "Twitter", "value": "@glisk"} in metadata["attributes"]
     assert {"trait_type": "Farcaster", "value": "glisk.eth"} in metadata["attributes"]
-    assert token.metadata_cid == cid_v1(metadata_bytes(metadata))
+    assert token.metadata_cid == cid_v0(metadata_bytes(metadata))  # the shorter tokenURI
+    assert token.metadata_cid.startswith("Qm") and token.image_cid.startswith("bafkrei")
 
     served = client.get(f"/ipfs/{token.metadata_cid}")
     assert served.status_code == 200 and served["Content-Type"] == "application/json"
@@ -106,7 +123,9 @@ def test_pinata_upload_over_http(pinata, pinata_pinner):
     assert token.status == "ready"
     assert set(pinata.pins) == {token.image_cid, token.metadata_cid}
     pin = pinata.pins[token.metadata_cid]
-    assert pin["options"] == {"cidVersion": 1}
+    assert pin["options"] == {"cidVersion": 0}
+    assert token.metadata_cid == reference_cid_v0(metadata_bytes(token.metadata))
+    assert pinata.pins[token.image_cid]["options"] == {"cidVersion": 1}
     assert pin["metadata"]["name"] == f"glisk-s0-{token.pk}.json"
     assert pin["metadata"]["keyvalues"] == {"token_id": str(token.pk), "kind": "metadata"}
     assert all(r["headers"]["Authorization"] == f"Bearer {pinata.jwt}" for r in pinata.requests)
@@ -176,7 +195,7 @@ def test_a_pin_whose_worker_died_before_handing_on_is_not_repeated(pinata, pinat
     with token.image.open("rb") as handle:
         data = handle.read()
     # The dead worker pinned the image and recorded it, then died before saving the CID on the token.
-    pinata_pinner.pin(data=data, filename="x.png", content_type="image/png", keyvalues={})
+    pinata_pinner.pin(data=data, filename="x.png", content_type="image/png", keyvalues={}, cid_version=1)
     IpfsRecord.objects.create(
         token=token, kind="image", attempt=1, provider="pinata", cid=cid_v1(data), outcome="succeeded"
     )

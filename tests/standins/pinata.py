@@ -34,6 +34,44 @@ def reference_cid_v1(data: bytes) -> str:
     return hasher.finalize()
 
 
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def reference_cid_v0(data: bytes) -> str:
+    """CIDv0 as `ipfs add` and Pinata (without `cidVersion`) compute it. A single-chunk file is
+    one dag-pb node (PBNode.Data = UnixFS {Type: File, Data, filesize}), hashed with sha2-256 and
+    written in base58btc: built here from the specs; larger ones need the DAG builder."""
+    if len(data) > CHUNK:
+        from aleph_cid import CidHasher
+
+        hasher = CidHasher.for_ipfs()
+        hasher.update(data)
+        return hasher.finalize()
+    unixfs = b"\x08\x02" + (_field(2, data) if data else b"") + b"\x18" + _varint(len(data))
+    node = _field(1, unixfs)
+    multihash = bytes([0x12, 0x20]) + hashlib.sha256(node).digest()
+    number = int.from_bytes(multihash, "big")
+    text = ""
+    while number:
+        number, digit = divmod(number, 58)
+        text = _BASE58[digit] + text
+    return text  # a multihash never starts with a zero byte, so no leading "1"s
+
+
 def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     parts: dict[str, tuple[str | None, bytes]] = {}
@@ -82,14 +120,16 @@ class PinataHandler(BaseHTTPRequestHandler):
         filename, data = parts["file"]
         options = json.loads(parts.get("pinataOptions", (None, b"{}"))[1] or b"{}")
         metadata = json.loads(parts.get("pinataMetadata", (None, b"{}"))[1] or b"{}")
-        if options.get("cidVersion") != 1:
+        version = options.get("cidVersion", 0)  # Pinata answers CIDv0 unless asked for v1
+        if version not in (0, 1):
             send_json(
-                self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "expected cidVersion 1 here"}}
+                self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "cidVersion must be 0 or 1"}}
             )
             return
-        cid = reference_cid_v1(data)
+        reference = reference_cid_v0 if version == 0 else reference_cid_v1
+        cid = reference(data)
         if fault == "wrong_cid":
-            cid = reference_cid_v1(data + b"tampered")
+            cid = reference(data + b"tampered")
         with s.lock:
             duplicate = cid in s.pins
             s.pins[cid] = {"data": data, "filename": filename, "metadata": metadata, "options": options}

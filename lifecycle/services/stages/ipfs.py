@@ -9,7 +9,15 @@ from django.conf import settings
 
 from lifecycle.models import AttemptOutcome, IpfsRecord, Token, TokenStatus
 from lifecycle.providers.errors import ProviderError
-from lifecycle.providers.ipfs import Pinned, Pinner, cid_v1, pin_verified, pinner
+from lifecycle.providers.ipfs import (
+    IMAGE_CID_VERSION,
+    METADATA_CID_VERSION,
+    Pinned,
+    Pinner,
+    cid_of,
+    pin_verified,
+    pinner,
+)
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
     StageReport,
@@ -58,8 +66,9 @@ def _pin_recorded(
     data: bytes,
     filename: str,
     content_type: str,
+    cid_version: int,
 ) -> str:
-    expected = cid_v1(data)
+    expected = cid_of(data, cid_version)
     if IpfsRecord.objects.filter(
         token=token,
         kind=kind,
@@ -78,6 +87,7 @@ def _pin_recorded(
             filename=filename,
             content_type=content_type,
             keyvalues={"token_id": str(token.pk), "kind": kind},
+            cid_version=cid_version,
         ),
         succeeded=lambda done: {"cid": done.cid, "size_bytes": done.size},
     )
@@ -102,6 +112,7 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
                 data=data,
                 filename=f"glisk-s0-{token.pk}.{extension}",
                 content_type=token.image_content_type or "application/octet-stream",
+                cid_version=IMAGE_CID_VERSION,
             )
             # Kept at once: a metadata failure must not pin the image again.
             if not Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(image_cid=image_cid):
@@ -117,6 +128,7 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
             data=metadata_bytes(metadata),
             filename=f"glisk-s0-{token.pk}.json",
             content_type="application/json",
+            cid_version=METADATA_CID_VERSION,  # ipfs://Qm… is one storage slot shorter on chain
         )
     except (ProviderError, FileNotFoundError) as exc:
         missing = isinstance(exc, FileNotFoundError)
