@@ -212,7 +212,16 @@ def token_mint_settle(*, token_id: int, chain_mint: ChainMint | None, actor: str
             return "corrected"
         reason = f"mint corrected from the chain: {what}; restarted for the new author's prompt"
         if token.status == TokenStatus.DETECTED:
-            Token.objects.filter(pk=token_id).update(**settled, **correction, next_attempt_at=now)
+            # A worker may hold it with the old author loaded: its lease goes, so its later
+            # lease-checked writes match nothing and the token is claimed afresh.
+            Token.objects.filter(pk=token_id).update(
+                **settled,
+                **correction,
+                next_attempt_at=now,
+                claimed_by="",
+                lease_expires_at=None,
+                prompt_text="",
+            )
             _note(token_id, token.status, actor, reason, detail, now)
         else:
             token_transition(

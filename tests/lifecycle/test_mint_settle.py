@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from lifecycle.models import TokenTransition
+from lifecycle.models import Token, TokenTransition
 from lifecycle.services.minting import ChainMint, token_mint_dispute, token_mint_settle
 from tests.factories import AuthorFactory, MintEventFactory, RevealTransactionFactory, TokenFactory
 
@@ -72,3 +72,46 @@ def test_a_failed_token_with_another_author_restarts():
     assert token_mint_settle(token_id=token.pk, chain_mint=chain_says(other), actor="t") == "restarted"
     token.refresh_from_db()
     assert token.status == "detected" and token.author_id == other.pk and token.failed_stage == ""
+
+
+def test_a_worker_holding_a_detected_token_when_it_is_restarted_does_not_use_the_old_prompt():
+    """The image stage claimed the token (and loaded its author); before its turn in the batch the
+    watcher settles a dispute for another author. The worker's lease is gone, so its generation
+    is lost, and the next claim uses the chain's author's prompt."""
+    from lifecycle.providers.images import LocalImageProvider
+    from lifecycle.services.stages import StageReport, image
+    from lifecycle.services.stages.runner import _work_one
+    from lifecycle.services.tokens import token_claim
+
+    old = AuthorFactory.create(prompt_text="the old author's prompt")
+    new = AuthorFactory.create(prompt_text="the new author's prompt")
+    token = TokenFactory.create(author=old)
+    claim = token_claim(statuses=["detected", "generating"], worker_id="w1", limit=10, lease_seconds=60)
+    (held,) = Token.objects.select_related("author").in_bulk(claim.ids).values()
+    assert token_mint_dispute(token_id=token.pk, actor="webhook", reason="contradicted by a test")
+    outcome = token_mint_settle(
+        token_id=token.pk,
+        chain_mint=ChainMint(author_id=new.pk, author_wallet=new.wallet_address, mint_event_id=None),
+        actor="watcher",
+    )
+    assert outcome == "restarted"
+
+    def generate(token, worker_id, report):
+        image.image_generate_token(
+            token=token, worker_id=worker_id, provider=LocalImageProvider(), report=report
+        )
+
+    assert _work_one(generate, held, "w1").lost == 1
+    after = Token.objects.get(pk=token.pk)
+    assert (after.status, after.author_id, after.claimed_by, after.prompt_text) == (
+        "detected",
+        new.pk,
+        "",
+        "",
+    )
+    claim = token_claim(statuses=["detected", "generating"], worker_id="w2", limit=10, lease_seconds=60)
+    (fresh,) = Token.objects.select_related("author").in_bulk(claim.ids).values()
+    image.image_generate_token(
+        token=fresh, worker_id="w2", provider=LocalImageProvider(), report=StageReport()
+    )
+    assert Token.objects.get(pk=token.pk).prompt_text == "the new author's prompt"
