@@ -14,6 +14,10 @@ from glisk.core.state import state_delete, state_get, state_set
 logger = logging.getLogger(__name__)
 
 WRONG_CHAIN_KEY = "chain.wrong_chain"
+# Checks in a row on another chain after which a run that had started right ends anyway (a run
+# that starts on another chain ends at once): a run holds its one-per-contract lock, and a
+# cluster with a wrong RPC_URL must not keep the healthy ones' keeper and watcher waiting.
+MAX_WRONG_IN_A_ROW = 4
 
 
 class ChainGuard:
@@ -26,6 +30,13 @@ class ChainGuard:
         self.actor = actor
         self.logged = False
         self.recorded: bool | None = None  # what this run last wrote: the problem, its removal, nothing
+        self.passed = False  # a check passed in this run
+        self.wrong_in_a_row = 0
+
+    def should_stop(self) -> bool:
+        """Whether the run should end now (and release its lock) after a wrong check: at once if
+        it never saw the right chain, else after MAX_WRONG_IN_A_ROW (the RPC may come back)."""
+        return self.wrong_in_a_row > 0 and (not self.passed or self.wrong_in_a_row >= MAX_WRONG_IN_A_ROW)
 
     def check(self) -> bool:
         """Whether the RPC serves the configured chain now."""
@@ -38,6 +49,7 @@ class ChainGuard:
         return True
 
     def wrong(self, exc: WrongChain) -> None:
+        self.wrong_in_a_row += 1
         if not self.logged:
             logger.error(
                 "chain.wrong_chain",
@@ -57,6 +69,8 @@ class ChainGuard:
             self.recorded = True
 
     def right(self) -> None:
+        self.passed = True
+        self.wrong_in_a_row = 0
         if self.recorded is not False:
             if self.recorded:
                 logger.warning("chain.right_again", extra={"actor": self.actor})
@@ -69,13 +83,19 @@ def chain_checked(*, chain: GliskChain, actor: str) -> bool:
     return ChainGuard(chain=chain, actor=actor).check()
 
 
-def wrong_chain_problem() -> str | None:
-    """The problem as operators see it, or None (no RPC URL in it: it may hold a key)."""
+def wrong_chain_problem(*, with_chain_ids: bool = True) -> str | None:
+    """The problem as operators see it, or None. Never the RPC URL (it may hold a key); the
+    public /health asks without the chain ids (the dashboard, for staff, shows them)."""
     found = state_get(key=WRONG_CHAIN_KEY)
     if not isinstance(found, dict):
         return None
+    actor = found.get("actor", "pipeline")
+    if not with_chain_ids:
+        return (
+            f"the RPC endpoint serves another chain than NETWORK expects: the {actor} acts on "
+            "nothing until the RPC endpoint is fixed"
+        )
     return (
         f"the RPC endpoint serves chain {found.get('actual')}, but NETWORK expects chain "
-        f"{found.get('expected')}: the {found.get('actor', 'pipeline')} acts on nothing until the "
-        "RPC endpoint is fixed"
+        f"{found.get('expected')}: the {actor} acts on nothing until the RPC endpoint is fixed"
     )

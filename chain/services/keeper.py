@@ -469,6 +469,8 @@ def reveal_run(
                 if not guard.check():
                     if "wrong chain" not in report.notes:
                         report.notes.append("wrong chain")
+                    if guard.should_stop():
+                        break  # and free the lock for a cluster whose RPC is right
                     sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
@@ -476,6 +478,10 @@ def reveal_run(
                 backoff = poll_seconds
             except WrongChain as exc:
                 guard.wrong(exc)
+                if "wrong chain" not in report.notes:
+                    report.notes.append("wrong chain")
+                if guard.should_stop():
+                    break
                 sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

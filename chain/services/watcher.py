@@ -101,7 +101,10 @@ def watcher_run(
         while time.monotonic() < deadline:
             try:
                 if not guard.check():
-                    # Another chain: act on nothing, check again (the RPC may be put back).
+                    # Another chain: act on nothing; end the run (freeing the lock for a cluster
+                    # whose RPC is right) or, if it had started right, check again a few times.
+                    if guard.should_stop():
+                        break
                     sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
@@ -111,6 +114,8 @@ def watcher_run(
                 backoff = poll_seconds
             except WrongChain as exc:
                 guard.wrong(exc)
+                if guard.should_stop():
+                    break
                 sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue

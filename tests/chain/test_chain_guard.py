@@ -48,7 +48,8 @@ def test_the_keeper_and_the_watcher_act_on_nothing_on_another_chain(chain, accou
 
     health = client.get("/health").json()
     assert health["status"] == "degraded"
-    assert "serves chain 31337, but NETWORK expects chain 8453" in health["problems"][0]
+    assert "serves another chain than NETWORK expects" in health["problems"][0]
+    assert "31337" not in str(health) and "8453" not in str(health)  # the ids are for staff
     assert chain._rpc_url not in str(health)
     assert any("serves chain 31337" in e for e in dashboard_get(with_chain=False).errors)
 
@@ -134,21 +135,49 @@ def test_the_keeper_sends_nothing_while_the_rpc_serves_another_chain_and_resumes
         )
     proxy.upstream = other_chain._rpc_url
     proxied = GliskChain(rpc_url=proxy.url, contract_address=chain.contract_address, chain_id=chain.chain_id)
+    keeper = Keeper(chain=proxied, private_key=settings.GLISK.keeper_private_key)
+    naps: list[float] = []
+    # A run that starts on another chain ends at once (freeing the sender's lock), sending nothing.
+    report = reveal_run(keeper=keeper, budget_seconds=20, poll_seconds=0.01, sleep=naps.append)
+    assert report is not None and report.sent == 0 and report.notes == ["wrong chain"] and naps == []
+    assert not RevealTransaction.objects.exists()
+    proxy.upstream = chain._rpc_url  # put back: the next run sends
+    report = reveal_run(keeper=keeper, budget_seconds=20, poll_seconds=0.01)
+    assert report is not None and report.sent == 1 and report.notes == []
+    assert set(Token.objects.values_list("status", flat=True)) == {"revealed"}
+    sender = Account.from_key(settings.GLISK.keeper_private_key).address
+    assert other_chain.transaction_count(sender) == 0  # nothing was ever sent to the other chain
+
+
+def test_a_cluster_on_another_chain_does_not_keep_the_lock_from_a_healthy_one(chain, settings, other_chain):
+    """Clusters on several machines share the keeper's and the watcher's one-per-contract locks: a
+    cluster whose RPC_URL names another chain gives them up at once instead of holding them."""
+    import time
+
+    misconfigured = GliskChain(
+        rpc_url=other_chain._rpc_url, contract_address=chain.contract_address, chain_id=chain.chain_id
+    )
+    started = time.monotonic()
+    assert watcher_run(chain=misconfigured, duration=30, poll_seconds=0.05) == 0
+    keeper = Keeper(chain=misconfigured, private_key=settings.GLISK.keeper_private_key)
+    report = reveal_run(keeper=keeper, budget_seconds=30, poll_seconds=0.05)
+    assert report is not None and report.notes == ["wrong chain"]
+    assert time.monotonic() - started < 10  # not the 30 s budgets
+    assert watcher_run(chain=chain, duration=0.5, poll_seconds=0.05) > 0  # the lock is free
+
+
+def test_a_run_that_started_right_gives_the_lock_up_after_a_few_wrong_checks(
+    chain, settings, proxy, other_chain
+):
+    from chain.services.guard import MAX_WRONG_IN_A_ROW
+
+    proxied = GliskChain(rpc_url=proxy.url, contract_address=chain.contract_address, chain_id=chain.chain_id)
     naps: list[float] = []
 
     def sleep(seconds: float) -> None:
         naps.append(seconds)
-        if len(naps) == 3:
-            assert not RevealTransaction.objects.exists()
-            proxy.upstream = chain._rpc_url
+        proxy.upstream = other_chain._rpc_url  # swapped after the first (right) step, for good
 
-    report = reveal_run(
-        keeper=Keeper(chain=proxied, private_key=settings.GLISK.keeper_private_key),
-        budget_seconds=20,
-        poll_seconds=0.01,
-        sleep=sleep,
-    )
-    assert report is not None and report.sent == 1 and "wrong chain" in report.notes
-    assert set(Token.objects.values_list("status", flat=True)) == {"revealed"}
-    keeper = Account.from_key(settings.GLISK.keeper_private_key).address
-    assert other_chain.transaction_count(keeper) == 0  # nothing was ever sent to the other chain
+    steps = watcher_run(chain=proxied, duration=60, poll_seconds=0.01, sleep=sleep)
+    assert steps >= 1
+    assert len(naps) == MAX_WRONG_IN_A_ROW  # the first nap after the right step, then the backoffs

@@ -507,8 +507,6 @@ def test_the_rpc_swapped_for_another_chain_mid_run_and_back(chaos_stack):
     """Scenario 10: the pipeline's RPC endpoint starts answering for another chain (Base's id,
     the same contract address, its own mints) mid-run, then is put back. Meanwhile the keeper
     sends nothing and the watcher's cursor stays; /health says why; afterwards the run ends."""
-    from glisk.devtools.devnet import DEVNET_CHAIN_ID
-
     total = scale(40, 400)
     stack = chaos_stack(WATCHER_CONFIRMATIONS="1")
     other_port = devnet.free_port()
@@ -536,7 +534,7 @@ def test_the_rpc_swapped_for_another_chain_mid_run_and_back(chaos_stack):
         assert wait_until(lambda: _health(stack)["status"] == "degraded", timeout=60)
         cursor_before = _watcher_cursor()  # once the guard has seen the other chain
         problem = _health(stack)["problems"][0]
-        assert f"serves chain 8453, but NETWORK expects chain {DEVNET_CHAIN_ID}" in problem
+        assert "serves another chain than NETWORK expects" in problem and "8453" not in problem
         chain.rpc("anvil_mine", [hex(20)])  # our chain moves on too: a following cursor would show it
         time.sleep(scale(5, 15))
         cursor_swapped = _watcher_cursor()
