@@ -118,7 +118,7 @@ class LocalImageProvider:
 # Looking for a prediction a dead worker created: how far back past its attempt row (clocks
 # differ), and how many pages of the account's predictions (100 each) at most.
 RECOVERY_CLOCK_SKEW_SECONDS = 120
-RECOVERY_PAGES = 5
+RECOVERY_PAGES = 20
 
 
 class ReplicateImageProvider:
@@ -213,7 +213,7 @@ class ReplicateImageProvider:
         try:
             prediction = self._existing(resume) if resume else None
             if prediction is None and recover_since is not None and seed is not None:
-                prediction = self._find(prompt=prompt, seed=seed, since=recover_since)
+                prediction = self._find_or_raise(prompt=prompt, seed=seed, since=recover_since)
                 if prediction is not None and started is not None:
                     started(prediction.id)
             if prediction is None:
@@ -297,9 +297,26 @@ class ReplicateImageProvider:
                 error_class="bad_response",
             ) from None
 
+    def _find_or_raise(self, *, prompt: str, seed: int, since: datetime) -> Any:
+        """`_find`, whose every failure (throttled, down, a page the client cannot read) is a
+        transient `search_failed`: the row stays searchable, and the next attempt searches again
+        rather than buying a second prediction while the first may exist."""
+        try:
+            return self._find(prompt=prompt, seed=seed, since=since)
+        except Exception as exc:  # whatever broke the search, the search is retried
+            status = getattr(exc, "status", None)
+            raise ProviderError(
+                f"could not search Replicate for the earlier attempt's prediction ({type(exc).__name__}"
+                f"{f' {status}' if status else ''})",
+                transient=True,
+                error_class="search_failed",
+                retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None)),
+            ) from None
+
     def _find(self, *, prompt: str, seed: int, since: datetime) -> Any:
         """A usable prediction of ours created since `since` with this seed and prompt (the list is
-        newest first), or None. Bounded: a few pages cover any crash a lease can outlive."""
+        newest first), or None. Bounded at RECOVERY_PAGES pages, and it stops at the first
+        prediction older than the attempt (less the clock skew allowed)."""
         cursor: Any = ...
         horizon = since - timedelta(seconds=RECOVERY_CLOCK_SKEW_SECONDS)
         for _ in range(RECOVERY_PAGES):

@@ -447,6 +447,54 @@ def test_a_prediction_created_by_a_worker_that_died_before_storing_its_id_is_fou
     assert any(r["path"] == "/v1/predictions?cursor=2" for r in replicate.requests)
 
 
+@pytest.mark.parametrize("hiccup", ["500", "garbage"])
+def test_a_search_that_fails_is_tried_again_before_anything_is_bought(
+    replicate, replicate_provider, fast_retries, hiccup
+):
+    """The search for a dead worker's prediction fails (or answers a page the client cannot read;
+    the client itself retries 429s): the attempt is a transient `search_failed`, nothing is
+    bought, and the next attempt searches again and finds the prediction."""
+    from lifecycle.services.stages import StageReport, image
+
+    token = TokenFactory.create()
+    job = _dead_worker_left_a_row_without_an_id(token)
+    lost = _create_directly(replicate, "p", image.generation_seed(job))
+    replicate.list_faults = [hiccup]
+    report = StageReport()
+    fresh = Token.objects.select_related("author").get(pk=token.pk)
+    image.image_generate_token(token=fresh, worker_id="w2", provider=replicate_provider, report=report)
+    job.refresh_from_db()
+    assert report.retried == 1 and replicate.creates == 1  # only the dead worker's
+    assert (job.outcome, job.error_class, job.external_id) == ("transient_error", "search_failed", "")
+    Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())
+    assert image_stage_run(worker_id="w3", budget_seconds=1, provider=replicate_provider).succeeded == 1
+    assert replicate.creates == 1
+    assert list(ImageJob.objects.filter(token=token).values_list("outcome", "external_id")) == [
+        ("succeeded", lost)
+    ]
+
+
+def test_a_create_that_timed_out_on_our_side_is_found_not_bought_again(
+    replicate, replicate_provider, fast_retries
+):
+    """The POST times out here but Replicate created (and bills) the prediction: the next attempt
+    finds it by the row's seed."""
+    import time
+
+    replicate.slow_seconds = 2.5  # past the provider's 2 s timeout; the stand-in creates it after
+    replicate.inject("slow")
+    token = TokenFactory.create()
+    assert image_stage_run(worker_id="w1", budget_seconds=1, provider=replicate_provider).retried == 1
+    job = ImageJob.objects.get(token=token)
+    assert (job.error_class, job.external_id) == ("timeout", "")
+    time.sleep(1.0)  # the stand-in finishes creating what the client gave up on
+    Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())
+    assert image_stage_run(worker_id="w1", budget_seconds=1, provider=replicate_provider).succeeded == 1
+    assert replicate.creates == 1 and len(replicate.predictions) == 1
+    job.refresh_from_db()
+    assert job.outcome == "succeeded" and job.external_id == next(iter(replicate.predictions))
+
+
 def test_a_worker_that_died_before_asking_leaves_nothing_to_find_and_one_new_prediction_is_made(
     replicate, replicate_provider
 ):

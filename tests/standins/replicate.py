@@ -224,7 +224,17 @@ class ReplicateHandler(BaseHTTPRequestHandler):
         listing = re.fullmatch(r"/v1/predictions(?:\?cursor=(\d+))?", self.path)
         if listing:
             if self._authorized():
-                self._list(int(listing.group(1) or 0))
+                fault = s.list_faults.pop(0) if s.list_faults else None
+                if fault == "429":
+                    send_json(
+                        self, 429, {"detail": "Request was throttled.", "status": 429}, {"Retry-After": "1"}
+                    )
+                elif fault == "500":
+                    send_json(self, 500, {"detail": "Internal server error", "status": 500})
+                elif fault == "garbage":
+                    send_json(self, 200, {"next": None, "oops": []})  # no `results`
+                else:
+                    self._list(int(listing.group(1) or 0))
             return
         match = re.fullmatch(r"/v1/predictions/([0-9a-f]+)", self.path)
         if not match or not self._authorized():
@@ -265,6 +275,7 @@ class ReplicateStandIn(StandInServer):
         self.slow_seconds = 3.0
         self.run_seconds: tuple[float, float] = (0.0, 0.0)  # how long each prediction runs
         self.page_size = 100  # predictions per page of GET /v1/predictions
+        self.list_faults: list[str] = []  # one per GET /v1/predictions: "429", "500", "garbage"
         self.files_gone = False
         self.lock = threading.Lock()
         super().__init__()

@@ -111,15 +111,32 @@ def _failed_fields(error: ProviderError) -> dict[str, str]:
     return {"external_id": external_id[:128]} if external_id else {}
 
 
+# Transient failures after which the attempt's prediction may exist and still finish. With its
+# id on the row (the wait, a poll or the download failed) it is polled again; without one (the
+# create timed out, its connection broke or a gateway failed, its answer was unreadable, or the
+# search for it failed) it is searched for by the row's seed, then bought with that seed.
+RESUMABLE_WITH_ID = (
+    "timeout",
+    "connection",
+    "bad_response",
+    "http_429",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+)
+RESUMABLE_WITHOUT_ID = ("timeout", "connection", "bad_response", "search_failed", "http_502", "http_504")
+
+
 def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> ImageJob | None:
-    """An attempt of this stint whose prediction may still finish: the provider accepted the work
-    (its id is on the row) but no result was recorded."""
-    # A worker that died left its row `started`; one whose own deadline passed left it a timeout
-    # with the prediction still running (and billed): both are polled, not bought again.
-    # A row still `started` without an id: its worker died before (or while) asking, and the
-    # provider is searched for it by seed. A timeout left the prediction running: polled by id.
-    unfinished = Q(outcome=AttemptOutcome.STARTED) | (
-        Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class="timeout") & ~Q(external_id="")
+    """An attempt of this stint whose prediction may still finish: the provider may have accepted
+    (and billed) the work but no result was recorded."""
+    # A worker that died left its row `started` (with the id if it got that far); a failure that
+    # says nothing about the prediction itself left it running: polled or searched, not bought.
+    unfinished = (
+        Q(outcome=AttemptOutcome.STARTED)
+        | (Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class__in=RESUMABLE_WITH_ID) & ~Q(external_id=""))
+        | Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class__in=RESUMABLE_WITHOUT_ID, external_id="")
     )
     return (
         ImageJob.objects.filter(
