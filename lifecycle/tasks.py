@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from typing import Any
 
+from glisk.core.machine import machine_name
 from glisk.core.stages import stage_started
 from lifecycle.services.stages import image_stage_run, ipfs_stage_run
 from lifecycle.services.tokens import token_leases_release_dead
 
 
 def worker_id() -> str:
-    """Unique per task run: host, process, and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Unique per task run: machine (see machine_name), process, and a random suffix."""
+    return f"{machine_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def process_alive(pid: int) -> bool:
@@ -30,7 +30,7 @@ def process_alive(pid: int) -> bool:
 
 def release_dead_worker_leases() -> dict[str, int]:
     """Run by a cluster as it starts, on its own machine (see token_leases_release_dead)."""
-    return token_leases_release_dead(host=socket.gethostname(), alive=process_alive)
+    return token_leases_release_dead(host=machine_name(), alive=process_alive)
 
 
 def image_stage() -> dict[str, Any]:

@@ -351,8 +351,9 @@ def token_leases_renew(*, worker_id: str, lease_seconds: int) -> int:
 def token_leases_release_dead(*, host: str, alive: Callable[[int], bool]) -> dict[str, int]:
     """Free the leases held by this host's workers whose process is gone (a cluster that was
     SIGKILLed or OOM-killed, restarting on the same machine): their tokens are claimable at once
-    instead of when the lease runs out. Worker ids are `host:pid:suffix` (lifecycle.tasks);
-    `alive(pid)` tells whether a process of this host still runs. Returns released tokens per
+    instead of when the lease runs out. Worker ids are `host:pid:suffix` (lifecycle.tasks; `host`
+    names the machine's boot and PID namespace too); `alive(pid)` tells whether a process of this
+    host still runs. Returns released tokens per
     dead worker."""
     now = timezone.now()
     holders = (

@@ -149,7 +149,7 @@ def test_a_starting_cluster_frees_the_leases_of_this_machines_dead_workers():
     import subprocess
 
     from lifecycle.services.tokens import token_leases_release_dead
-    from lifecycle.tasks import process_alive, release_dead_worker_leases
+    from lifecycle.tasks import machine_name, process_alive, release_dead_worker_leases
 
     gone = subprocess.Popen(["sleep", "60"])
     gone.kill()
@@ -158,14 +158,53 @@ def test_a_starting_cluster_frees_the_leases_of_this_machines_dead_workers():
     import os
     import socket
 
-    host = socket.gethostname()
+    from lifecycle.tasks import worker_id
+
+    host = machine_name()
+    assert worker_id().startswith(f"{host}:{os.getpid()}:")
     expires = timezone.now() + timedelta(seconds=30)
     dead = TokenFactory.create(claimed_by=f"{host}:{gone.pid}:aaaa", lease_expires_at=expires)
     alive = TokenFactory.create(claimed_by=f"{host}:{os.getpid()}:bbbb", lease_expires_at=expires)
     elsewhere = TokenFactory.create(claimed_by=f"other-host:{gone.pid}:cccc", lease_expires_at=expires)
+    # Same host name, another boot or PID namespace (a container sharing the host's name): its pids
+    # are not ours to look up.
+    twin = TokenFactory.create(
+        claimed_by=f"{socket.gethostname()}~0badc0de:{gone.pid}:dddd", lease_expires_at=expires
+    )
     assert release_dead_worker_leases() == {f"{host}:{gone.pid}:aaaa": 1}
     assert token_claim(statuses=["detected"], worker_id="next", limit=10, lease_seconds=30).ids == [dead.pk]
-    for token in (alive, elsewhere):  # a live worker here, and any worker elsewhere, keep theirs
+    for token in (alive, elsewhere, twin):  # a live worker here, and any worker elsewhere, keep theirs
         token.refresh_from_db()
         assert token.claimed_by and token.lease_expires_at == expires
     assert token_leases_release_dead(host="h", alive=lambda pid: False) == {}
+
+
+@pytest.mark.django_db
+def test_a_live_worker_in_another_pid_namespace_with_our_host_name_keeps_its_lease():
+    """A second container with the same host name (host networking): its pids mean nothing here,
+    so its worker, alive, must not lose its lease to our start-up sweep."""
+    import shutil
+    import subprocess
+    import sys
+
+    from glisk.core.machine import machine_name
+    from lifecycle.tasks import release_dead_worker_leases
+
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run a process in another PID namespace")
+    code = "import os; from glisk.core.machine import machine_name; print(machine_name(), os.getpid())"
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    theirs, _ = done.stdout.split()
+    assert theirs.split("~")[0] == machine_name().split("~")[0] and theirs != machine_name()
+    unused_here = subprocess.Popen(["sleep", "60"])
+    unused_here.kill()
+    unused_here.wait()
+    # Its worker runs under a pid that no process of ours has: not dead, just not ours to see.
+    holder = f"{theirs}:{unused_here.pid}:eeee"
+    token = TokenFactory.create(claimed_by=holder, lease_expires_at=timezone.now() + timedelta(seconds=30))
+    assert release_dead_worker_leases() == {}
+    token.refresh_from_db()
+    assert token.claimed_by == holder
