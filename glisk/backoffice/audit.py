@@ -21,6 +21,7 @@ from chain.adapter import ChainError, GliskChain
 from chain.models import RevealTransaction
 from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus, TokenTransition
 from lifecycle.providers.ipfs import cid_matches
+from lifecycle.services.minting import REVEALED_WITH_EARLIER_AUTHOR
 
 
 @dataclass
@@ -102,6 +103,15 @@ def pipeline_audit(
                 f"#{token.pk} is revealed with author {token.author.wallet_address}, the chain says "
                 f"{state.prompt_author}"
             )
+
+    # Revealed, then the chain's mint named another author (a reorg deeper than the reveal): the
+    # image shows the earlier author's prompt for good.
+    for token_id in (
+        TokenTransition.objects.filter(reason__contains=REVEALED_WITH_EARLIER_AUTHOR)
+        .values_list("token_id", flat=True)
+        .distinct()
+    ):
+        result.problem(f"#{token_id} was revealed with an earlier author's prompt (its mint changed after)")
 
     stints = _entries()
     generated = (

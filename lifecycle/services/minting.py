@@ -154,6 +154,11 @@ def _note(token_id: int, status: str, actor: str, reason: str, detail: dict[str,
     )
 
 
+# The timeline's words for a token whose mint changed author after its reveal (a deep reorg):
+# nothing can change on chain, and the audit reports it.
+REVEALED_WITH_EARLIER_AUTHOR = "already revealed with the earlier author's prompt"
+
+
 @dataclass(frozen=True)
 class ChainMint:
     """What the chain says of a disputed token, read with the watcher's confirmations."""
@@ -207,7 +212,7 @@ def token_mint_settle(*, token_id: int, chain_mint: ChainMint | None, actor: str
             Token.objects.filter(pk=token_id).update(**settled, **correction)
             reason = f"mint corrected from the chain: {what}"
             if token.status == TokenStatus.REVEALED and not same_author:
-                reason += " (already revealed with the earlier author's prompt)"
+                reason += f" ({REVEALED_WITH_EARLIER_AUTHOR})"
             _note(token_id, token.status, actor, reason, detail, now)
             return "corrected"
         reason = f"mint corrected from the chain: {what}; restarted for the new author's prompt"

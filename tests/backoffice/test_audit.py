@@ -107,3 +107,20 @@ def test_content_is_checked_against_cidv0_and_the_older_cidv1_metadata(
     result = pipeline_audit(chain=chain, gateway_url=live_server.url)
     assert result.checked_content == 3
     assert [p for p in result.problems if "hash" in p] == [f"#3 metadata bytes do not hash to {uris[2][7:]}"]
+
+
+def test_a_token_whose_mint_changed_author_after_its_reveal_is_reported(chain, accounts):
+    from lifecycle.services.minting import ChainMint, token_mint_dispute, token_mint_settle
+
+    token = revealed_token(chain, accounts)
+    job(token, 1)
+    other = AuthorFactory.create()
+    assert token_mint_dispute(token_id=token.pk, actor="watcher", reason="contradicted by a test")
+    outcome = token_mint_settle(
+        token_id=token.pk,
+        chain_mint=ChainMint(author_id=other.pk, author_wallet=other.wallet_address, mint_event_id=None),
+        actor="watcher",
+    )
+    assert outcome == "corrected"
+    problems = pipeline_audit(chain=chain).problems
+    assert "#1 was revealed with an earlier author's prompt (its mint changed after)" in problems
