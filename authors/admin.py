@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -13,16 +13,32 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from eth_utils import is_address, to_checksum_address
 
-from authors.models import Author
+from authors.models import Author, SocialLink
 from authors.selectors import authors_with_token_counts
 from authors.services import author_prompt_changed_by_operator
+from authors.social import author_social_unlink
 from glisk.config import PROMPT_MAX_LENGTH
 
 
 class AuthorForm(forms.ModelForm):
+    # Handles are linked by their owners with a proof (X sign-in, Sign In With Farcaster); an
+    # operator can only remove one, saying why.
+    unlink_x_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Unlink X: reason",
+        help_text="Filled in: the X handle is removed, and the reason kept in the link history.",
+    )
+    unlink_farcaster_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Unlink Farcaster: reason",
+        help_text="Filled in: the Farcaster handle is removed, and the reason kept in the link history.",
+    )
+
     class Meta:
         model = Author
-        fields = ("wallet_address", "prompt_text", "twitter_handle", "farcaster_handle")
+        fields = ("wallet_address", "prompt_text")
 
     def clean_wallet_address(self) -> str:
         wallet = self.cleaned_data["wallet_address"].strip()
@@ -42,6 +58,7 @@ class AuthorForm(forms.ModelForm):
 
 
 HISTORY_COLUMNS = ("when", "form", "signature", "prompt SHA-256", "nonce / operator", "client")
+LINK_COLUMNS = ("when", "account", "change", "handle", "by", "proof", "reason")
 
 
 @admin.register(Author)
@@ -59,7 +76,28 @@ class AuthorAdmin(admin.ModelAdmin):
     )
     list_filter = (("prompt_text", admin.EmptyFieldListFilter),)
     search_fields = ("wallet_address", "twitter_handle", "farcaster_handle", "prompt_text")
-    readonly_fields = ("created_at", "updated_at", "token_counts", "prompt_history")
+    readonly_fields = (
+        "twitter_handle",
+        "farcaster_handle",
+        "created_at",
+        "updated_at",
+        "token_counts",
+        "prompt_history",
+        "link_history",
+    )
+    fields = (
+        "wallet_address",
+        "prompt_text",
+        "twitter_handle",
+        "unlink_x_reason",
+        "farcaster_handle",
+        "unlink_farcaster_reason",
+        "token_counts",
+        "prompt_history",
+        "link_history",
+        "created_at",
+        "updated_at",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Author]:
         # Annotate first, then order: the leaderboard orders by an annotation.
@@ -125,10 +163,46 @@ class AuthorAdmin(admin.ModelAdmin):
         head = format_html_join("", "<th>{}</th>", ((h,) for h in HISTORY_COLUMNS))
         return format_html("<table><tr>{}</tr>{}</table>", head, body)
 
+    @admin.display(description="X and Farcaster links")
+    def link_history(self, obj: Author) -> SafeString | str:
+        """Newest first: each link with its proof, each unlink with who and why."""
+        rows = list(obj.social_links.all()[:20]) if obj.pk else []
+        if not rows:
+            return "none yet"
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            (
+                (
+                    link.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    link.get_network_display(),
+                    link.get_action_display(),
+                    link.handle,
+                    link.actor,
+                    ", ".join(f"{k}={v}" for k, v in sorted(link.proof.items())) or "-",
+                    link.reason or "-",
+                )
+                for link in rows
+            ),
+        )
+        head = format_html_join("", "<th>{}</th>", ((h,) for h in LINK_COLUMNS))
+        return format_html("<table><tr>{}</tr>{}</table>", head, body)
+
     def save_model(self, request: HttpRequest, obj: Author, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        operator = request.user.get_username()
         if "prompt_text" in form.changed_data:
-            author_prompt_changed_by_operator(author=obj, operator=request.user.get_username())
+            author_prompt_changed_by_operator(author=obj, operator=operator)
+        for network, field in (
+            (SocialLink.Network.X, "unlink_x_reason"),
+            (SocialLink.Network.FARCASTER, "unlink_farcaster_reason"),
+        ):
+            reason = (form.cleaned_data.get(field) or "").strip()
+            if reason and author_social_unlink(
+                author_id=obj.pk, network=network, operator=operator, reason=reason
+            ):
+                messages.success(request, f"{SocialLink.Network(network).label} account unlinked: {reason}")
+                obj.refresh_from_db()
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # tokens reference their author

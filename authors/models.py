@@ -86,3 +86,68 @@ class PromptUpdate(models.Model):
 
     def __str__(self) -> str:
         return f"prompt update of {self.author} ({self.form})"
+
+
+class XLinkRequest(models.Model):
+    """An X sign-in in progress: the OAuth `state` and PKCE verifier, kept here so that any web
+    worker can finish the flow and a restart loses nothing. Used once; expires in minutes."""
+
+    state = models.CharField(max_length=64, unique=True)
+    code_verifier = models.CharField(max_length=128)
+    wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["expires_at"], name="x_link_request_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"X sign-in for {self.wallet_address}"
+
+
+class SocialLink(models.Model):
+    """One change of an author's X or Farcaster handle: who made it, when, and the proof."""
+
+    class Network(models.TextChoices):
+        X = "x", "X"
+        FARCASTER = "farcaster", "Farcaster"
+
+    class Action(models.TextChoices):
+        LINK = "link", "linked"
+        UNLINK = "unlink", "unlinked"
+
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="social_links")
+    network = models.CharField(max_length=16, choices=Network.choices)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    handle = models.CharField(max_length=64, help_text="The handle linked, or the one removed.")
+    proof = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="X: the account id X answered for the signed-in user. Farcaster: the fid, the "
+        "custody address that signed, the message's domain and nonce. Empty for operators.",
+    )
+    proof_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="SHA-256 of a Farcaster sign-in message: each is accepted once.",
+    )
+    actor = models.CharField(max_length=128, help_text="wallet:<address> or operator:<name>.")
+    reason = models.TextField(blank=True, default="")
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proof_digest"],
+                condition=~models.Q(proof_digest=""),
+                name="social_link_proof_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.network} {self.action} {self.handle} for {self.author}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from authors.services import prompt_nonces_prune
+from authors.social import x_link_requests_prune
 
 
 def prune_nonces() -> int:
-    return prompt_nonces_prune()
+    """Expired prompt nonces and X sign-ins (anyone may start either)."""
+    return prompt_nonces_prune() + x_link_requests_prune()

@@ -41,6 +41,10 @@ DEFAULT_AUTHOR_WALLET = "0x0000000000000000000000000000000000000001"
 DEFAULT_PROMPT = "Sun rays breaking through clouds over a calm sea, luminous digital painting"
 DEFAULT_FALLBACK_PROMPT = "Cute kittens playing with a ball of yarn in a sunlit room, soft pastel colors"
 MAX_REVEAL_BATCH = 50
+X_AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
+X_API_URL = "https://api.x.com"
+FARCASTER_ID_REGISTRY = "0x00000000Fc6c5F01Fc30151999387Bb99A9f489b"  # on OP Mainnet
+FNAME_REGISTRY_URL = "https://fnames.farcaster.xyz"
 PROMPT_MAX_LENGTH = 1000
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -130,6 +134,27 @@ class Config:
     author_nonce_ttl_seconds: int
     num_proxies: int
 
+    # Linking authors' X and Farcaster accounts (see authors.social).
+    frontend_url: str
+    x_client_id: str
+    x_client_secret: str = field(repr=False)  # secret
+    x_redirect_uri: str
+    x_authorize_url: str
+    x_api_url: str
+    social_timeout_seconds: float
+    social_link_ttl_seconds: int
+    farcaster_rpc_url: str = field(repr=False)  # may hold a key
+    farcaster_id_registry: str
+    fname_registry_url: str
+
+    @property
+    def x_configured(self) -> bool:
+        return bool(self.x_client_id and self.x_client_secret and self.x_redirect_uri and self.frontend_url)
+
+    @property
+    def farcaster_configured(self) -> bool:
+        return bool(self.farcaster_rpc_url and self.frontend_url)
+
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
@@ -146,6 +171,7 @@ class Config:
             self.metrics_token,
             self.s3_access_key_id,
             self.s3_secret_access_key,
+            self.x_client_secret,
         ]
         if self.keeper_private_key.startswith("0x"):
             values.append(self.keeper_private_key[2:])
@@ -387,6 +413,17 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         author_accept_static_message=r.boolean("AUTHOR_ACCEPT_STATIC_MESSAGE", True),
         author_nonce_ttl_seconds=r.integer("AUTHOR_NONCE_TTL_SECONDS", 600, minimum=30, maximum=86400),
         num_proxies=r.integer("NUM_PROXIES", 0, minimum=0, maximum=10),
+        frontend_url=r.url("FRONTEND_URL"),
+        x_client_id=r.raw("X_CLIENT_ID"),
+        x_client_secret=r.raw("X_CLIENT_SECRET"),
+        x_redirect_uri=r.url("X_REDIRECT_URI"),
+        x_authorize_url=r.url("X_AUTHORIZE_URL", X_AUTHORIZE_URL),
+        x_api_url=r.url("X_API_URL", X_API_URL),
+        social_timeout_seconds=r.number("SOCIAL_TIMEOUT_SECONDS", 10.0, minimum=0.5),
+        social_link_ttl_seconds=r.integer("SOCIAL_LINK_TTL_SECONDS", 600, minimum=30, maximum=3600),
+        farcaster_rpc_url=r.url("FARCASTER_RPC_URL"),
+        farcaster_id_registry=r.address("FARCASTER_ID_REGISTRY", FARCASTER_ID_REGISTRY),
+        fname_registry_url=r.url("FNAME_REGISTRY_URL", FNAME_REGISTRY_URL),
     )
     problems = list(r.problems)
     if config.file_storage == "s3" and not config.s3_bucket:
@@ -429,6 +466,15 @@ def _production_problems(c: Config) -> list[str]:
             problems.append("IPFS_PROVIDER must be pinata in production (local is for the devnet only)")
     if "*" in c.allowed_hosts:
         problems.append("ALLOWED_HOSTS must not contain '*' in production")
+    if c.x_client_id:
+        # Without the secret X refuses the code exchange (a confidential client): refuse here.
+        for name, value in (
+            ("X_CLIENT_SECRET", c.x_client_secret),
+            ("X_REDIRECT_URI", c.x_redirect_uri),
+            ("FRONTEND_URL", c.frontend_url),
+        ):
+            if not value:
+                missing(name, "X_CLIENT_ID is set: linking X accounts needs it")
     return problems
 
 

@@ -188,7 +188,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "glisk.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Prompt updates, per wallet and per client address (glisk.public_api.throttles).
-    "DEFAULT_THROTTLE_RATES": {"prompt_wallet": "10/hour", "prompt_client": "30/hour"},
+    "DEFAULT_THROTTLE_RATES": {
+        "prompt_wallet": "10/hour",
+        "prompt_client": "30/hour",
+        "social_client": "30/hour",
+    },
     "NUM_PROXIES": GLISK.num_proxies,
 }
 SPECTACULAR_SETTINGS = {

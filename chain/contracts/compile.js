@@ -13,6 +13,7 @@ const TARGETS = [
   { source: "chain/contracts/GliskNFT.sol", contracts: ["GliskNFT"] },
   { source: "chain/contracts/WalletSignatureCheck.sol", contracts: ["WalletSignatureCheck"] },
   { source: "tests/contracts/TestWallets.sol", contracts: ["TestWallet", "TestWalletFactory"] },
+  { source: "glisk/devtools/contracts/FarcasterIdRegistry.sol", contracts: ["FarcasterIdRegistry"] },
 ];
 const SETTINGS = { evmVersion: "shanghai", optimizer: { enabled: true, runs: 200 } };
 

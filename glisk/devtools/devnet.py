@@ -47,9 +47,11 @@ class DevnetInfo:
     keeper_private_key: str
     webhook_secret: str
     anvil_pid: int = 0
+    # A Farcaster IdRegistry of our own on the same chain (the OP Mainnet one, offline).
+    farcaster_id_registry: str = ""
 
     def env(self) -> dict[str, str]:
-        return {
+        values = {
             "RPC_URL": self.rpc_url,
             "GLISK_NFT_CONTRACT_ADDRESS": self.contract_address,
             "CONTRACT_DEPLOYMENT_BLOCK": str(self.deployment_block),
@@ -57,6 +59,10 @@ class DevnetInfo:
             "ALCHEMY_WEBHOOK_SECRET": self.webhook_secret,
             "DEVNET_ANVIL_PID": str(self.anvil_pid),
         }
+        if self.farcaster_id_registry:
+            values["FARCASTER_RPC_URL"] = self.rpc_url
+            values["FARCASTER_ID_REGISTRY"] = self.farcaster_id_registry
+        return values
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,7 @@ class DevnetInfo:
                 keeper_private_key=values["KEEPER_PRIVATE_KEY"],
                 webhook_secret=values["ALCHEMY_WEBHOOK_SECRET"],
                 anvil_pid=int(values.get("DEVNET_ANVIL_PID", "0") or 0),
+                farcaster_id_registry=values.get("FARCASTER_ID_REGISTRY", ""),
             )
         except (KeyError, ValueError):
             return None
@@ -190,6 +197,26 @@ def deploy(chain: GliskChain, *, deployer: str) -> tuple[str, int]:
     return to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"], 16)
 
 
+ID_REGISTRY_ARTIFACT = Path(__file__).resolve().parent / "contracts" / "FarcasterIdRegistry.json"
+
+
+def deploy_id_registry(chain: GliskChain, *, deployer: str) -> str:
+    """Deploy the devnet's Farcaster IdRegistry (custodyOf/idOf, as on OP Mainnet)."""
+    import json
+
+    bytecode = json.loads(ID_REGISTRY_ARTIFACT.read_text())["bytecode"]
+    receipt = send_and_wait(chain, {"from": deployer, "data": bytecode, "gas": hex(2_000_000)})
+    return to_checksum_address(receipt["contractAddress"])
+
+
+def register_fid(chain: GliskChain, *, registry: str, custody: str) -> int:
+    """Register a fid whose custody address is `custody` (an unlocked dev account); returns it."""
+    send_and_wait(
+        chain, {"from": custody, "to": registry, "data": abi.calldata("register", ["address"], [custody])}
+    )
+    return int(chain.with_contract(registry).call("idOf", ["address"], [custody], ["uint256"])[0])
+
+
 def grant_keeper_role(chain: GliskChain, *, admin: str, keeper: str) -> None:
     data = abi.calldata("grantRole", ["bytes32", "address"], [HexBytes(abi.KEEPER_ROLE), keeper])
     send_and_wait(chain, {"from": admin, "to": chain.contract_address, "data": data})
@@ -231,10 +258,12 @@ def provision(
     deployed = chain.with_contract(address)
     fund(deployed, keeper)
     grant_keeper_role(deployed, admin=accounts[0], keeper=keeper)
+    registry = deploy_id_registry(chain, deployer=accounts[0])
     return DevnetInfo(
         rpc_url=rpc_url,
         contract_address=address,
         deployment_block=block,
         keeper_private_key=keeper_key,
         webhook_secret=webhook_secret or "whsec_devnet_" + secrets.token_hex(16),
+        farcaster_id_registry=registry,
     )

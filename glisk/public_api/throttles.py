@@ -44,3 +44,12 @@ class PromptWalletThrottle(AtomicRateThrottle):
         if not wallet:
             return None
         return self.cache_format % {"scope": self.scope, "ident": str(wallet).lower()}
+
+
+class SocialClientThrottle(AtomicRateThrottle):
+    """Requests to link an X or Farcaster account, per client address."""
+
+    scope = "social_client"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

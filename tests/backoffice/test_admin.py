@@ -288,8 +288,6 @@ def test_author_prompt_editing_is_validated(admin_client):
     data = {
         "wallet_address": author.wallet_address.lower(),
         "prompt_text": "x" * 1001,
-        "twitter_handle": "",
-        "farcaster_handle": "",
     }
     response = admin_client.post(url, data)
     assert response.status_code == 200 and "at most 1000 characters" in response.content.decode()
@@ -402,3 +400,29 @@ def test_reveal_now_asks_first_says_what_goes_and_sends_only_the_chosen_tokens(a
     queue = reveal_queue(limit=50)
     assert queue[0].token_id == chosen and queue[0].reveal_requested_at is not None
     assert all(t.reveal_requested_at is None for t in queue if t.token_id in others)
+
+
+def test_handles_are_read_only_and_an_operator_unlinks_with_a_reason(admin_client):
+    from authors.models import SocialLink
+
+    author = AuthorFactory.create(prompt_text="p", twitter_handle="someone", farcaster_handle="glisk")
+    url = reverse("admin:authors_author_change", args=[author.pk])
+    data = {"wallet_address": author.wallet_address, "prompt_text": "p", "twitter_handle": "forged"}
+    admin_client.post(url, data)
+    author.refresh_from_db()
+    assert author.twitter_handle == "someone"  # not a form field: only a proven link sets it
+    response = admin_client.post(
+        url, {**data, "unlink_x_reason": "  impersonation report #12  "}, follow=True
+    )
+    author.refresh_from_db()
+    assert author.twitter_handle == "" and author.farcaster_handle == "glisk"
+    assert any("X account unlinked: impersonation report #12" in m for m in messages_of(response))
+    (row,) = SocialLink.objects.filter(author=author)
+    assert (row.action, row.handle, row.actor, row.reason) == (
+        "unlink",
+        "someone",
+        "operator:admin",
+        "impersonation report #12",
+    )
+    html = admin_client.get(url).content.decode()
+    assert "impersonation report #12" in html and "operator:admin" in html

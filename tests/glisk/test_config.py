@@ -271,3 +271,26 @@ def test_a_value_starting_with_a_dollar_is_read_as_written():
     config = load_config({"METRICS_TOKEN": "$scrape-token", "S3_SECRET_ACCESS_KEY": "$abc/def+ghi"})
     assert config.metrics_token == "$scrape-token"
     assert config.s3_secret_access_key == "$abc/def+ghi"
+
+
+def test_production_refuses_an_x_client_id_without_its_secret():
+    with pytest.raises(ConfigError) as refused:
+        load_config({**GOOD_PRODUCTION, "X_CLIENT_ID": "x-client-id-123"})
+    problems = "\n".join(refused.value.problems)
+    assert "X_CLIENT_SECRET is required in production" in problems
+    assert "X_REDIRECT_URI is required in production" in problems
+    assert "FRONTEND_URL is required in production" in problems
+    assert "x-client-id-123" not in str(refused.value)
+    config = load_config(
+        {
+            **GOOD_PRODUCTION,
+            "X_CLIENT_ID": "x-client-id-123",
+            "X_CLIENT_SECRET": "x-secret-value-456",
+            "X_REDIRECT_URI": "https://api.glisk.xyz/api/authors/x/callback",
+            "FRONTEND_URL": "https://glisk.xyz/",
+        }
+    )
+    assert config.x_configured and config.frontend_url == "https://glisk.xyz"
+    assert "x-secret-value-456" in config.secret_values()  # masked in every log line
+    assert "x-secret-value-456" not in repr(config)
+    assert load_config(GOOD_PRODUCTION).x_configured is False  # X is optional

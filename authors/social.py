@@ -1,0 +1,200 @@
+"""Authors' X and Farcaster handles: the X sign-in's one-time state, and every link and unlink
+kept as a history row. The proofs themselves are checked by the callers (the public API for X,
+chain.services.farcaster for Farcaster); this module owns the rows."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+from eth_utils import to_checksum_address
+
+from authors.models import Author, SocialLink, XLinkRequest
+from authors.services import authors_ensure
+from glisk.core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+HANDLE_FIELDS = {SocialLink.Network.X: "twitter_handle", SocialLink.Network.FARCASTER: "farcaster_handle"}
+
+
+class LinkRefused(ApplicationError):
+    """A link that cannot be made as asked; the message says which check failed."""
+
+    error_type = "link_refused"
+
+
+class LinkUnavailable(ApplicationError):
+    """Linking is not configured, or a service it depends on did not answer."""
+
+    status_code = 503
+    error_type = "link_unavailable"
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256: base64url(SHA-256(verifier)) without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def x_link_begin(*, wallet: str, ttl_seconds: int) -> XLinkRequest:
+    """A new X sign-in for `wallet` (already proven by its signature): a random state and PKCE
+    verifier, valid for `ttl_seconds`."""
+    return XLinkRequest.objects.create(
+        state=secrets.token_urlsafe(32),
+        code_verifier=secrets.token_urlsafe(64),  # 86 characters, within RFC 7636's 43-128
+        wallet_address=to_checksum_address(wallet),
+        expires_at=timezone.now() + timedelta(seconds=ttl_seconds),
+    )
+
+
+def x_link_spend(*, state: str) -> XLinkRequest:
+    """The sign-in `state` names, marked used in the same statement that checks it is unused and
+    unexpired: a replayed or late callback gets LinkRefused ("used_state", "expired_state",
+    "unknown_state") and nothing else happens."""
+    now = timezone.now()
+    if state and XLinkRequest.objects.filter(state=state, used_at__isnull=True, expires_at__gt=now).update(
+        used_at=now
+    ):
+        return XLinkRequest.objects.get(state=state)
+    found = XLinkRequest.objects.filter(state=state).first() if state else None
+    if found is None:
+        raise LinkRefused("unknown_state")
+    raise LinkRefused("used_state" if found.used_at else "expired_state")
+
+
+def x_link_requests_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
+    deleted, _ = XLinkRequest.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
+    return deleted
+
+
+def author_social_link(
+    *,
+    wallet: str,
+    network: str,
+    handle: str,
+    proof: dict[str, Any],
+    proof_digest: str = "",
+    client_address: str | None = None,
+) -> Author:
+    """Set `wallet`'s handle on `network` (creating the author if new) and keep the link as a
+    history row. The account belongs to one author: any other author showing the same handle
+    loses it (with a history row saying why). A `proof_digest` seen before is refused."""
+    field = HANDLE_FIELDS[SocialLink.Network(network)]
+    try:
+        author = _link(
+            wallet=wallet,
+            network=network,
+            field=field,
+            handle=handle,
+            proof=proof,
+            proof_digest=proof_digest,
+            client_address=client_address,
+        )
+    except IntegrityError:  # the same message, accepted by a concurrent request
+        raise LinkRefused("this Farcaster sign-in message was used already: sign in again") from None
+    logger.info("author.social_linked", extra={"wallet": author.wallet_address, "network": network})
+    return author
+
+
+def _link(
+    *,
+    wallet: str,
+    network: str,
+    field: str,
+    handle: str,
+    proof: dict[str, Any],
+    proof_digest: str,
+    client_address: str | None,
+) -> Author:
+    with transaction.atomic():
+        authors, _ = authors_ensure(wallets=[wallet])
+        author = Author.objects.select_for_update().get(pk=authors[wallet.lower()].pk)
+        if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
+            raise LinkRefused("this Farcaster sign-in message was used already: sign in again")
+        others = (
+            Author.objects.select_for_update()
+            .annotate(handle_lower=Lower(field))
+            .filter(handle_lower=handle.lower())
+            .exclude(pk=author.pk)
+            .order_by("pk")
+        )
+        for other in others:
+            _set_handle(
+                other,
+                network=network,
+                field=field,
+                handle="",
+                actor=f"wallet:{author.wallet_address}",
+                reason=f"linked to {author.wallet_address}",
+                proof={},
+            )
+        _set_handle(
+            author,
+            network=network,
+            field=field,
+            handle=handle,
+            actor=f"wallet:{author.wallet_address}",
+            reason="",
+            proof=proof,
+            proof_digest=proof_digest,
+            client_address=client_address,
+        )
+    return author
+
+
+def author_social_unlink(*, author_id: int, network: str, operator: str, reason: str) -> bool:
+    """An operator removes an author's handle, with a reason. False if there was none."""
+    if not reason.strip():
+        raise LinkRefused("say why the account is unlinked")
+    field = HANDLE_FIELDS[SocialLink.Network(network)]
+    with transaction.atomic():
+        author = Author.objects.select_for_update().get(pk=author_id)
+        if not getattr(author, field):
+            return False
+        _set_handle(
+            author,
+            network=network,
+            field=field,
+            handle="",
+            actor=f"operator:{operator}",
+            reason=reason.strip(),
+            proof={},
+        )
+    logger.warning("author.social_unlinked", extra={"author_id": author_id, "network": network})
+    return True
+
+
+def _set_handle(
+    author: Author,
+    *,
+    network: str,
+    field: str,
+    handle: str,
+    actor: str,
+    reason: str,
+    proof: dict[str, Any],
+    proof_digest: str = "",
+    client_address: str | None = None,
+) -> None:
+    previous = getattr(author, field)
+    setattr(author, field, handle)
+    author.save(update_fields=[field, "updated_at"])
+    SocialLink.objects.create(
+        author=author,
+        network=network,
+        action=SocialLink.Action.LINK if handle else SocialLink.Action.UNLINK,
+        handle=(handle or previous)[:64],
+        proof=proof,
+        proof_digest=proof_digest,
+        actor=actor[:128],
+        reason=reason,
+        client_address=client_address,
+    )

@@ -1,0 +1,110 @@
+"""A threaded HTTP server on 127.0.0.1 with a queue of faults to inject, for stand-in APIs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up on a slow answer (a timeout fault) is expected, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class StandInServer:
+    handler_class: type[BaseHTTPRequestHandler]
+
+    def __init__(self) -> None:
+        self.faults: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.faults_served: Counter[str] = Counter()  # per kind, for the chaos suite's outcome lines
+        self.lock = threading.Lock()
+        server_self = self
+
+        handler_base: Any = self.handler_class
+
+        class Handler(handler_base):
+            standin = server_self
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> Self:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def inject(self, *faults: str) -> None:
+        """Each fault applies to one upcoming request, in order."""
+        with self.lock:
+            self.faults.extend(faults)
+
+    random_faults: tuple[str, ...] = ()
+    fault_rate = 0.0
+    latency: tuple[float, float] = (0.0, 0.0)  # seconds added to every answer, uniformly drawn
+
+    in_flight = 0
+    max_in_flight = 0
+
+    def delay(self) -> None:
+        """Answer after `latency`, counting how many requests are being answered at once."""
+        import random
+        import time
+
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            low, high = self.latency
+            if high > 0:
+                time.sleep(random.uniform(low, high))
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def next_fault(self) -> str | None:
+        """The queued fault, else (with `fault_rate`) a random one of `random_faults`."""
+        import random
+
+        fault = None
+        with self.lock:
+            if self.faults:
+                fault = self.faults.popleft()
+        if fault is None and self.fault_rate and random.random() < self.fault_rate:
+            fault = random.choice(self.random_faults)
+        if fault is not None:
+            with self.lock:
+                self.faults_served[fault] += 1
+        return fault
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None
+) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""

@@ -1,0 +1,66 @@
+"""A Farcaster name registry stand-in: `GET /transfers/current?name=<fname>` answers the name's
+latest transfer as fnames.farcaster.xyz does (`{"transfer": {…, "to": <fid>}}`; 404 with
+`{"error": …}` for a name never registered; `to` 0 once unregistered).
+Faults (one per request): "500", "503", "slow"."""
+
+from __future__ import annotations
+
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from glisk.devtools.standins.base import StandInServer, send_json
+
+
+class FnamesHandler(BaseHTTPRequestHandler):
+    standin: FnamesStandIn
+
+    def do_GET(self) -> None:
+        s = self.standin
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        s.requests.append({"method": "GET", "path": url.path, "query": query})
+        fault = s.next_fault()
+        if fault == "slow":
+            time.sleep(s.slow_seconds)
+        if fault in ("500", "503"):
+            send_json(self, int(fault), {"error": "Internal server error"})
+            return
+        if url.path != "/transfers/current":
+            send_json(self, 404, {"error": "Not found"})
+            return
+        with s.lock:
+            transfer = s.current.get(query.get("name", "").lower())
+        if transfer is None:
+            send_json(self, 404, {"error": "No transfer found"})
+            return
+        send_json(self, 200, {"transfer": transfer})
+
+
+class FnamesStandIn(StandInServer):
+    handler_class = FnamesHandler
+
+    def __init__(self) -> None:
+        self.current: dict[str, dict[str, Any]] = {}
+        self.slow_seconds = 3.0
+        self._next_id = 1
+        super().__init__()
+
+    def register(
+        self, name: str, fid: int, owner: str = "0x0000000000000000000000000000000000000000"
+    ) -> None:
+        """Record a transfer of `name` to `fid` (0 unregisters it), as the registry's log would."""
+        with self.lock:
+            previous = self.current.get(name)
+            self.current[name] = {
+                "id": self._next_id,
+                "timestamp": int(time.time()),
+                "username": name,
+                "owner": owner,
+                "from": previous["to"] if previous else 0,
+                "to": fid,
+                "user_signature": "0x" + "11" * 65,
+                "server_signature": "0x" + "22" * 65,
+            }
+            self._next_id += 1

@@ -1,0 +1,234 @@
+"""Authors link their X and Farcaster accounts (the web frontend's contract):
+
+* `POST /api/authors/x/auth/start` `{wallet_address, message, signature}`, `message` exactly
+  `Link X account for wallet: <checksummed address>` → `{authorization_url}` (X's OAuth 2.0 page,
+  PKCE S256, a one-time `state` kept in the database);
+* `GET /api/authors/x/callback?code=…&state=…` → 307 to
+  `<FRONTEND_URL>/profile?tab=author&x_linked=true&username=<name>`, or `x_linked=false&error=<reason>`;
+* `POST /api/authors/farcaster/link` `{wallet_address, wallet_message, wallet_signature,
+  farcaster_message, farcaster_signature, fid, username}`, `wallet_message` exactly
+  `Link Farcaster account for wallet: <checksummed address>` → `{username, fid}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseRedirectBase
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from authors.models import SocialLink
+from authors.social import LinkRefused, LinkUnavailable, author_social_link, x_link_begin, x_link_spend
+from authors.x_api import XClient
+from chain.services.farcaster import FarcasterChecker
+from chain.services.signatures import wallet_signature_verify_from_settings
+from glisk.api import ErrorOutput
+from glisk.public_api.throttles import SocialClientThrottle
+from glisk.public_api.views import PROMPT_BODY_MAX, PayloadTooLarge, StrictText, _checksummed
+
+logger = logging.getLogger(__name__)
+
+X_MESSAGE = "Link X account for wallet: {wallet}"
+FARCASTER_MESSAGE = "Link Farcaster account for wallet: {wallet}"
+
+
+class _SmallJsonApi(APIView):
+    parser_classes = [JSONParser]
+    throttle_classes = [SocialClientThrottle]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > PROMPT_BODY_MAX:
+            raise PayloadTooLarge(f"the body is larger than {PROMPT_BODY_MAX} bytes")
+        super().initial(request, *args, **kwargs)
+
+
+def _signed_by(wallet: str, message: str, signature: str, expected: str) -> str:
+    """The wallet signed exactly `expected` (a `personal_sign`): its signature kind, or a refusal."""
+    if message != expected:
+        raise LinkRefused(f"message must be exactly {expected!r}")
+    return wallet_signature_verify_from_settings(wallet=wallet, message=message, signature=signature)
+
+
+# --- X ----------------------------------------------------------------------------------------
+
+
+class XStartInput(serializers.Serializer):
+    wallet_address = StrictText()
+    message = StrictText(trim_whitespace=False)
+    signature = StrictText()
+
+
+class XStartOutput(serializers.Serializer):
+    authorization_url = serializers.URLField()
+
+
+class XAuthStartApi(_SmallJsonApi):
+    @extend_schema(
+        request=XStartInput,
+        responses={200: XStartOutput, 400: ErrorOutput, 403: ErrorOutput, 429: ErrorOutput, 503: ErrorOutput},
+        summary="Start linking an X account to a wallet (answers X's authorization URL)",
+        description=(
+            "`message` is exactly `Link X account for wallet: <checksummed address>`, signed with "
+            "`personal_sign` (EOA, ERC-1271 or ERC-6492). Send the browser to `authorization_url`; "
+            "X returns it to `GET /api/authors/x/callback`, which redirects to the frontend's "
+            "profile page with `x_linked=true&username=…` or `x_linked=false&error=…`. 503 while "
+            "X is not configured here."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        client = XClient.from_settings()
+        data = XStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        wallet = _checksummed(data.validated_data["wallet_address"])
+        _signed_by(
+            wallet,
+            data.validated_data["message"],
+            data.validated_data["signature"],
+            X_MESSAGE.format(wallet=wallet),
+        )
+        sign_in = x_link_begin(wallet=wallet, ttl_seconds=settings.GLISK.social_link_ttl_seconds)
+        url = client.authorization_url(state=sign_in.state, code_verifier=sign_in.code_verifier)
+        return Response({"authorization_url": url})
+
+
+class TemporaryRedirect(HttpResponseRedirectBase):
+    status_code = 307
+
+
+def _back_to_frontend(**query: str) -> HttpResponse:
+    return TemporaryRedirect(f"{settings.GLISK.frontend_url}/profile?{urlencode({'tab': 'author', **query})}")
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("code", str, OpenApiParameter.QUERY, required=False),
+        OpenApiParameter("state", str, OpenApiParameter.QUERY, required=False),
+        OpenApiParameter("error", str, OpenApiParameter.QUERY, required=False),
+    ],
+    responses={307: None, 503: ErrorOutput},
+    summary="X's OAuth callback: links the account, then redirects (307) to the frontend",
+)
+@require_GET
+def x_callback(request: HttpRequest) -> HttpResponse:
+    """Every outcome is a redirect the frontend understands; the `state` is spent first, so a
+    replayed callback (or one after the user declined) does nothing."""
+    try:
+        client = XClient.from_settings()
+    except LinkUnavailable as exc:
+        message = str(exc)
+        return JsonResponse(
+            {"detail": message, "error": {"type": exc.error_type, "message": message}}, status=503
+        )
+    state = request.GET.get("state", "")
+    try:
+        sign_in = x_link_spend(state=state[:64])
+    except LinkRefused as exc:
+        return _back_to_frontend(x_linked="false", error=str(exc))
+    if request.GET.get("error"):
+        return _back_to_frontend(x_linked="false", error="denied")  # the user declined at X
+    code = request.GET.get("code", "")
+    if not code:
+        return _back_to_frontend(x_linked="false", error="missing_code")
+    try:
+        user_id, username = client.username_for_code(code=code[:2048], code_verifier=sign_in.code_verifier)
+        author_social_link(
+            wallet=sign_in.wallet_address,
+            network=SocialLink.Network.X,
+            handle=username,
+            proof={"x_user_id": user_id},
+            client_address=SocialClientThrottle().get_ident(request),  # type: ignore[arg-type]
+        )
+    except (LinkRefused, LinkUnavailable) as exc:
+        return _back_to_frontend(x_linked="false", error=str(exc))
+    return _back_to_frontend(x_linked="true", username=username)
+
+
+# --- Farcaster --------------------------------------------------------------------------------
+
+
+class StrictFid(serializers.IntegerField):
+    """A positive integer, as a JSON number or a string of digits (never a float or a bool)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if (
+            isinstance(data, bool)
+            or not isinstance(data, int | str)
+            or (isinstance(data, str) and not data.isdigit())
+        ):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class FarcasterLinkInput(serializers.Serializer):
+    wallet_address = StrictText()
+    wallet_message = StrictText(trim_whitespace=False)
+    wallet_signature = StrictText()
+    farcaster_message = StrictText(trim_whitespace=False, max_length=4096)
+    farcaster_signature = StrictText()
+    fid = StrictFid(min_value=1, max_value=2**63 - 1)
+    username = StrictText(max_length=64)
+
+
+class FarcasterLinkOutput(serializers.Serializer):
+    username = serializers.CharField()
+    fid = serializers.IntegerField()
+
+
+class FarcasterLinkApi(_SmallJsonApi):
+    @extend_schema(
+        request=FarcasterLinkInput,
+        responses={
+            200: FarcasterLinkOutput,
+            400: ErrorOutput,
+            403: ErrorOutput,
+            429: ErrorOutput,
+            503: ErrorOutput,
+        },
+        summary="Link a Farcaster account to a wallet, proven by Sign In With Farcaster",
+        description=(
+            "`wallet_message` is exactly `Link Farcaster account for wallet: <checksummed address>`, "
+            "signed by the wallet. `farcaster_message` is a Sign In With Farcaster (EIP-4361) "
+            "message for the frontend's domain, unexpired, with the resource `farcaster://fid/<fid>`, "
+            "signed by the fid's custody address (read from the IdRegistry on OP Mainnet); "
+            "`username` must be the fid's current Farcaster name. Each message links once. The "
+            "refusal's `detail` names the check that failed."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        checker = FarcasterChecker.from_settings()
+        data = FarcasterLinkInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        wallet = _checksummed(values["wallet_address"])
+        _signed_by(
+            wallet,
+            values["wallet_message"],
+            values["wallet_signature"],
+            FARCASTER_MESSAGE.format(wallet=wallet),
+        )
+        username = values["username"].strip().lstrip("@").lower()
+        proof = checker.check(
+            message=values["farcaster_message"],
+            signature=values["farcaster_signature"],
+            fid=values["fid"],
+            username=username,
+        )
+        author_social_link(
+            wallet=wallet,
+            network=SocialLink.Network.FARCASTER,
+            handle=username,
+            proof=proof.as_record(),
+            proof_digest=proof.digest,
+            client_address=SocialClientThrottle().get_ident(request),
+        )
+        return Response({"username": username, "fid": proof.fid})

@@ -1,0 +1,400 @@
+"""Authors link X and Farcaster accounts, driven over real HTTP the way the frontend drives them:
+the X flow through the X stand-in (authorize, token, users/me), the Farcaster flow with Sign In
+With Farcaster messages signed by fids' custody keys, the IdRegistry on anvil and the name
+registry stand-in."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.core.cache import cache
+from django.utils import timezone
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from authors.models import Author, SocialLink, XLinkRequest
+from glisk.devtools import devnet
+from glisk.devtools.standins.fnames import FnamesStandIn
+from glisk.devtools.standins.x import XStandIn
+from tests.factories import AuthorFactory
+
+FRONTEND = "https://glisk.example"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles(django_db_blocker):
+    with django_db_blocker.unblock():
+        cache.clear()
+
+
+def sign(key, message: str) -> str:
+    return "0x" + Account.sign_message(
+        encode_defunct(text=message), private_key=key.key
+    ).signature.hex().removeprefix("0x")
+
+
+# --- X ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def x(live_server, settings):
+    standin = XStandIn().start()
+    settings.GLISK = dataclasses.replace(
+        settings.GLISK,
+        frontend_url=FRONTEND,
+        x_client_id=standin.client_id,
+        x_client_secret=standin.client_secret,
+        x_redirect_uri=f"{live_server.url}/api/authors/x/callback",
+        x_authorize_url=standin.authorize_url,
+        x_api_url=standin.url,
+        social_timeout_seconds=2.0,
+    )
+    yield standin
+    standin.stop()
+
+
+def start_x(live_server, key, *, message=None):
+    wallet = key.address
+    message = message if message is not None else f"Link X account for wallet: {wallet}"
+    return requests.post(
+        f"{live_server.url}/api/authors/x/auth/start",
+        json={"wallet_address": wallet.lower(), "message": message, "signature": sign(key, message)},
+        timeout=10,
+    )
+
+
+def consent_at_x(authorization_url: str) -> str:
+    """What the browser does at X: the (stand-in's) consent sends it back to our callback."""
+    at_x = requests.get(authorization_url, allow_redirects=False, timeout=10)
+    assert at_x.status_code == 302
+    return at_x.headers["Location"]
+
+
+def follow_callback(url: str) -> dict[str, str]:
+    """Our callback's 307 to the frontend, as the query the frontend reads."""
+    back = requests.get(url, allow_redirects=False, timeout=10)
+    assert back.status_code == 307, back.text
+    location = urlsplit(back.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{FRONTEND}/profile"
+    return {k: v[-1] for k, v in parse_qs(location.query).items()}
+
+
+def test_linking_an_x_account_end_to_end(live_server, x):
+    key = Account.create()
+    started = start_x(live_server, key)
+    assert started.status_code == 200, started.text
+    url = started.json()["authorization_url"]
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith(x.authorize_url)
+    assert query["code_challenge_method"] == ["S256"] and query["scope"] == ["users.read tweet.read"]
+    assert query["redirect_uri"] == [f"{live_server.url}/api/authors/x/callback"]
+    assert x.client_secret not in url
+
+    callback = consent_at_x(url)
+    assert follow_callback(callback) == {"tab": "author", "x_linked": "true", "username": "glisk_artist"}
+    author = Author.objects.get(wallet_address=key.address)
+    assert author.twitter_handle == "glisk_artist"
+    (link,) = SocialLink.objects.filter(author=author)
+    assert (link.network, link.action, link.handle, link.actor) == (
+        "x",
+        "link",
+        "glisk_artist",
+        f"wallet:{key.address}",
+    )
+    assert link.proof == {"x_user_id": x.user["id"]}
+    # The token exchange authenticated as a confidential client and proved the PKCE verifier.
+    (exchange,) = [r for r in x.requests if r["method"] == "POST"]
+    assert exchange["auth"].startswith("Basic ") and exchange["form"]["code_verifier"]
+    # The frontend reads it back.
+    profile = requests.get(f"{live_server.url}/api/authors/{key.address}", timeout=10).json()
+    assert profile["twitter_handle"] == "glisk_artist"
+
+    # Replayed (the browser's back button, or someone who saw the URL): nothing more happens.
+    assert follow_callback(callback) == {"tab": "author", "x_linked": "false", "error": "used_state"}
+    assert SocialLink.objects.count() == 1
+
+
+def test_any_web_worker_finishes_the_flow_and_the_state_expires(live_server, x):
+    """The state lives in the database (not one process's memory) and expires."""
+    key = Account.create()
+    url = start_x(live_server, key).json()["authorization_url"]
+    callback = consent_at_x(url)
+    XLinkRequest.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert follow_callback(callback)["error"] == "expired_state"
+    assert (
+        follow_callback(f"{live_server.url}/api/authors/x/callback?code=abc&state=forged")["error"]
+        == "unknown_state"
+    )
+    assert follow_callback(f"{live_server.url}/api/authors/x/callback")["error"] == "unknown_state"
+    assert not Author.objects.filter(twitter_handle__gt="").exists()
+
+
+def test_a_declined_consent_a_failed_exchange_and_x_down(live_server, x):
+    key = Account.create()
+    x.deny = True
+    declined = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    assert "error=access_denied" in declined
+    assert follow_callback(declined) == {"tab": "author", "x_linked": "false", "error": "denied"}
+    x.deny = False
+
+    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    tampered = callback.replace("code=", "code=x")  # X refuses a code it did not issue
+    assert follow_callback(tampered)["error"] == "code_exchange_failed"
+
+    x.inject("503")
+    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    assert follow_callback(callback)["error"] == "x_unavailable"
+
+    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    x.stop()  # X unreachable altogether
+    assert follow_callback(callback)["error"] == "x_unavailable"
+    assert not SocialLink.objects.exists()
+
+
+def test_the_start_refuses_a_wrong_message_a_foreign_signature_and_an_unconfigured_x(
+    live_server, x, settings
+):
+    key, other = Account.create(), Account.create()
+    wrong = start_x(live_server, key, message="Link X account for wallet: 0xsomeoneelse")
+    assert wrong.status_code == 400 and "Link X account for wallet:" in wrong.json()["detail"]
+    message = f"Link X account for wallet: {key.address}"
+    forged = requests.post(
+        f"{live_server.url}/api/authors/x/auth/start",
+        json={"wallet_address": key.address, "message": message, "signature": sign(other, message)},
+        timeout=10,
+    )
+    assert forged.status_code in (403, 503) and forged.json()["detail"]
+    assert not XLinkRequest.objects.exists()
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, x_client_secret="")
+    off = start_x(live_server, key)
+    assert off.status_code == 503 and "not configured" in off.json()["detail"]
+    callback = requests.get(f"{live_server.url}/api/authors/x/callback?code=a&state=b", timeout=10)
+    assert callback.status_code == 503 and "X_CLIENT_SECRET" in callback.json()["detail"]
+    assert settings.GLISK.x_client_id not in callback.text
+
+
+def test_an_x_account_linked_to_a_new_wallet_leaves_the_old_one(live_server, x):
+    before = AuthorFactory.create(twitter_handle="Glisk_Artist")
+    key = Account.create()
+    follow_callback(consent_at_x(start_x(live_server, key).json()["authorization_url"]))
+    before.refresh_from_db()
+    assert before.twitter_handle == ""
+    (moved,) = SocialLink.objects.filter(author=before)
+    assert moved.action == "unlink" and moved.reason == f"linked to {key.address}"
+
+
+# --- Farcaster --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def farcaster(live_server, settings, chain, devnet_info):
+    names = FnamesStandIn().start()
+    settings.GLISK = dataclasses.replace(
+        settings.GLISK,
+        frontend_url=FRONTEND,
+        farcaster_rpc_url=devnet_info.rpc_url,
+        farcaster_id_registry=devnet_info.farcaster_id_registry,
+        fname_registry_url=names.url,
+        social_timeout_seconds=2.0,
+    )
+    yield names
+    names.stop()
+
+
+def custody_key(chain, registry):
+    """A fresh key that registers a fid on the devnet's IdRegistry (as its custody address)."""
+    key = Account.create()
+    chain.rpc("anvil_setBalance", [key.address, hex(10**18)])
+    chain.rpc("anvil_impersonateAccount", [key.address])
+    try:
+        fid = devnet.register_fid(chain, registry=registry, custody=key.address)
+    finally:
+        chain.rpc("anvil_stopImpersonatingAccount", [key.address])
+    return key, fid
+
+
+def siwf(address, fid, *, domain="glisk.example", issued=None, expires=None, chain_id=10, nonce="ABCDEFGHJK"):
+    issued = issued or datetime.now(tz=UTC)
+    expires = expires if expires is not None else issued + timedelta(minutes=10)
+
+    def stamp(moment):
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    lines = [
+        f"{domain} wants you to sign in with your Ethereum account:",
+        address,
+        "",
+        "Farcaster Auth",
+        "",
+        f"URI: https://{domain}/login",
+        "Version: 1",
+        f"Chain ID: {chain_id}",
+        f"Nonce: {nonce}",
+        f"Issued At: {stamp(issued)}",
+    ]
+    if expires:
+        lines.append(f"Expiration Time: {stamp(expires)}")
+    lines += ["Resources:", f"- farcaster://fid/{fid}"]
+    return "\n".join(lines)
+
+
+def link(
+    live_server, wallet_key, custody, fid, username, *, message=None, signature=None, wallet_message=None
+):
+    message = message if message is not None else siwf(custody.address, fid)
+    wallet_message = wallet_message or f"Link Farcaster account for wallet: {wallet_key.address}"
+    return requests.post(
+        f"{live_server.url}/api/authors/farcaster/link",
+        json={
+            "wallet_address": wallet_key.address,
+            "wallet_message": wallet_message,
+            "wallet_signature": sign(wallet_key, wallet_message),
+            "farcaster_message": message,
+            "farcaster_signature": signature or sign(custody, message),
+            "fid": fid,
+            "username": username,
+        },
+        timeout=10,
+    )
+
+
+def test_linking_a_farcaster_account_with_a_proof_that_holds(live_server, farcaster, chain, devnet_info):
+    custody, fid = custody_key(chain, devnet_info.farcaster_id_registry)
+    farcaster.register("glisk", fid)
+    wallet = Account.create()
+    answer = link(live_server, wallet, custody, fid, "Glisk")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"username": "glisk", "fid": fid}
+    author = Author.objects.get(wallet_address=wallet.address)
+    assert author.farcaster_handle == "glisk"
+    (row,) = SocialLink.objects.filter(author=author)
+    assert row.network == "farcaster" and row.proof["fid"] == fid
+    assert row.proof["custody_address"] == custody.address and row.proof["siwf_domain"] == "glisk.example"
+    assert (
+        requests.get(f"{live_server.url}/api/authors/{wallet.address}", timeout=10).json()["farcaster_handle"]
+        == "glisk"
+    )
+
+    # The same signed message again (captured, replayed): refused, whatever wallet sends it.
+    message = siwf(custody.address, fid, nonce="REPLAYED01")
+    assert link(live_server, wallet, custody, fid, "glisk", message=message).status_code == 200
+    replay = link(live_server, Account.create(), custody, fid, "glisk", message=message)
+    assert replay.status_code == 400 and "used already" in replay.json()["detail"]
+    assert SocialLink.objects.count() == 2
+
+
+def test_each_farcaster_check_refuses_with_its_reason(live_server, farcaster, chain, devnet_info):
+    registry = devnet_info.farcaster_id_registry
+    custody, fid = custody_key(chain, registry)
+    other_custody, other_fid = custody_key(chain, registry)
+    farcaster.register("glisk", fid)
+    farcaster.register("someone", other_fid)
+    wallet = Account.create()
+    now = datetime.now(tz=UTC)
+
+    def refused(answer, words):
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["detail"], answer.json()["detail"]
+
+    # Signed by a key that is not the fid's custody address (another fid's custody).
+    refused(
+        link(live_server, wallet, other_custody, fid, "glisk", message=siwf(other_custody.address, fid)),
+        f"is not the custody address of fid {fid}",
+    )
+    # The message names the custody address but someone else signed it.
+    refused(
+        link(
+            live_server,
+            wallet,
+            custody,
+            fid,
+            "glisk",
+            signature=sign(other_custody, siwf(custody.address, fid)),
+        ),
+        "not made by the message's address",
+    )
+    refused(link(live_server, wallet, custody, fid, "someone"), f"belongs to fid {other_fid}, not fid {fid}")
+    refused(link(live_server, wallet, custody, fid, "nobody"), "not registered")
+    refused(
+        link(
+            live_server,
+            wallet,
+            custody,
+            fid,
+            "glisk",
+            message=siwf(custody.address, fid, domain="evil.example"),
+        ),
+        "is for evil.example, not glisk.example",
+    )
+    refused(
+        link(
+            live_server,
+            wallet,
+            custody,
+            fid,
+            "glisk",
+            message=siwf(
+                custody.address, fid, issued=now - timedelta(hours=1), expires=now - timedelta(minutes=1)
+            ),
+        ),
+        "expired",
+    )
+    refused(
+        link(
+            live_server,
+            wallet,
+            custody,
+            fid,
+            "glisk",
+            message=siwf(custody.address, fid, issued=now - timedelta(hours=1), expires=False),
+        ),
+        "expired",
+    )
+    refused(
+        link(live_server, wallet, custody, fid, "glisk", message=siwf(custody.address, other_fid)),
+        f"names farcaster://fid/{other_fid}, not fid {fid}",
+    )
+    refused(link(live_server, wallet, custody, fid, "glisk", message="hello"), "not a Sign In With Farcaster")
+    refused(
+        link(
+            live_server, wallet, custody, fid, "glisk", wallet_message="Link Farcaster account for wallet: me"
+        ),
+        "message must be exactly",
+    )
+    unregistered = Account.create()
+    refused(
+        link(
+            live_server, wallet, unregistered, 999_999, "glisk", message=siwf(unregistered.address, 999_999)
+        ),
+        "fid 999999 is not registered",
+    )
+    assert not SocialLink.objects.exists()
+    assert Author.objects.filter(farcaster_handle__gt="").count() == 0
+
+
+def test_farcaster_services_down_or_not_configured_answer_503(
+    live_server, farcaster, chain, devnet_info, settings
+):
+    custody, fid = custody_key(chain, devnet_info.farcaster_id_registry)
+    farcaster.register("glisk", fid)
+    wallet = Account.create()
+    farcaster.inject("503")
+    down = link(live_server, wallet, custody, fid, "glisk")
+    assert down.status_code == 503 and "name registry" in down.json()["detail"]
+
+    settings.GLISK = dataclasses.replace(
+        settings.GLISK, farcaster_rpc_url="http://127.0.0.1:9/rpc-with-key-s3cr3t"
+    )
+    down = link(live_server, wallet, custody, fid, "glisk")
+    assert down.status_code == 503 and "s3cr3t" not in down.text
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, farcaster_rpc_url="")
+    off = link(live_server, wallet, custody, fid, "glisk")
+    assert off.status_code == 503 and "not configured" in off.json()["detail"]
+    assert not SocialLink.objects.exists()
