@@ -19,8 +19,11 @@ import requests
 
 from chain.adapter import ChainError, GliskChain
 from glisk.devtools import devnet
+from glisk.devtools.standins.fnames import FnamesStandIn
+from glisk.devtools.standins.x import XStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
+DEMO_FRONTEND_URL = "http://localhost:3000"  # the web frontend's development server
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Stack:
     info: devnet.DevnetInfo | None = None
     procs: list[Proc] = field(default_factory=list)
     _anvil: subprocess.Popen[bytes] | None = None
+    x: XStandIn | None = None
+    fnames: FnamesStandIn | None = None
 
     def __post_init__(self) -> None:
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +77,25 @@ class Stack:
         self.info = devnet.provision(bare, rpc_url=url)
         return self.info
 
+    # --- X and Farcaster -------------------------------------------------------------------
+    def start_social_standins(self, *, frontend_url: str = DEMO_FRONTEND_URL) -> None:
+        """X's OAuth and the Farcaster name registry as stand-ins (threads of this process), and
+        the web app configured for them; start before the web app. The chain's IdRegistry
+        stands for OP Mainnet's."""
+        self.x = XStandIn().start()
+        self.fnames = FnamesStandIn().start()
+        self.extra_env.update(
+            {
+                "FRONTEND_URL": frontend_url,
+                "X_CLIENT_ID": self.x.client_id,
+                "X_CLIENT_SECRET": self.x.client_secret,
+                "X_REDIRECT_URI": f"{self.web_url}/api/authors/x/callback",
+                "X_AUTHORIZE_URL": self.x.authorize_url,
+                "X_API_URL": self.x.url,
+                "FNAME_REGISTRY_URL": self.fnames.url,
+            }
+        )
+
     # --- processes -------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """The processes' environment: ours, plus the database and (on a devnet) the chain."""
@@ -99,6 +123,9 @@ class Stack:
                     "ALCHEMY_WEBHOOK_SECRET": self.info.webhook_secret,
                 }
             )
+            if self.info.farcaster_id_registry:
+                env["FARCASTER_RPC_URL"] = self.info.rpc_url
+                env["FARCASTER_ID_REGISTRY"] = self.info.farcaster_id_registry
         env.update(self.extra_env)
         return env
 
@@ -212,6 +239,10 @@ class Stack:
         if self._anvil is not None:
             devnet.stop_process(self._anvil)
             self._anvil = None
+        for standin in (self.x, self.fnames):
+            if standin is not None:
+                standin.stop()
+        self.x = self.fnames = None
 
     def __enter__(self) -> Stack:
         return self
@@ -260,3 +291,74 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.5) -> bool
             pass
         time.sleep(interval)
     return bool(predicate())
+
+
+def link_social_accounts(stack: Stack, *, wallet: str, fname: str) -> dict[str, str]:
+    """Link X and Farcaster to `wallet` (an unlocked dev account) through the web app the way
+    the frontend does: the X sign-in through the X stand-in, and a Sign In With Farcaster message
+    signed by the wallet as custody address of a fid registered on the chain's IdRegistry.
+    Returns what the frontend would show (the callback's query, the link's answer)."""
+    import secrets
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    if stack.info is None or stack.x is None or stack.fnames is None:
+        raise RuntimeError("start the chain and the social stand-ins first")
+    chain = stack.chain()
+
+    def personal_sign(message: str) -> str:
+        return str(chain.rpc("personal_sign", ["0x" + message.encode().hex(), wallet]))
+
+    x_message = f"Link X account for wallet: {wallet}"
+    started = requests.post(
+        f"{stack.web_url}/api/authors/x/auth/start",
+        json={"wallet_address": wallet, "message": x_message, "signature": personal_sign(x_message)},
+        timeout=10,
+    )
+    started.raise_for_status()
+    consent = requests.get(started.json()["authorization_url"], allow_redirects=False, timeout=10)
+    back = requests.get(consent.headers["Location"], allow_redirects=False, timeout=10)
+    x_result = {k: v[-1] for k, v in parse_qs(urlsplit(back.headers.get("Location", "")).query).items()}
+
+    fid = devnet.register_fid(chain, registry=stack.info.farcaster_id_registry, custody=wallet)
+    stack.fnames.register(fname, fid, owner=wallet)
+    domain = urlsplit(stack.extra_env.get("FRONTEND_URL", DEMO_FRONTEND_URL)).netloc
+    issued = datetime.now(tz=UTC)
+    siwf = "\n".join(
+        [
+            f"{domain} wants you to sign in with your Ethereum account:",
+            wallet,
+            "",
+            "Farcaster Auth",
+            "",
+            f"URI: http://{domain}/login",
+            "Version: 1",
+            "Chain ID: 10",
+            f"Nonce: {secrets.token_hex(8)}",
+            f"Issued At: {issued.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            f"Expiration Time: {(issued + timedelta(minutes=10)).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            "Resources:",
+            f"- farcaster://fid/{fid}",
+        ]
+    )
+    wallet_message = f"Link Farcaster account for wallet: {wallet}"
+    linked = requests.post(
+        f"{stack.web_url}/api/authors/farcaster/link",
+        json={
+            "wallet_address": wallet,
+            "wallet_message": wallet_message,
+            "wallet_signature": personal_sign(wallet_message),
+            "farcaster_message": siwf,
+            "farcaster_signature": personal_sign(siwf),
+            "fid": fid,
+            "username": fname,
+        },
+        timeout=10,
+    )
+    farcaster = linked.json()
+    return {
+        "x": f"@{x_result['username']}" if x_result.get("x_linked") == "true" else f"failed: {x_result}",
+        "farcaster": f"{farcaster['username']} (fid {farcaster['fid']})"
+        if linked.status_code == 200
+        else f"failed: {farcaster.get('detail')}",
+    }

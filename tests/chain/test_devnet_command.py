@@ -69,6 +69,32 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
             "ALCHEMY_WEBHOOK_SECRET",
         }
         assert env["KEEPER_PRIVATE_KEY"] not in out  # the key is written to the file, never printed
+        # Linking X and Farcaster works offline on the devnet: its stand-ins run with it, and the
+        # chain has a Farcaster IdRegistry.
+        assert env["FARCASTER_RPC_URL"] == env["RPC_URL"] and env["FARCASTER_ID_REGISTRY"].startswith("0x")
+        import requests
+
+        names = env["FNAME_REGISTRY_URL"]
+        assert requests.post(f"{names}/transfers", json={"name": "alice", "to": 3}, timeout=5).ok
+        current = requests.get(f"{names}/transfers/current", params={"name": "alice"}, timeout=5).json()
+        assert current["transfer"]["to"] == 3
+        authorize = requests.get(
+            env["X_AUTHORIZE_URL"],
+            params={
+                "response_type": "code",
+                "client_id": env["X_CLIENT_ID"],
+                "redirect_uri": env["X_REDIRECT_URI"],
+                "scope": "users.read tweet.read",
+                "state": "s",
+                "code_challenge": "c",
+                "code_challenge_method": "S256",
+            },
+            allow_redirects=False,
+            timeout=5,
+        )
+        assert authorize.status_code == 302 and authorize.headers["Location"].startswith(
+            env["X_REDIRECT_URI"]
+        )
         chain = GliskChain(
             rpc_url=env["RPC_URL"], contract_address=env["GLISK_NFT_CONTRACT_ADDRESS"], chain_id=31337
         )

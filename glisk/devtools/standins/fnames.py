@@ -5,16 +5,34 @@ Faults (one per request): "500", "503", "slow"."""
 
 from __future__ import annotations
 
+import json
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from glisk.devtools.standins.base import StandInServer, send_json
+from glisk.devtools.standins.base import StandInServer, read_body, send_json
 
 
 class FnamesHandler(BaseHTTPRequestHandler):
     standin: FnamesStandIn
+
+    def do_POST(self) -> None:
+        """`POST /transfers` `{"name", "to"}`: register a name for a fid. The real registry wants
+        the custody address's EIP-712 signature; the stand-in (a development tool) does not."""
+        s = self.standin
+        s.requests.append({"method": "POST", "path": self.path})
+        try:
+            body = json.loads(read_body(self) or b"{}")
+            name, fid = str(body["name"]).lower(), int(body["to"])
+        except (ValueError, KeyError, TypeError):
+            send_json(self, 400, {"error": "name and to are required"})
+            return
+        if urlsplit(self.path).path != "/transfers":
+            send_json(self, 404, {"error": "Not found"})
+            return
+        s.register(name, fid)
+        send_json(self, 200, {"transfer": s.current[name]})
 
     def do_GET(self) -> None:
         s = self.standin

@@ -128,14 +128,16 @@ class Command(BaseCommand):
             self.stdout.write("demo: starting anvil and deploying GliskNFT …")
             stack.start_chain()
             self.stdout.write("demo: starting the web app (gunicorn), a qcluster and the webhook relay …")
+            stack.start_social_standins()
             stack.start_web()
             stack.start_cluster("qcluster")
             stack.start_relay()
             self.stdout.write(f"demo: stack up in {time.monotonic() - started:.1f}s; web at {stack.web_url}")
+            linked = self._link(stack)
             mint_times = self._mint(stack, total)
             timeout = options["timeout"] or 120 + total * 1.0
             self._follow(total, timeout)
-            code = self._summary(stack, total, mint_times)
+            code = self._summary(stack, total, mint_times, linked)
             if options["keep_running"]:
                 with contextlib.suppress(KeyboardInterrupt):
                     self._keep_running(stack, stop)
@@ -148,6 +150,18 @@ class Command(BaseCommand):
             self.stdout.write("demo: stopping every process it started …")
             stack.stop()
 
+    def _link(self, stack: Any) -> dict[str, str]:
+        """The first author links X and Farcaster the way the frontend does (through the X and
+        name-registry stand-ins and the chain's IdRegistry), before minting: its tokens'
+        metadata names both handles."""
+        from glisk.devtools import devnet
+        from glisk.devtools.stack import link_social_accounts
+
+        wallet = devnet.dev_accounts(stack.chain())[10]
+        linked = link_social_accounts(stack, wallet=wallet, fname="glisk-demo")
+        self.stdout.write(f"demo: author {wallet} linked X {linked['x']} and Farcaster {linked['farcaster']}")
+        return linked
+
     def _mint(self, stack: Any, total: int) -> dict[int, float]:
         from authors.models import Author
         from authors.services import authors_ensure
@@ -158,10 +172,12 @@ class Command(BaseCommand):
         accounts = devnet.dev_accounts(chain)
         collectors, author_wallets = accounts[2:8], accounts[10:16]
         authors, _ = authors_ensure(wallets=[*author_wallets, settings.GLISK.default_author_wallet])
-        for wallet, prompt in zip(author_wallets, AUTHOR_PROMPTS, strict=True):
-            Author.objects.filter(pk=authors[wallet.lower()].pk).update(
-                prompt_text=prompt, twitter_handle=f"@author{wallet[-4:].lower()}" if prompt else ""
-            )
+        for n, (wallet, prompt) in enumerate(zip(author_wallets, AUTHOR_PROMPTS, strict=True)):
+            Author.objects.filter(pk=authors[wallet.lower()].pk).update(prompt_text=prompt)
+            if n and prompt:  # sample handles for the others (the first linked its own)
+                Author.objects.filter(pk=authors[wallet.lower()].pk).update(
+                    twitter_handle=f"author{wallet[-4:].lower()}"
+                )
         Author.objects.filter(pk=authors[settings.GLISK.default_author_wallet.lower()].pk).update(
             prompt_text="Sun rays breaking through clouds with the word GLISK in elegant type"
         )
@@ -214,7 +230,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(last_line)
 
-    def _summary(self, stack: Any, total: int, mint_times: dict[int, float]) -> int:
+    def _summary(self, stack: Any, total: int, mint_times: dict[int, float], linked: dict[str, str]) -> int:
         from chain.models import RevealTransaction
         from glisk.backoffice.audit import pipeline_audit
         from lifecycle.models import Token
@@ -246,8 +262,16 @@ class Command(BaseCommand):
             f"checked on chain and over HTTP: {audit.checked_content} tokens "
             f"(tokenURI = ipfs://metadata CID, metadata names the image CID, bytes hash to CIDs)"
         )
+        self.stdout.write(
+            f"social accounts linked with proofs: X {linked['x']}, Farcaster {linked['farcaster']}"
+        )
         self.stdout.write("=" * 64)
-        if audit.problems or len(revealed) != total:
+        link_failed = [
+            f"linking {name} {result}" for name, result in linked.items() if result.startswith("failed")
+        ]
+        if audit.problems or len(revealed) != total or link_failed:
+            for problem in link_failed:
+                self.stderr.write(f"  problem: {problem}")
             for problem in audit.problems:
                 self.stderr.write(f"  problem: {problem}")
             if len(revealed) != total:

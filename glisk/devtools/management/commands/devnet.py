@@ -73,6 +73,7 @@ class Command(BaseCommand):
             self._report(info, reused=reused)
             if options["detach"]:
                 return
+            social = self._social_standins(env_file)
             self.stdout.write("devnet running; Ctrl-C stops it")
             stop = threading.Event()
             # Explicit handlers: a process started in the background (a CI job, `make devnet &`)
@@ -87,10 +88,37 @@ class Command(BaseCommand):
         except BaseException:
             devnet.stop_process(process)
             raise
+        for standin in social:
+            standin.stop()
         devnet.stop_process(process)
         self.stdout.write("devnet stopped (state saved)")
         if process.returncode not in (0, -signal.SIGTERM, None):
             sys.exit(1)
+
+    def _social_standins(self, env_file: Path) -> list[Any]:
+        """X's OAuth and the Farcaster name registry as stand-ins while the devnet runs (the
+        chain's IdRegistry stands for OP Mainnet's), added to var/devnet.env: `manage.py serve`
+        then links accounts offline. Register a name with
+        `curl -d '{"name": "alice", "to": <fid>}' <FNAME_REGISTRY_URL>/transfers`."""
+        from glisk.devtools.stack import DEMO_FRONTEND_URL
+        from glisk.devtools.standins.fnames import FnamesStandIn
+        from glisk.devtools.standins.x import XStandIn
+
+        x, names = XStandIn().start(), FnamesStandIn().start()
+        values = {
+            "FRONTEND_URL": DEMO_FRONTEND_URL,
+            "X_CLIENT_ID": x.client_id,
+            "X_CLIENT_SECRET": x.client_secret,
+            "X_REDIRECT_URI": "http://127.0.0.1:8000/api/authors/x/callback",
+            "X_AUTHORIZE_URL": x.authorize_url,
+            "X_API_URL": x.url,
+            "FNAME_REGISTRY_URL": names.url,
+        }
+        with env_file.open("a") as handle:
+            handle.write("# The X and Farcaster name registry stand-ins of this devnet run:\n")
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+        self.stdout.write(f"  X stand-in: {x.url}  name registry stand-in: {names.url}")
+        return [x, names]
 
     def _alive(self, info: devnet.DevnetInfo) -> bool:
         chain = GliskChain(
