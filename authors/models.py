@@ -21,6 +21,14 @@ class Author(models.Model):
     )
     twitter_handle = models.CharField(max_length=64, blank=True, default="")
     farcaster_handle = models.CharField(max_length=64, blank=True, default="")
+    # The accounts behind the handles (set by a proven link): an account is one author's only,
+    # whatever it is called now.
+    x_user_id = models.CharField(
+        max_length=32, blank=True, default="", help_text="X's id of the linked account."
+    )
+    farcaster_fid = models.CharField(
+        max_length=32, blank=True, default="", help_text="The linked Farcaster fid."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -36,6 +44,14 @@ class Author(models.Model):
                 condition=models.Q(prompt_text__isnull=True)
                 | models.Q(prompt_text__length__gte=1, prompt_text__length__lte=PROMPT_MAX_LENGTH),
                 name="author_prompt_length",
+            ),
+            models.UniqueConstraint(
+                fields=["x_user_id"], condition=~models.Q(x_user_id=""), name="author_x_account_once"
+            ),
+            models.UniqueConstraint(
+                fields=["farcaster_fid"],
+                condition=~models.Q(farcaster_fid=""),
+                name="author_farcaster_fid_once",
             ),
         ]
 

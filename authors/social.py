@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from eth_utils import to_checksum_address
@@ -19,10 +21,13 @@ from eth_utils import to_checksum_address
 from authors.models import Author, SocialLink, XLinkRequest
 from authors.services import authors_ensure
 from glisk.core.errors import ApplicationError
+from glisk.core.state import advisory_xact_lock
 
 logger = logging.getLogger(__name__)
 
 HANDLE_FIELDS = {SocialLink.Network.X: "twitter_handle", SocialLink.Network.FARCASTER: "farcaster_handle"}
+ACCOUNT_FIELDS = {SocialLink.Network.X: "x_user_id", SocialLink.Network.FARCASTER: "farcaster_fid"}
+STATE_FORMAT = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # what x_link_begin issues
 
 
 class LinkRefused(ApplicationError):
@@ -60,11 +65,11 @@ def x_link_spend(*, state: str) -> XLinkRequest:
     unexpired: a replayed or late callback gets LinkRefused ("used_state", "expired_state",
     "unknown_state") and nothing else happens."""
     now = timezone.now()
-    if state and XLinkRequest.objects.filter(state=state, used_at__isnull=True, expires_at__gt=now).update(
-        used_at=now
-    ):
+    if not STATE_FORMAT.match(state):
+        raise LinkRefused("unknown_state")  # never ours (and never sent to the database)
+    if XLinkRequest.objects.filter(state=state, used_at__isnull=True, expires_at__gt=now).update(used_at=now):
         return XLinkRequest.objects.get(state=state)
-    found = XLinkRequest.objects.filter(state=state).first() if state else None
+    found = XLinkRequest.objects.filter(state=state).first()
     if found is None:
         raise LinkRefused("unknown_state")
     raise LinkRefused("used_state" if found.used_at else "expired_state")
@@ -79,59 +84,73 @@ def author_social_link(
     *,
     wallet: str,
     network: str,
+    account_id: str,
     handle: str,
     proof: dict[str, Any],
     proof_digest: str = "",
     client_address: str | None = None,
 ) -> Author:
-    """Set `wallet`'s handle on `network` (creating the author if new) and keep the link as a
-    history row. The account belongs to one author: any other author showing the same handle
-    loses it (with a history row saying why). A `proof_digest` seen before is refused."""
-    field = HANDLE_FIELDS[SocialLink.Network(network)]
+    """Set `wallet`'s account on `network` (its id there and its handle; the author is created if
+    new) and keep the link as a history row. An account belongs to one author: another author
+    holding the same account (by id, whatever its handle is now) or the same handle loses it, with
+    a history row saying why. Links of one account are serialized (an advisory lock), so two at
+    once cannot both keep it. A `proof_digest` seen before is refused."""
+    network = SocialLink.Network(network)
     try:
         author = _link(
             wallet=wallet,
             network=network,
-            field=field,
+            account_id=account_id,
             handle=handle,
             proof=proof,
             proof_digest=proof_digest,
             client_address=client_address,
         )
-    except IntegrityError:  # the same message, accepted by a concurrent request
-        raise LinkRefused("this Farcaster sign-in message was used already: sign in again") from None
-    logger.info("author.social_linked", extra={"wallet": author.wallet_address, "network": network})
+    except IntegrityError:
+        if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
+            raise LinkRefused(USED_MESSAGE) from None  # the same message, by a concurrent request
+        raise
+    logger.info("author.social_linked", extra={"wallet": author.wallet_address, "network": str(network)})
     return author
+
+
+USED_MESSAGE = "this Farcaster sign-in message was used already: sign in again"
 
 
 def _link(
     *,
     wallet: str,
-    network: str,
-    field: str,
+    network: SocialLink.Network,
+    account_id: str,
     handle: str,
     proof: dict[str, Any],
     proof_digest: str,
     client_address: str | None,
 ) -> Author:
+    field, account_field = HANDLE_FIELDS[network], ACCOUNT_FIELDS[network]
     with transaction.atomic():
+        advisory_xact_lock(f"social:{network}:{account_id}")
         authors, _ = authors_ensure(wallets=[wallet])
-        author = Author.objects.select_for_update().get(pk=authors[wallet.lower()].pk)
-        if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
-            raise LinkRefused("this Farcaster sign-in message was used already: sign in again")
-        others = (
+        own = authors[wallet.lower()].pk
+        # This author and every one holding the account or its handle, locked in one statement
+        # in primary-key order (two links touching the same authors never deadlock).
+        involved = list(
             Author.objects.select_for_update()
             .annotate(handle_lower=Lower(field))
-            .filter(handle_lower=handle.lower())
-            .exclude(pk=author.pk)
+            .filter(Q(pk=own) | Q(handle_lower=handle.lower()) | Q(**{account_field: account_id}))
             .order_by("pk")
         )
-        for other in others:
+        author = next(a for a in involved if a.pk == own)
+        if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
+            raise LinkRefused(USED_MESSAGE)
+        for other in (a for a in involved if a.pk != own):
             _set_handle(
                 other,
                 network=network,
                 field=field,
+                account_field=account_field,
                 handle="",
+                account_id="",
                 actor=f"wallet:{author.wallet_address}",
                 reason=f"linked to {author.wallet_address}",
                 proof={},
@@ -140,7 +159,9 @@ def _link(
             author,
             network=network,
             field=field,
+            account_field=account_field,
             handle=handle,
+            account_id=account_id,
             actor=f"wallet:{author.wallet_address}",
             reason="",
             proof=proof,
@@ -154,16 +175,21 @@ def author_social_unlink(*, author_id: int, network: str, operator: str, reason:
     """An operator removes an author's handle, with a reason. False if there was none."""
     if not reason.strip():
         raise LinkRefused("say why the account is unlinked")
-    field = HANDLE_FIELDS[SocialLink.Network(network)]
+    field, account_field = (
+        HANDLE_FIELDS[SocialLink.Network(network)],
+        ACCOUNT_FIELDS[SocialLink.Network(network)],
+    )
     with transaction.atomic():
         author = Author.objects.select_for_update().get(pk=author_id)
-        if not getattr(author, field):
+        if not getattr(author, field) and not getattr(author, account_field):
             return False
         _set_handle(
             author,
             network=network,
             field=field,
+            account_field=account_field,
             handle="",
+            account_id="",
             actor=f"operator:{operator}",
             reason=reason.strip(),
             proof={},
@@ -177,7 +203,9 @@ def _set_handle(
     *,
     network: str,
     field: str,
+    account_field: str,
     handle: str,
+    account_id: str,
     actor: str,
     reason: str,
     proof: dict[str, Any],
@@ -186,7 +214,8 @@ def _set_handle(
 ) -> None:
     previous = getattr(author, field)
     setattr(author, field, handle)
-    author.save(update_fields=[field, "updated_at"])
+    setattr(author, account_field, account_id)
+    author.save(update_fields=[field, account_field, "updated_at"])
     SocialLink.objects.create(
         author=author,
         network=network,

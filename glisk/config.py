@@ -141,6 +141,7 @@ class Config:
     x_redirect_uri: str
     x_authorize_url: str
     x_api_url: str
+    x_require_same_browser: bool
     social_timeout_seconds: float
     social_link_ttl_seconds: int
     farcaster_rpc_url: str = field(repr=False)  # may hold a key
@@ -172,6 +173,7 @@ class Config:
             self.s3_access_key_id,
             self.s3_secret_access_key,
             self.x_client_secret,
+            self.farcaster_rpc_url,  # may carry a provider's key
         ]
         if self.keeper_private_key.startswith("0x"):
             values.append(self.keeper_private_key[2:])
@@ -419,6 +421,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         x_redirect_uri=r.url("X_REDIRECT_URI"),
         x_authorize_url=r.url("X_AUTHORIZE_URL", X_AUTHORIZE_URL),
         x_api_url=r.url("X_API_URL", X_API_URL),
+        x_require_same_browser=r.boolean("X_REQUIRE_SAME_BROWSER", True),
         social_timeout_seconds=r.number("SOCIAL_TIMEOUT_SECONDS", 10.0, minimum=0.5),
         social_link_ttl_seconds=r.integer("SOCIAL_LINK_TTL_SECONDS", 600, minimum=30, maximum=3600),
         farcaster_rpc_url=r.url("FARCASTER_RPC_URL"),
@@ -475,6 +478,9 @@ def _production_problems(c: Config) -> list[str]:
         ):
             if not value:
                 missing(name, "X_CLIENT_ID is set: linking X accounts needs it")
+        for name, value in (("X_REDIRECT_URI", c.x_redirect_uri), ("FRONTEND_URL", c.frontend_url)):
+            if value and not value.startswith("https://"):
+                problems.append(f"{name} must be an https:// URL in production")
     return problems
 
 

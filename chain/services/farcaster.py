@@ -28,12 +28,17 @@ logger = logging.getLogger(__name__)
 
 OP_MAINNET_CHAIN_ID = 10
 CLOCK_SKEW = timedelta(minutes=5)
+# An RFC 3986 authority of ASCII letters, digits, dots and hyphens, with an optional port (no
+# look-alike characters: the domain is compared with ours).
 _HEADER = re.compile(
-    r"^(?:[a-zA-Z][a-zA-Z0-9+\-.]*://)?(?P<domain>[^\s/]+) wants you to sign in with your Ethereum account:$"
+    r"^(?:[a-zA-Z][a-zA-Z0-9+\-.]*://)?(?P<domain>[A-Za-z0-9.-]+(?::[0-9]{1,5})?) "
+    r"wants you to sign in with your Ethereum account:$"
 )
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][A-Za-z ]*): (?P<value>.*)$")
 _FNAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
-_REQUIRED = ("URI", "Version", "Chain ID", "Nonce", "Issued At")
+# EIP-4361's fields, in its order: the first five required, the others optional.
+_FIELDS = ("URI", "Version", "Chain ID", "Nonce", "Issued At", "Expiration Time", "Not Before", "Request ID")
+_REQUIRED = _FIELDS[:5]
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,8 @@ def parse_sign_in_message(text: str) -> SignInMessage | None:
         return None
     header = _HEADER.match(lines[0])
     address = lines[1]
-    if header is None or not re.fullmatch(r"0x[0-9a-fA-F]{40}", address) or lines[2] != "":
-        return None
+    if header is None or not is_address(address) or address != to_checksum_address(address) or lines[2] != "":
+        return None  # EIP-4361 wants the address in its EIP-55 form
     rest = lines[3:]
     statement = ""
     if rest and rest[0] == "":
@@ -81,10 +86,13 @@ def parse_sign_in_message(text: str) -> SignInMessage | None:
                 return None
             break
         match = _FIELD.match(line)
-        if match is None or match.group("key") in values:
+        if match is None or match.group("key") not in _FIELDS or match.group("key") in values:
             return None
         values[match.group("key")] = match.group("value")
-    if any(key not in values for key in _REQUIRED) or values["Version"] != "1":
+    order = [key for key in _FIELDS if key in values]
+    if list(values) != order or any(key not in values for key in _REQUIRED):
+        return None
+    if values["Version"] != "1" or not re.fullmatch(r"[0-9]{1,12}", values["Chain ID"]):
         return None
     try:
         return SignInMessage(
@@ -169,7 +177,7 @@ class FarcasterChecker:
         siwf = parse_sign_in_message(message)
         if siwf is None:
             raise LinkRefused("farcaster_message is not a Sign In With Farcaster (EIP-4361) message")
-        if siwf.domain.lower() != self.frontend_host:
+        if siwf.domain.lower() != self.frontend_host:  # ASCII only (the grammar above)
             raise LinkRefused(f"the Farcaster message is for {siwf.domain[:100]}, not {self.frontend_host}")
         if siwf.chain_id != OP_MAINNET_CHAIN_ID:
             raise LinkRefused(f"the Farcaster message is for chain {siwf.chain_id}, not OP Mainnet (10)")
@@ -177,8 +185,9 @@ class FarcasterChecker:
         wanted = f"farcaster://fid/{fid}"
         named = [r for r in siwf.resources if r.startswith("farcaster://fid/")]
         if named != [wanted]:
+            others = [r for r in named if r != wanted]
             raise LinkRefused(
-                f"the Farcaster message names {named[0][:60] if named else 'no fid'}, not fid {fid}"
+                f"the Farcaster message names {others[0][:60] if others else 'no fid'}, not (only) fid {fid}"
             )
         try:
             kind = wallet_signature_verify(
@@ -212,8 +221,9 @@ class FarcasterChecker:
             raise LinkRefused("the Farcaster message is not valid yet")
         if siwf.issued_at > now + CLOCK_SKEW:
             raise LinkRefused("the Farcaster message is issued in the future")
-        if siwf.expiration_time is None and siwf.issued_at < now - self.max_age:
-            raise LinkRefused("the Farcaster message has expired: sign in again")
+        if siwf.issued_at < now - self.max_age:
+            # Whatever expiry it names: a sign-in is fresh or it is not accepted.
+            raise LinkRefused("the Farcaster message is too old: sign in again")
 
     def _custody_of(self, fid: int) -> str:
         try:

@@ -309,15 +309,16 @@ def link_social_accounts(stack: Stack, *, wallet: str, fname: str) -> dict[str, 
     def personal_sign(message: str) -> str:
         return str(chain.rpc("personal_sign", ["0x" + message.encode().hex(), wallet]))
 
+    browser = requests.Session()  # keeps the sign-in cookie, as the frontend's browser does
     x_message = f"Link X account for wallet: {wallet}"
-    started = requests.post(
+    started = browser.post(
         f"{stack.web_url}/api/authors/x/auth/start",
         json={"wallet_address": wallet, "message": x_message, "signature": personal_sign(x_message)},
         timeout=10,
     )
     started.raise_for_status()
     consent = requests.get(started.json()["authorization_url"], allow_redirects=False, timeout=10)
-    back = requests.get(consent.headers["Location"], allow_redirects=False, timeout=10)
+    back = browser.get(consent.headers["Location"], allow_redirects=False, timeout=10)
     x_result = {k: v[-1] for k, v in parse_qs(urlsplit(back.headers.get("Location", "")).query).items()}
 
     fid = devnet.register_fid(chain, registry=stack.info.farcaster_id_registry, custody=wallet)

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from typing import Any
 from urllib.parse import urlencode
@@ -96,9 +98,30 @@ class XAuthStartApi(_SmallJsonApi):
             data.validated_data["signature"],
             X_MESSAGE.format(wallet=wallet),
         )
-        sign_in = x_link_begin(wallet=wallet, ttl_seconds=settings.GLISK.social_link_ttl_seconds)
+        ttl = settings.GLISK.social_link_ttl_seconds
+        sign_in = x_link_begin(wallet=wallet, ttl_seconds=ttl)
         url = client.authorization_url(state=sign_in.state, code_verifier=sign_in.code_verifier)
-        return Response({"authorization_url": url})
+        response = Response({"authorization_url": url})
+        # The browser that starts the sign-in must be the one X sends back (else anyone could send
+        # a victim their own authorization URL and collect the victim's X account): a cookie with
+        # the state's hash, for the callback's path only.
+        response.set_cookie(
+            BROWSER_COOKIE,
+            _state_hash(sign_in.state),
+            max_age=ttl,
+            path="/api/authors/x/",
+            secure=request.is_secure(),
+            httponly=True,
+            samesite="Lax",
+        )
+        return response
+
+
+BROWSER_COOKIE = "glisk_x_sign_in"
+
+
+def _state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
 
 
 class TemporaryRedirect(HttpResponseRedirectBase):
@@ -125,13 +148,20 @@ def x_callback(request: HttpRequest) -> HttpResponse:
     try:
         client = XClient.from_settings()
     except LinkUnavailable as exc:
+        if settings.GLISK.frontend_url:
+            return _back_to_frontend(x_linked="false", error="not_configured")
         message = str(exc)
         return JsonResponse(
             {"detail": message, "error": {"type": exc.error_type, "message": message}}, status=503
         )
     state = request.GET.get("state", "")
+    if settings.GLISK.x_require_same_browser and not hmac.compare_digest(
+        request.COOKIES.get(BROWSER_COOKIE, ""), _state_hash(state)
+    ):
+        # Not the browser that started this sign-in (or its cookie expired): nothing is spent.
+        return _back_to_frontend(x_linked="false", error="browser_mismatch")
     try:
-        sign_in = x_link_spend(state=state[:64])
+        sign_in = x_link_spend(state=state)
     except LinkRefused as exc:
         return _back_to_frontend(x_linked="false", error=str(exc))
     if request.GET.get("error"):
@@ -144,13 +174,16 @@ def x_callback(request: HttpRequest) -> HttpResponse:
         author_social_link(
             wallet=sign_in.wallet_address,
             network=SocialLink.Network.X,
+            account_id=user_id,
             handle=username,
             proof={"x_user_id": user_id},
             client_address=SocialClientThrottle().get_ident(request),  # type: ignore[arg-type]
         )
     except (LinkRefused, LinkUnavailable) as exc:
         return _back_to_frontend(x_linked="false", error=str(exc))
-    return _back_to_frontend(x_linked="true", username=username)
+    response = _back_to_frontend(x_linked="true", username=username)
+    response.delete_cookie(BROWSER_COOKIE, path="/api/authors/x/")
+    return response
 
 
 # --- Farcaster --------------------------------------------------------------------------------
@@ -226,6 +259,7 @@ class FarcasterLinkApi(_SmallJsonApi):
         author_social_link(
             wallet=wallet,
             network=SocialLink.Network.FARCASTER,
+            account_id=str(proof.fid),
             handle=username,
             proof=proof.as_record(),
             proof_digest=proof.digest,

@@ -495,7 +495,7 @@ def test_unexpected_exceptions_in_a_stage_and_an_absurd_retry_after(chaos_stack)
             allow_failed=True,
             local_ipfs=False,
             outcome=f"scenario 9 (faults served {dict(served)}; {unexpected.count()} attempts ended in "
-            f"an unexpected {unexpected.values_list('error_class', flat=True).first()}; "
+            f"{unexpected.values_list('error_class', flat=True).first()}; "
             f"{len(paid)} predictions paid, each on one attempt row)",
         )
     finally:

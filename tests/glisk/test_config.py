@@ -294,3 +294,17 @@ def test_production_refuses_an_x_client_id_without_its_secret():
     assert "x-secret-value-456" in config.secret_values()  # masked in every log line
     assert "x-secret-value-456" not in repr(config)
     assert load_config(GOOD_PRODUCTION).x_configured is False  # X is optional
+    with pytest.raises(ConfigError) as plain:
+        load_config(
+            {
+                **GOOD_PRODUCTION,
+                "X_CLIENT_ID": "x-client-id-123",
+                "X_CLIENT_SECRET": "x-secret-value-456",
+                "X_REDIRECT_URI": "http://api.glisk.xyz/api/authors/x/callback",
+                "FRONTEND_URL": "http://glisk.xyz",
+            }
+        )
+    assert plain.value.problems == [
+        "X_REDIRECT_URI must be an https:// URL in production",
+        "FRONTEND_URL must be an https:// URL in production",
+    ]

@@ -6,6 +6,7 @@ registry stand-in."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -58,10 +59,11 @@ def x(live_server, settings):
     standin.stop()
 
 
-def start_x(live_server, key, *, message=None):
+def start_x(live_server, key, *, message=None, browser=None):
+    """The frontend's call, from `browser` (a requests.Session: it keeps the sign-in cookie)."""
     wallet = key.address
     message = message if message is not None else f"Link X account for wallet: {wallet}"
-    return requests.post(
+    return (browser or requests).post(
         f"{live_server.url}/api/authors/x/auth/start",
         json={"wallet_address": wallet.lower(), "message": message, "signature": sign(key, message)},
         timeout=10,
@@ -75,9 +77,9 @@ def consent_at_x(authorization_url: str) -> str:
     return at_x.headers["Location"]
 
 
-def follow_callback(url: str) -> dict[str, str]:
-    """Our callback's 307 to the frontend, as the query the frontend reads."""
-    back = requests.get(url, allow_redirects=False, timeout=10)
+def follow_callback(url: str, browser=None) -> dict[str, str]:
+    """Our callback's 307 to the frontend (in `browser`), as the query the frontend reads."""
+    back = (browser or requests).get(url, allow_redirects=False, timeout=10)
     assert back.status_code == 307, back.text
     location = urlsplit(back.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == f"{FRONTEND}/profile"
@@ -85,8 +87,8 @@ def follow_callback(url: str) -> dict[str, str]:
 
 
 def test_linking_an_x_account_end_to_end(live_server, x):
-    key = Account.create()
-    started = start_x(live_server, key)
+    key, browser = Account.create(), requests.Session()
+    started = start_x(live_server, key, browser=browser)
     assert started.status_code == 200, started.text
     url = started.json()["authorization_url"]
     query = parse_qs(urlsplit(url).query)
@@ -96,9 +98,13 @@ def test_linking_an_x_account_end_to_end(live_server, x):
     assert x.client_secret not in url
 
     callback = consent_at_x(url)
-    assert follow_callback(callback) == {"tab": "author", "x_linked": "true", "username": "glisk_artist"}
+    assert follow_callback(callback, browser) == {
+        "tab": "author",
+        "x_linked": "true",
+        "username": "glisk_artist",
+    }
     author = Author.objects.get(wallet_address=key.address)
-    assert author.twitter_handle == "glisk_artist"
+    assert author.twitter_handle == "glisk_artist" and author.x_user_id == x.user["id"]
     (link,) = SocialLink.objects.filter(author=author)
     assert (link.network, link.action, link.handle, link.actor) == (
         "x",
@@ -114,45 +120,59 @@ def test_linking_an_x_account_end_to_end(live_server, x):
     profile = requests.get(f"{live_server.url}/api/authors/{key.address}", timeout=10).json()
     assert profile["twitter_handle"] == "glisk_artist"
 
-    # Replayed (the browser's back button, or someone who saw the URL): nothing more happens.
-    assert follow_callback(callback) == {"tab": "author", "x_linked": "false", "error": "used_state"}
+    # Replayed by the same browser (its back button, the cookie restored): nothing more happens.
+    browser.cookies.set("glisk_x_sign_in", hashlib.sha256(query["state"][0].encode()).hexdigest())
+    assert follow_callback(callback, browser) == {"tab": "author", "x_linked": "false", "error": "used_state"}
     assert SocialLink.objects.count() == 1
 
 
-def test_any_web_worker_finishes_the_flow_and_the_state_expires(live_server, x):
-    """The state lives in the database (not one process's memory) and expires."""
-    key = Account.create()
-    url = start_x(live_server, key).json()["authorization_url"]
-    callback = consent_at_x(url)
+def test_any_web_worker_finishes_the_flow_and_the_state_expires(live_server, x, settings):
+    """The state lives in the database (not one process's memory), expires, and anything that
+    is not a state we issued is unknown (never a 500)."""
+    key, browser = Account.create(), requests.Session()
+    callback = consent_at_x(start_x(live_server, key, browser=browser).json()["authorization_url"])
     XLinkRequest.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert follow_callback(callback)["error"] == "expired_state"
-    assert (
-        follow_callback(f"{live_server.url}/api/authors/x/callback?code=abc&state=forged")["error"]
-        == "unknown_state"
-    )
-    assert follow_callback(f"{live_server.url}/api/authors/x/callback")["error"] == "unknown_state"
+    assert follow_callback(callback, browser)["error"] == "expired_state"
+    settings.GLISK = dataclasses.replace(settings.GLISK, x_require_same_browser=False)
+    base = f"{live_server.url}/api/authors/x/callback"
+    for query in ("?code=abc&state=forged", f"?code=abc&state={'a' * 43}", "?code=abc&state=%00", ""):
+        assert follow_callback(base + query)["error"] == "unknown_state"
     assert not Author.objects.filter(twitter_handle__gt="").exists()
 
 
+def test_a_sign_in_started_by_someone_else_cannot_collect_a_victims_x_account(live_server, x):
+    """The attacker starts a sign-in for their own wallet and gets the victim to open the
+    authorization URL: the victim's browser comes back without the starting browser's cookie."""
+    attacker, victim = Account.create(), requests.Session()
+    url = start_x(live_server, attacker, browser=requests.Session()).json()["authorization_url"]
+    callback = consent_at_x(url)  # the victim, signed in at X, consents
+    assert follow_callback(callback, victim) == {
+        "tab": "author",
+        "x_linked": "false",
+        "error": "browser_mismatch",
+    }
+    assert not SocialLink.objects.exists()
+    assert XLinkRequest.objects.get().used_at is None  # nothing spent
+
+
 def test_a_declined_consent_a_failed_exchange_and_x_down(live_server, x):
-    key = Account.create()
+    key, browser = Account.create(), requests.Session()
+
+    def sign_in():
+        return consent_at_x(start_x(live_server, key, browser=browser).json()["authorization_url"])
+
     x.deny = True
-    declined = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    declined = sign_in()
     assert "error=access_denied" in declined
-    assert follow_callback(declined) == {"tab": "author", "x_linked": "false", "error": "denied"}
+    assert follow_callback(declined, browser) == {"tab": "author", "x_linked": "false", "error": "denied"}
     x.deny = False
-
-    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
-    tampered = callback.replace("code=", "code=x")  # X refuses a code it did not issue
-    assert follow_callback(tampered)["error"] == "code_exchange_failed"
-
+    tampered = sign_in().replace("code=", "code=x")  # X refuses a code it did not issue
+    assert follow_callback(tampered, browser)["error"] == "code_exchange_failed"
     x.inject("503")
-    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
-    assert follow_callback(callback)["error"] == "x_unavailable"
-
-    callback = consent_at_x(start_x(live_server, key).json()["authorization_url"])
+    assert follow_callback(sign_in(), browser)["error"] == "x_unavailable"
+    callback = sign_in()
     x.stop()  # X unreachable altogether
-    assert follow_callback(callback)["error"] == "x_unavailable"
+    assert follow_callback(callback, browser)["error"] == "x_unavailable"
     assert not SocialLink.objects.exists()
 
 
@@ -174,19 +194,29 @@ def test_the_start_refuses_a_wrong_message_a_foreign_signature_and_an_unconfigur
     settings.GLISK = dataclasses.replace(settings.GLISK, x_client_secret="")
     off = start_x(live_server, key)
     assert off.status_code == 503 and "not configured" in off.json()["detail"]
+    assert (
+        follow_callback(f"{live_server.url}/api/authors/x/callback?code=a&state=b")["error"]
+        == "not_configured"
+    )
+    settings.GLISK = dataclasses.replace(settings.GLISK, frontend_url="")  # nowhere to send the browser
     callback = requests.get(f"{live_server.url}/api/authors/x/callback?code=a&state=b", timeout=10)
     assert callback.status_code == 503 and "X_CLIENT_SECRET" in callback.json()["detail"]
     assert settings.GLISK.x_client_id not in callback.text
 
 
 def test_an_x_account_linked_to_a_new_wallet_leaves_the_old_one(live_server, x):
-    before = AuthorFactory.create(twitter_handle="Glisk_Artist")
-    key = Account.create()
-    follow_callback(consent_at_x(start_x(live_server, key).json()["authorization_url"]))
-    before.refresh_from_db()
-    assert before.twitter_handle == ""
-    (moved,) = SocialLink.objects.filter(author=before)
-    assert moved.action == "unlink" and moved.reason == f"linked to {key.address}"
+    """Found by its handle, and by its X id (renamed at X since)."""
+    by_name = AuthorFactory.create(twitter_handle="Glisk_Artist")
+    by_id = AuthorFactory.create(twitter_handle="old_name", x_user_id=x.user["id"])
+    key, browser = Account.create(), requests.Session()
+    callback = consent_at_x(start_x(live_server, key, browser=browser).json()["authorization_url"])
+    assert follow_callback(callback, browser)["x_linked"] == "true"
+    for before in (by_name, by_id):
+        before.refresh_from_db()
+        assert before.twitter_handle == "" and before.x_user_id == ""
+        (moved,) = SocialLink.objects.filter(author=before)
+        assert moved.action == "unlink" and moved.reason == f"linked to {key.address}"
+    assert Author.objects.get(wallet_address=key.address).x_user_id == x.user["id"]
 
 
 # --- Farcaster --------------------------------------------------------------------------------
@@ -276,6 +306,7 @@ def test_linking_a_farcaster_account_with_a_proof_that_holds(live_server, farcas
     (row,) = SocialLink.objects.filter(author=author)
     assert row.network == "farcaster" and row.proof["fid"] == fid
     assert row.proof["custody_address"] == custody.address and row.proof["siwf_domain"] == "glisk.example"
+    assert author.farcaster_fid == str(fid)
     assert (
         requests.get(f"{live_server.url}/api/authors/{wallet.address}", timeout=10).json()["farcaster_handle"]
         == "glisk"
@@ -354,12 +385,33 @@ def test_each_farcaster_check_refuses_with_its_reason(live_server, farcaster, ch
             "glisk",
             message=siwf(custody.address, fid, issued=now - timedelta(hours=1), expires=False),
         ),
-        "expired",
+        "too old",
     )
+
+    def with_message(message):
+        return link(live_server, wallet, custody, fid, "glisk", message=message)
+
+    # Issued two years ago, expiring in 2100: a sign-in is fresh or it is not accepted.
+    old = siwf(
+        custody.address, fid, issued=now - timedelta(days=730), expires=datetime(2100, 1, 1, tzinfo=UTC)
+    )
+    refused(with_message(old), "too old")
+    # A look-alike domain (the Kelvin sign lower-cases to k), a lower-case address, fields out of
+    # order, a chain id that int() would read: not EIP-4361.
+    for message in (
+        siwf(custody.address, fid, domain="glis\u212a.example"),
+        siwf(custody.address.lower(), fid),
+        siwf(custody.address, fid).replace("Version: 1\nChain ID: 10", "Chain ID: 10\nVersion: 1"),
+        siwf(custody.address, fid).replace("Chain ID: 10", "Chain ID: 1_0"),
+        siwf(custody.address, fid).replace("Version: 1", "Version: 1\nColour: blue"),
+    ):
+        refused(with_message(message), "not a Sign In With Farcaster")
     refused(
         link(live_server, wallet, custody, fid, "glisk", message=siwf(custody.address, other_fid)),
-        f"names farcaster://fid/{other_fid}, not fid {fid}",
+        f"names farcaster://fid/{other_fid}, not (only) fid {fid}",
     )
+    two = siwf(custody.address, fid) + f"\n- farcaster://fid/{other_fid}"
+    refused(with_message(two), f"names farcaster://fid/{other_fid}, not (only) fid {fid}")
     refused(link(live_server, wallet, custody, fid, "glisk", message="hello"), "not a Sign In With Farcaster")
     refused(
         link(
@@ -398,3 +450,37 @@ def test_farcaster_services_down_or_not_configured_answer_503(
     off = link(live_server, wallet, custody, fid, "glisk")
     assert off.status_code == 503 and "not configured" in off.json()["detail"]
     assert not SocialLink.objects.exists()
+
+
+def test_one_account_linked_to_two_wallets_at_once_ends_on_one():
+    """Links of one account are serialized: whichever comes second takes it from the first."""
+    import threading
+
+    from django.db import connection
+
+    from authors.social import author_social_link
+
+    wallets = [Account.create().address for _ in range(6)]
+    barrier = threading.Barrier(len(wallets))
+    errors: list[BaseException] = []
+
+    def link_from(wallet):
+        try:
+            barrier.wait()
+            author_social_link(wallet=wallet, network="x", account_id="42", handle="same_account", proof={})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=link_from, args=(w,)) for w in wallets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    holders = list(Author.objects.filter(x_user_id="42").values_list("twitter_handle", flat=True))
+    assert holders == ["same_account"]
+    assert Author.objects.filter(twitter_handle="same_account").count() == 1
+    assert SocialLink.objects.filter(action="link").count() == 6
+    assert SocialLink.objects.filter(action="unlink").count() == 5
