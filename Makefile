@@ -42,6 +42,20 @@ demo: install
 run: install
 	$(PY) manage.py serve
 
+# The local chain alone (anvil with GliskNFT, the X and name-registry stand-ins) until Ctrl-C.
+devnet: install
+	$(PY) manage.py devnet
+
+# Every benchmark once, at sizes that finish in about ten minutes here; each prints its figures
+# and writes JSON to bench/results/ (the README's table gives the sizes it reports).
+bench: install
+	$(PY) bench/gas.py
+	$(PY) bench/ingest.py
+	$(PY) bench/recover.py --tokens 1000 --runs 1
+	$(PY) bench/pipeline.py throughput --tokens 1000 --clusters 1 --runs 1
+	$(PY) bench/pipeline.py latency
+	$(PY) bench/realistic.py
+
 migrate: install
 	$(PY) manage.py migrate --no-input
 

@@ -90,13 +90,15 @@ def test_unknown_paths_are_json_404s(client):
     assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
 
 
-# The prompt update is left out: a request it accepts needs a wallet's signature, which no
-# generated body has, and its refusals (and the 503 of an unreachable chain) are tested one by
-# one in tests/public_api.
+# The prompt update and the account links are left out: a request they accept needs a wallet's
+# signature, which no generated body has, and their refusals (and their documented 503s: an
+# unreachable chain, linking not configured) are tested one by one in tests/public_api.
 schema = (
     schemathesis.openapi.from_wsgi("/api/schema", get_wsgi_application())
     .include(path_regex="^/api/")
     .exclude(method="POST", path="/api/authors/prompt")
+    .exclude(method="POST", path="/api/authors/x/auth/start")
+    .exclude(method="POST", path="/api/authors/farcaster/link")
 )
 
 
