@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django import forms
@@ -58,7 +59,18 @@ class AuthorForm(forms.ModelForm):
 
 
 HISTORY_COLUMNS = ("when", "form", "signature", "prompt SHA-256", "nonce / operator", "client")
-LINK_COLUMNS = ("when", "account", "change", "handle", "by", "proof", "reason")
+LINK_COLUMNS = ("when (UTC)", "account", "change", "handle", "by", "proof", "reason")
+
+
+def _short_actor(actor: str) -> str:
+    """`wallet:0xAbCd…1234` (the whole address is in the cell's title)."""
+    kind, _, who = actor.partition(":")
+    return f"{kind}:{who[:6]}…{who[-4:]}" if kind == "wallet" and len(who) > 12 else actor
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return f"{text[:6]}…{text[-4:]}" if text.startswith("0x") and len(text) > 14 else text[:40]
 
 
 @admin.register(Author)
@@ -171,15 +183,20 @@ class AuthorAdmin(admin.ModelAdmin):
             return "none yet"
         body = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            '<tr><td style="white-space:nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            '<td><span title="{}">{}</span></td><td style="font-size:11px">{}</td><td>{}</td></tr>',
             (
                 (
-                    link.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    link.created_at.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
                     link.get_network_display(),
                     link.get_action_display(),
                     link.handle,
                     link.actor,
-                    ", ".join(f"{k}={v}" for k, v in sorted(link.proof.items())) or "-",
+                    _short_actor(link.actor),
+                    format_html_join(
+                        "", "<code>{}={}</code><br>", ((k, _short(v)) for k, v in sorted(link.proof.items()))
+                    )
+                    or "-",
                     link.reason or "-",
                 )
                 for link in rows
