@@ -8,6 +8,7 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glisk.settings")
     from django.core.management import execute_from_command_line
+    from django.db import InterfaceError, OperationalError
 
     from glisk.config import ConfigError
 
@@ -17,6 +18,15 @@ def main() -> None:
         # Bad settings: name every problem (never a value) and refuse to start.
         sys.stderr.write(f"{exc}\n")
         sys.exit(2)
+    except (OperationalError, InterfaceError) as exc:
+        # One line, not a driver traceback: which variable to check, never its value.
+        from django.conf import settings
+
+        where = (
+            "DATABASE_URL" if settings.GLISK.database_url else "the embedded PostgreSQL under var/postgres"
+        )
+        sys.stderr.write(f"error: the database is not reachable ({type(exc).__name__}); check {where}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

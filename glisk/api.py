@@ -25,15 +25,18 @@ from glisk.core.errors import ApplicationError
 logger = logging.getLogger(__name__)
 
 
+class ErrorDetail(serializers.Serializer):
+    """An error's machine-readable type and its message."""
+
+    type = serializers.CharField()
+    message = serializers.CharField()
+
+
 class ErrorOutput(serializers.Serializer):
     """The shape of every error response."""
 
-    class Inner(serializers.Serializer):
-        type = serializers.CharField()
-        message = serializers.CharField()
-
     detail = serializers.CharField()
-    error = Inner()
+    error = ErrorDetail()
 
 
 class ApiError(ApplicationError):

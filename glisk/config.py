@@ -432,17 +432,19 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     if config.file_storage == "s3" and not config.s3_bucket:
         problems.append("S3_BUCKET is required when FILE_STORAGE is s3")
     if production:
-        problems.extend(_production_problems(config))
+        problems.extend(_production_problems(config, problems))
     if problems:
         raise ConfigError(problems)
     return config
 
 
-def _production_problems(c: Config) -> list[str]:
+def _production_problems(c: Config, already: list[str]) -> list[str]:
     """What production refuses: missing credentials and unsafe defaults (names only)."""
     problems: list[str] = []
 
     def missing(name: str, why: str) -> None:
+        if any(p.startswith(f"{name} ") for p in already):
+            return  # set but malformed: said once, by the reader
         problems.append(f"{name} is required in production ({why})")
 
     if c.debug:

@@ -127,3 +127,24 @@ def test_docs_pages_forbid_third_party_requests(client):
     for page in ("/docs", "/redoc"):
         csp = client.get(page)["Content-Security-Policy"]
         assert "default-src 'self'" in csp and "font-src 'self'" in csp and "img-src 'self'" in csp
+
+
+def test_docs_pages_ask_nothing_of_the_internet_and_the_schema_names_are_meaningful(client):
+    """Their CSP would block it with a console error (seen in headless Chromium before): ReDoc's
+    page linked Google Fonts, and its sidebar credit a logo on cdn.redoc.ly."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).content.decode()
+        assert re.findall(r"(?:href|src)=\"(https?://[^\"]+)\"", html) == []
+    redoc = client.get("/redoc").content.decode()
+    assert "glisk/redoc-offline.js" in redoc
+    from django.contrib.staticfiles import finders
+
+    found = finders.find("glisk/redoc-offline.js")
+    assert isinstance(found, str)
+    with open(found) as handle:
+        script = handle.read()
+    assert "https://cdn.redoc.ly/redoc/logo-mini.svg" in script  # the one request it rewrites
+    components = client.get("/api/schema", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+    assert "Inner" not in components and "ErrorDetail" in components

@@ -308,3 +308,31 @@ def test_production_refuses_an_x_client_id_without_its_secret():
         "X_REDIRECT_URI must be an https:// URL in production",
         "FRONTEND_URL must be an https:// URL in production",
     ]
+
+
+def test_a_malformed_setting_is_reported_once():
+    with pytest.raises(ConfigError) as refused:
+        load_config({**GOOD_PRODUCTION, "KEEPER_PRIVATE_KEY": "0xnot-a-key"})
+    assert refused.value.problems == ["KEEPER_PRIVATE_KEY must be a 32-byte hex private key"]
+
+
+def test_an_unreachable_database_is_one_line_and_exit_1():
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://glisk:hunter2@127.0.0.1:1/glisk",
+        "APP_ENV": "development",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: the database is not reachable (OperationalError); check DATABASE_URL"
+    ]
+    assert "hunter2" not in done.stdout + done.stderr

@@ -83,7 +83,15 @@ class Command(BaseCommand):
             argv.append("--keep-running")
         if options["timeout"]:
             argv += ["--timeout", str(options["timeout"])]
-        env = {**os.environ, "DATABASE_URL": url, "APP_ENV": os.environ.get("APP_ENV", "development")}
+        # Unbuffered: with `KEEP_RUNNING=1 make demo > log &` the admin URL and login reach the
+        # log at once, not when the stack stops.
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "APP_ENV": os.environ.get("APP_ENV", "development"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.stdout.flush()
         child = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env)
         # Ctrl-C reaches the child through the terminal; the child stops the stack and exits.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
