@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +24,17 @@ from django.views.decorators.http import require_POST
 
 from glisk.admin import ReadOnlyAdmin, ReadOnlyInline, explorer_tx_link, pretty_json
 from lifecycle.display import status_badge
-from lifecycle.models import STAGE_STATUSES, ImageJob, IpfsRecord, Token, TokenTransition
+from lifecycle.models import (
+    RETRYABLE_STAGES,
+    STAGE_STATUSES,
+    ImageJob,
+    IpfsRecord,
+    Token,
+    TokenStatus,
+    TokenTransition,
+)
 from lifecycle.providers.images import sniff_content_type
+from lifecycle.providers.ipfs import is_cid
 from lifecycle.selectors import reveal_now_preview, stuck_q
 from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
@@ -36,6 +46,12 @@ ACTION_LABELS = {
     "reveal_now": "Reveal now, alone (skip the batch wait)…",
     "mark_failed": "Mark failed",
 }
+
+
+def _cid_in(term: str) -> str:
+    """The CID in `ipfs://<cid>`, `https://<gateway>/ipfs/<cid>[/…]` or a bare CID, else ""."""
+    match = re.fullmatch(r"(?:ipfs://|https?://[^/]+/ipfs/)?([A-Za-z0-9]{46,})/?", term)
+    return match.group(1) if match and is_cid(match.group(1)) else ""
 
 
 def gateway_url(cid: str) -> str:
@@ -80,11 +96,37 @@ class ErrorStageFilter(admin.SimpleListFilter):
         return queryset.filter(Q(failed_stage__in=statuses) | retried)
 
 
+class FailedStageFilter(admin.SimpleListFilter):
+    """Only the stages a token can fail in (not every status)."""
+
+    title = "failed stage"
+    parameter_name = "failed_stage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(status.value, status.label) for status in TokenStatus if status in RETRYABLE_STAGES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> QuerySet[Token]:
+        return queryset.filter(failed_stage=self.value()) if self.value() else queryset
+
+
 class TransitionInline(ReadOnlyInline):
     model = TokenTransition
     verbose_name_plural = "Status timeline"
-    fields = ("created_at", "from_status", "to_status", "actor", "reason")
+    fields = ("created_at", "from_status", "to_status", "in_previous_status", "actor", "reason")
     readonly_fields = fields
+
+    @admin.display(description="after")
+    def in_previous_status(self, obj: TokenTransition) -> str:
+        """How long the token had been in `from_status` (its stage's duration)."""
+        previous = (
+            TokenTransition.objects.filter(token_id=obj.token_id, created_at__lte=obj.created_at)
+            .exclude(pk=obj.pk)
+            .order_by("-created_at", "-pk")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        start = previous or obj.token.created_at
+        return f"{(obj.created_at - start).total_seconds():.1f} s"
 
 
 class ImageJobInline(ReadOnlyInline):
@@ -158,7 +200,7 @@ class TokenAdmin(admin.ModelAdmin):
         StuckFilter,
         ("mint_disputed_at", admin.EmptyFieldListFilter),
         "fallback_prompt_used",
-        "failed_stage",
+        FailedStageFilter,
         "author",
     )
     search_fields = (
@@ -171,6 +213,7 @@ class TokenAdmin(admin.ModelAdmin):
     )
     list_select_related = ("author",)
     list_per_page = 50
+    ordering = ("-token_id",)  # newest first
     action_form = TokenActionForm
     actions = [_make_action(name) for name in ACTIONS]
     inlines = (TransitionInline, ImageJobInline, IpfsRecordInline)
@@ -323,6 +366,16 @@ class TokenAdmin(admin.ModelAdmin):
         term = search_term.strip().lstrip("#")
         if term.isdigit():
             return queryset.filter(token_id=int(term)), False  # a number is a token id, not a wallet fragment
+        cid = _cid_in(term)
+        if cid:  # as the token page shows it: ipfs://<cid>, a gateway URL, or the bare CID
+            return queryset.filter(Q(image_cid=cid) | Q(metadata_cid=cid)), False
+        if re.fullmatch(r"0x[0-9a-fA-F]{64}", term):
+            tx = term.lower()
+            return queryset.filter(
+                Q(mint_event__tx_hash__iexact=tx) | Q(reveal_transaction__tx_hash__iexact=tx)
+            ), False
+        if re.fullmatch(r"0x[0-9a-fA-F]{40}", term):
+            return queryset.filter(author__wallet_address__iexact=term), False
         return super().get_search_results(request, queryset, search_term)
 
     def render_change_form(

@@ -99,11 +99,18 @@ def webhook_delivery_record(
 
 
 def webhook_delivery_reject(
-    *, delivery: WebhookDelivery, outcome: str, error: str, signature_valid: bool | None = None
+    *,
+    delivery: WebhookDelivery,
+    outcome: str,
+    error: str,
+    signature_valid: bool | None = None,
+    ids: tuple[str, str] | None = None,
 ) -> None:
     fields: dict[str, Any] = {"outcome": outcome, "error": error[:2000], "processed_at": timezone.now()}
     if signature_valid is not None:
         fields["signature_valid"] = signature_valid
+    if ids is not None:
+        fields["event_id"], fields["webhook_id"] = ids
     WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
 
 
@@ -114,6 +121,21 @@ class ParsedDelivery:
     capacity_error: str | None = None
     logs: list[MintLog] = field(default_factory=list)
     ignored_logs: int = 0
+
+
+def _ids_of(body: bytes) -> tuple[str, str]:
+    """The event and webhook ids of a (verified but malformed) body, where it has them: the
+    delivery's page and search show them."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "", ""
+    if not isinstance(payload, dict):
+        return "", ""
+    return (
+        str(payload.get("id", "") if isinstance(payload.get("id"), str | int) else "")[:128],
+        str(payload.get("webhookId", "") if isinstance(payload.get("webhookId"), str | int) else "")[:128],
+    )
 
 
 def _require(condition: bool, message: str) -> None:
@@ -232,7 +254,9 @@ def webhook_delivery_process(*, delivery: WebhookDelivery) -> dict[str, Any]:
     try:
         parsed = parse_alchemy_payload(body, contract_address=config.contract_address, network=config.network)
     except WebhookRejected as exc:
-        webhook_delivery_reject(delivery=delivery, outcome=WebhookDelivery.Outcome.MALFORMED, error=str(exc))
+        webhook_delivery_reject(
+            delivery=delivery, outcome=WebhookDelivery.Outcome.MALFORMED, error=str(exc), ids=_ids_of(body)
+        )
         logger.warning("webhook.malformed", extra={"delivery_id": delivery.pk, "error": str(exc)})
         raise
     if parsed.capacity_error is not None:

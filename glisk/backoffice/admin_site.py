@@ -17,6 +17,7 @@ class GliskAdminSite(admin.AdminSite):
     site_header = "GLISK back office"
     site_title = "GLISK"
     index_title = "Dashboard"
+    site_url = None  # no public site here: "View site" would lead to a JSON 404
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         board = dashboard_get()

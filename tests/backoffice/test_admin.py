@@ -426,3 +426,65 @@ def test_handles_are_read_only_and_an_operator_unlinks_with_a_reason(admin_clien
     )
     html = admin_client.get(url).content.decode()
     assert "impersonation report #12" in html and "operator:admin" in html
+
+
+def test_the_token_list_searches_what_the_token_page_shows_newest_first(admin_client):
+    from lifecycle.providers.ipfs import cid_v0, cid_v1
+
+    author = AuthorFactory.create()
+    image, meta = cid_v1(b"image"), cid_v0(b"metadata")
+    found = TokenFactory.create(
+        token_id=21, author=author, status="revealed", image_cid=image, metadata_cid=meta
+    )
+    for token_id in (20, 22):
+        TokenFactory.create(token_id=token_id, author=author)
+    url = reverse("admin:lifecycle_token_changelist")
+
+    def ids(query):
+        return [t.pk for t in admin_client.get(url, {"q": query}).context["cl"].result_list]
+
+    assert ids("") == [22, 21, 20]  # newest first
+    for query in (
+        f"ipfs://{meta}",
+        f"https://gateway.pinata.cloud/ipfs/{meta}",
+        f"http://127.0.0.1:8000/ipfs/{image}/",
+        image,
+    ):
+        assert ids(query) == [found.pk], query
+    assert ids(author.wallet_address.lower()) == [22, 21, 20]
+
+
+def test_the_failed_stage_filter_offers_only_stages_and_the_token_page_has_seconds_and_durations(
+    admin_client,
+):
+    token = TokenFactory.create(token_id=31, status="failed", failed_stage="uploading")
+    start = timezone.now() - timedelta(seconds=30)
+    Token.objects.filter(pk=token.pk).update(created_at=start)
+    TokenTransition.objects.create(
+        token=token,
+        from_status="detected",
+        to_status="generating",
+        actor="t",
+        created_at=start + timedelta(seconds=2),
+    )
+    TokenTransition.objects.create(
+        token=token,
+        from_status="generating",
+        to_status="uploading",
+        actor="t",
+        created_at=start + timedelta(seconds=9.5),
+    )
+    changelist = admin_client.get(reverse("admin:lifecycle_token_changelist"))
+    (stage_filter,) = [f for f in changelist.context["cl"].filter_specs if f.title == "failed stage"]
+    offered = [choice["display"] for choice in stage_filter.choices(changelist.context["cl"])]
+    assert "Revealed" not in offered and "Failed" not in offered and "Uploading" in offered
+    assert (
+        admin_client.get(reverse("admin:lifecycle_token_changelist"), {"failed_stage": "uploading"})
+        .context["cl"]
+        .result_count
+        == 1
+    )
+    html = admin_client.get(reverse("admin:lifecycle_token_change", args=[31])).content.decode()
+    assert start.strftime("%Y-%m-%d %H:%M:%S") in html  # to the second
+    assert "2.0 s" in html and "7.5 s" in html  # each stage's duration in the timeline
+    assert "View site" not in html  # there is no public site to view

@@ -68,7 +68,11 @@ def test_malformed_payload_is_400_and_writes_nothing_but_the_delivery(client, go
     assert response.status_code == 400, (name, response.content)
     assert set(response.json()["error"]) == {"type", "message"}
     assert not MintEvent.objects.exists() and not Token.objects.exists()
-    assert WebhookDelivery.objects.get().outcome == "malformed"
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.outcome == "malformed"
+    # Its page and the search show the event the body names, when it names one.
+    if isinstance(payload.get("id"), str):
+        assert delivery.event_id == payload["id"] and delivery.webhook_id == str(payload.get("webhookId", ""))
 
 
 @pytest.mark.parametrize(
