@@ -139,6 +139,13 @@ class Token(models.Model):
                 name="token_disputed_idx",
                 condition=models.Q(mint_disputed_at__isnull=False),
             ),
+            # /metrics: the oldest unrevealed token, and the mint → reveal histogram's range.
+            models.Index(
+                fields=["created_at"],
+                name="token_unfinished_age_idx",
+                condition=~models.Q(status__in=["revealed", "failed"]),
+            ),
+            models.Index(fields=["revealed_at"], name="token_revealed_at_idx"),
         ]
 
     def __str__(self) -> str:
@@ -196,7 +203,10 @@ class ImageJob(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         # /metrics counts attempts by outcome and error class: an index-only scan, not the table.
-        indexes = [models.Index(fields=["outcome", "error_class"], name="image_job_outcome_idx")]
+        indexes = [
+            models.Index(fields=["outcome", "error_class"], name="image_job_outcome_idx"),
+            models.Index(fields=["finished_at"], name="image_job_finished_idx"),  # /metrics' histogram
+        ]
 
     def __str__(self) -> str:
         return f"image job {self.pk} for #{self.token_id} ({self.outcome})"
@@ -225,7 +235,10 @@ class IpfsRecord(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name = "IPFS record"
-        indexes = [models.Index(fields=["outcome", "error_class"], name="ipfs_record_outcome_idx")]
+        indexes = [
+            models.Index(fields=["outcome", "error_class"], name="ipfs_record_outcome_idx"),
+            models.Index(fields=["finished_at"], name="ipfs_record_finished_idx"),  # /metrics' histogram
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} pin {self.pk} for #{self.token_id} ({self.outcome})"

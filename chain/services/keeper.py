@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +40,7 @@ from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChai
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
 from chain.services.guard import ChainGuard
-from glisk.core.state import advisory_lock
+from glisk.core.state import advisory_lock, state_get, state_set
 from lifecycle.selectors import RevealCandidate, reveal_queue, reveal_waiting_exists
 from lifecycle.services.minting import token_mint_dispute
 from lifecycle.services.reveals import (
@@ -56,6 +56,9 @@ from lifecycle.services.reveals import (
 from lifecycle.services.tokens import InvalidStateTransition, token_fail
 
 logger = logging.getLogger(__name__)
+
+KEEPER_FUNDS_KEY = "keeper.funds"
+TYPICAL_REVEAL_GAS = 50 * 100_000  # a full batch of 50, before any reveal was confirmed
 
 ACTOR = "stage:reveal"
 
@@ -98,6 +101,33 @@ class Keeper:
     def lock_name(self) -> str:
         """One sender per contract, whichever key it signs with."""
         return f"keeper:{self.chain.chain_id}:{self.chain.contract_address.lower()}"
+
+    def record_funds(self, *, every: timedelta = timedelta(seconds=60)) -> None:
+        """Keep the keeper's balance and what a reveal costs now in SystemState (for /metrics and
+        its low-balance alert), at most once per `every`: a scrape never waits on the RPC."""
+        previous = state_get(key=KEEPER_FUNDS_KEY)
+        if isinstance(previous, dict) and timezone.now() - datetime.fromisoformat(previous["at"]) < every:
+            return
+        balance = self.chain.balance(self.address)
+        recent = [
+            int(gas)
+            for gas in RevealTransaction.objects.filter(status=RevealTransaction.Status.CONFIRMED)
+            .order_by("-pk")
+            .values_list("gas_used", flat=True)[:20]
+            if gas
+        ]
+        gas = sum(recent) // len(recent) if recent else TYPICAL_REVEAL_GAS
+        cost = gas * self.fees().max_fee_per_gas
+        state_set(
+            key=KEEPER_FUNDS_KEY,
+            value={
+                "at": timezone.now().isoformat(),
+                "address": self.address,
+                "balance_wei": str(balance),
+                "reveal_cost_wei": str(cost),
+                "reveals_affordable": balance // cost if cost else 0,
+            },
+        )
 
     def fees(self) -> Fees:
         return fees_current(
@@ -474,6 +504,7 @@ def reveal_run(
                     sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
+                keeper.record_funds()
                 outcome = keeper.step(report, force=force)
                 backoff = poll_seconds
             except WrongChain as exc:

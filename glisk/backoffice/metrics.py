@@ -1,25 +1,37 @@
 """`GET /metrics` in Prometheus format, computed from the database at scrape time.
 
 Every process can answer a scrape and they all agree: the figures are the database's, not
-in-memory counters of one worker.
+in-memory counters of one worker. The histograms (stage call durations, mint → reveal) are kept
+as cumulative bucket counts in SystemState and advanced at each scrape by the rows finished since
+the last one (an indexed range, never the whole table); the clusters' last-seen times come from
+django-q2's live status (glisk.core.clusters). The alert rules and dashboard that read these are
+in deploy/.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, F, Func, Sum
+from django.db.models import Count, F, Func, Min, Sum
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_q.models import OrmQ
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from chain.models import RevealTransaction, WebhookDelivery
+from chain.services.keeper import KEEPER_FUNDS_KEY
+from glisk.backoffice.histograms import histograms_advance
+from glisk.core.clusters import clusters_refresh
 from glisk.core.models import SystemState
-from lifecycle.models import ImageJob, IpfsRecord, Token, TokenStatus
+from glisk.core.state import state_get
+from lifecycle.models import ACTIVE_STATUSES, TERMINAL_STATUSES, ImageJob, IpfsRecord, Token, TokenStatus
+from lifecycle.selectors import stuck_q
 
 
 class GliskCollector:
@@ -99,6 +111,97 @@ class GliskCollector:
             if isinstance(value, dict) and "block" in value and "head" in value:
                 lag.add_metric([key], max(0, int(value["head"]) - int(value["block"])))
         yield lag
+        yield from self._alerting()
+
+    def _alerting(self) -> Iterator[Metric]:
+        now = timezone.now()
+        stuck = GaugeMetricFamily(
+            "glisk_tokens_stuck",
+            "Tokens whose lease expired or whose stage is older than 15 minutes, by status",
+            labels=["stage"],
+        )
+        counts = dict(Token.objects.filter(stuck_q(now)).values_list("status").annotate(n=Count("pk")))
+        for status in sorted(ACTIVE_STATUSES):
+            stuck.add_metric([status], counts.get(status, 0))
+        yield stuck
+
+        oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(t=Min("created_at"))["t"]
+        yield GaugeMetricFamily(
+            "glisk_oldest_unrevealed_age_seconds",
+            "Age of the oldest token neither revealed nor failed (0 when none)",
+            value=(now - oldest).total_seconds() if oldest else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "glisk_queue_depth", "Tasks waiting in the django-q2 queue", value=OrmQ.objects.count()
+        )
+
+        clusters = clusters_refresh()
+        running = GaugeMetricFamily(
+            "glisk_clusters_running", "qclusters reporting now", value=sum(c.running for c in clusters)
+        )
+        yield running
+        seen = GaugeMetricFamily(
+            "glisk_cluster_last_seen_timestamp_seconds",
+            "When each qcluster (host:pid) last reported; kept 30 minutes after it stops",
+            labels=["cluster", "host"],
+        )
+        workers = GaugeMetricFamily(
+            "glisk_cluster_workers", "Workers of each running qcluster", labels=["cluster", "host"]
+        )
+        for cluster in clusters:
+            seen.add_metric([cluster.name, cluster.host], cluster.last_seen.timestamp())
+            if cluster.running:
+                workers.add_metric([cluster.name, cluster.host], cluster.workers)
+        yield seen
+        yield workers
+
+        pending = RevealTransaction.objects.filter(status__in=RevealTransaction.ACTIVE)
+        first = pending.aggregate(t=Min("created_at"), n=Count("pk"))
+        yield GaugeMetricFamily(
+            "glisk_reveal_transactions_pending",
+            "Reveal transactions signed or sent, not yet resolved",
+            value=first["n"],
+        )
+        yield GaugeMetricFamily(
+            "glisk_reveal_pending_age_seconds",
+            "Age of the oldest reveal transaction in flight (0 when none)",
+            value=(now - first["t"]).total_seconds() if first["t"] else 0.0,
+        )
+
+        funds = state_get(key=KEEPER_FUNDS_KEY)
+        if isinstance(funds, dict):
+            yield GaugeMetricFamily(
+                "glisk_keeper_balance_wei",
+                "The keeper's balance when last checked",
+                value=float(funds["balance_wei"]),
+            )
+            yield GaugeMetricFamily(
+                "glisk_keeper_reveals_affordable",
+                "Reveal transactions the keeper's balance pays for at the current fee and typical gas",
+                value=float(funds["reveals_affordable"]),
+            )
+            yield GaugeMetricFamily(
+                "glisk_keeper_funds_checked_timestamp_seconds",
+                "When the keeper last read its balance and the fee",
+                value=datetime.fromisoformat(funds["at"]).timestamp(),
+            )
+
+        histograms = histograms_advance(now)
+        stage_calls = HistogramMetricFamily(
+            "glisk_stage_call_seconds",
+            "Duration of provider calls (one attempt: a generation, a pin), by stage",
+            labels=["stage"],
+        )
+        for stage in ("image", "ipfs"):
+            buckets, total = histograms[f"stage:{stage}"]
+            stage_calls.add_metric([stage], buckets=buckets, sum_value=total)
+        yield stage_calls
+        latency = HistogramMetricFamily(
+            "glisk_mint_to_reveal_seconds", "From the mint's block to the token's reveal on chain"
+        )
+        buckets, total = histograms["latency:"]
+        latency.add_metric([], buckets=buckets, sum_value=total)
+        yield latency
 
 
 @require_GET

@@ -94,3 +94,84 @@ def test_metrics_can_require_a_bearer_token(client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me-please")
     assert allowed.status_code == 200 and b"glisk_reveal_tokens_total 3.0" in allowed.content
+
+
+def test_alerting_series_stuck_oldest_queue_and_pending_reveals(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    TokenFactory.create(status="generating", status_changed_at=now - timedelta(hours=1))  # stuck
+    old = TokenFactory.create(status="detected")
+    TokenFactory.create(status="revealed", metadata_cid="bafk")
+    from lifecycle.models import Token
+
+    Token.objects.filter(pk=old.pk).update(created_at=now - timedelta(minutes=40))
+    RevealTransactionFactory.create(status="sent", token_ids=[1])
+    from chain.models import RevealTransaction
+
+    RevealTransaction.objects.update(created_at=now - timedelta(minutes=12))
+    s = scrape(client)
+    assert s[("glisk_tokens_stuck", (("stage", "generating"),))] == 1
+    assert s[("glisk_tokens_stuck", (("stage", "detected"),))] == 0
+    assert 40 * 60 - 5 < s[("glisk_oldest_unrevealed_age_seconds", ())] < 40 * 60 + 60
+    assert s[("glisk_queue_depth", ())] >= 0
+    assert s[("glisk_reveal_transactions_pending", ())] == 1
+    assert 12 * 60 - 5 < s[("glisk_reveal_pending_age_seconds", ())] < 12 * 60 + 60
+    assert s[("glisk_clusters_running", ())] == 0  # no qcluster in this test
+
+
+def test_histograms_count_each_finished_row_once(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chain.models import MintEvent
+    from tests.factories import MintEventFactory
+
+    now = timezone.now()
+    token = TokenFactory.create()
+
+    def job(seconds, finished_ago):
+        ImageJob.objects.create(
+            token=token,
+            attempt=1,
+            provider="local",
+            prompt_text="p",
+            outcome="succeeded",
+            duration_ms=int(seconds * 1000),
+            finished_at=now - finished_ago,
+        )
+
+    job(1.5, timedelta(minutes=5))
+    job(40, timedelta(minutes=3))
+    job(0.2, timedelta(seconds=5))  # too recent: counted by a later scrape
+    mint = MintEventFactory.create()
+    MintEvent.objects.filter(pk=mint.pk).update(block_timestamp=now - timedelta(minutes=10))
+    TokenFactory.create(
+        status="revealed",
+        metadata_cid="bafk",
+        mint_event=mint,
+        revealed_at=now - timedelta(minutes=9, seconds=48),
+    )
+
+    def image(le=None):
+        return (("le", le), ("stage", "image")) if le else (("stage", "image"),)
+
+    for _ in range(2):  # a second scrape counts nothing twice
+        s = scrape(client)
+        assert s[("glisk_stage_call_seconds_bucket", image("1.0"))] == 0
+        assert s[("glisk_stage_call_seconds_bucket", image("2.5"))] == 1
+        assert s[("glisk_stage_call_seconds_bucket", image("60.0"))] == 2
+        assert s[("glisk_stage_call_seconds_count", image())] == 2
+        assert s[("glisk_stage_call_seconds_sum", image())] == 41.5
+        assert s[("glisk_mint_to_reveal_seconds_bucket", (("le", "10.0"),))] == 0
+        assert s[("glisk_mint_to_reveal_seconds_bucket", (("le", "15.0"),))] == 1
+    # A minute later the recent one has settled: counted once, by the next scrape.
+    from unittest import mock
+
+    with mock.patch("glisk.backoffice.metrics.timezone.now", return_value=now + timedelta(minutes=1)):
+        s = scrape(client)
+    assert s[("glisk_stage_call_seconds_count", image())] == 3
+    assert s[("glisk_stage_call_seconds_bucket", image("0.25"))] == 1

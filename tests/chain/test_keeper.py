@@ -302,3 +302,26 @@ def test_a_token_whose_state_cannot_be_read_waits_while_the_others_go(chain, acc
         and waiting.reveal_attempts >= 1
         and "could not be read" in waiting.last_error
     )
+
+
+def test_the_keeper_records_its_funds_for_the_low_balance_alert(chain, accounts, keeper, client):
+    from glisk.core.state import state_get
+
+    ready_tokens(chain, accounts, 3)
+    run(keeper)
+    funds = state_get(key="keeper.funds")
+    balance = chain.balance(keeper.address)
+    assert funds["address"] == keeper.address and abs(int(funds["balance_wei"]) - balance) < 10**16
+    cost = int(funds["reveal_cost_wei"])
+    assert cost > 0 and funds["reveals_affordable"] == int(funds["balance_wei"]) // cost
+    metrics = client.get("/metrics").content.decode()
+    assert f"glisk_keeper_reveals_affordable {float(funds['reveals_affordable'])}" in metrics
+    # Checked at most once a minute: a second run within it reads nothing more.
+    before = funds["at"]
+    keeper.record_funds()
+    assert state_get(key="keeper.funds")["at"] == before
+    # Emptied: nothing left to pay with (the cost now from the confirmed reveal's gas).
+    chain.rpc("anvil_setBalance", [keeper.address, hex(10**9)])
+    keeper.record_funds(every=timedelta(0))
+    funds = state_get(key="keeper.funds")
+    assert funds["reveals_affordable"] == 0 and int(funds["reveal_cost_wei"]) < cost
