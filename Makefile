@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest install demo run devnet migrate superuser requirements bench clean
+.PHONY: test lint typecheck pytest install tools demo run devnet migrate superuser requirements bench clean
 
 # A venv with the pinned dev requirements and the project itself; redone when a pin changes.
 $(STAMP): requirements/dev.txt requirements/base.txt pyproject.toml
@@ -21,6 +21,15 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(STAMP) node_modules/.installed
 
+# promtool and prometheus for tests/deploy (the alert rules' checks and a live scrape): Debian's
+# prometheus package, installed once when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install Prometheus (promtool and prometheus) for tests/deploy"; exit 1; }; \
+	  echo "installing Debian's prometheus package (promtool) for tests/deploy …"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -29,7 +38,7 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
-pytest: install
+pytest: install tools
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
