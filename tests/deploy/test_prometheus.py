@@ -46,6 +46,23 @@ def test_the_alert_rules_are_valid_and_their_unit_tests_pass():
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_the_compose_prometheus_config_is_valid(tmp_path):
+    """deploy/prometheus/prometheus.yml, with the rule file where the container mounts it."""
+    config = (
+        (RULES / "prometheus.yml")
+        .read_text()
+        .replace("/etc/prometheus/alerts.yml", str(RULES / "alerts.yml"))
+    )
+    (tmp_path / "prometheus.yml").write_text(config)
+    checked = subprocess.run(
+        [tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_the_dashboard_reads_only_series_the_app_exports(client, db):
     import json
 
