@@ -96,6 +96,30 @@ class ErrorStageFilter(admin.SimpleListFilter):
         return queryset.filter(Q(failed_stage__in=statuses) | retried)
 
 
+class ErrorClassFilter(admin.SimpleListFilter):
+    """Tokens with a failed image or IPFS attempt of one error class (the errors page links here)."""
+
+    title = "error class"
+    parameter_name = "error_class"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        classes: set[str] = set()
+        for model in (ImageJob, IpfsRecord):
+            classes |= set(
+                model.objects.exclude(error_class="").values_list("error_class", flat=True).distinct()[:50]
+            )
+        return [(c, c) for c in sorted(classes)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Token]) -> QuerySet[Token]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(pk__in=ImageJob.objects.filter(error_class=value).values("token_id"))
+            | Q(pk__in=IpfsRecord.objects.filter(error_class=value).values("token_id"))
+        )
+
+
 class FailedStageFilter(admin.SimpleListFilter):
     """Only the stages a token can fail in (not every status)."""
 
@@ -201,6 +225,7 @@ class TokenAdmin(admin.ModelAdmin):
         ("mint_disputed_at", admin.EmptyFieldListFilter),
         "fallback_prompt_used",
         FailedStageFilter,
+        ErrorClassFilter,
         "author",
     )
     search_fields = (
@@ -397,6 +422,9 @@ class TokenAdmin(admin.ModelAdmin):
                 done.append(ACTIONS[name](token_id=token_id, operator=operator, reason=reason))
             except ActionRefused as exc:
                 refused.append(str(exc))
+                continue
+            # The admin's History button lists it too (the timeline has it with the reason).
+            self.log_change(request, Token(pk=token_id), f"{ACTION_LABELS[name]}: {done[-1]}")
         if done:
             self.message_user(
                 request,

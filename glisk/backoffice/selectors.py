@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Max, Min
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django_q.models import OrmQ, Success
 from eth_account import Account
@@ -60,20 +60,36 @@ class Dashboard:
         )
 
 
-def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Dashboard:
-    """Everything the admin dashboard shows; chain figures are None when the node does not answer."""
+# The reveal chart's time ranges: (span, one bar, how many bars, its SQL truncation).
+RANGES: dict[str, tuple[timedelta, int, Any]] = {
+    "1h": (timedelta(minutes=1), 60, TruncMinute),
+    "24h": (timedelta(hours=1), 24, TruncHour),
+    "7d": (timedelta(days=1), 7, TruncDay),
+}
+
+
+def dashboard_get(*, now: datetime | None = None, with_chain: bool = True, span: str = "24h") -> Dashboard:
+    """Everything the admin dashboard shows; chain figures are None when the node does not answer.
+    `span` (1h, 24h, 7d) is the reveal chart's range, in bars of a minute, an hour or a day (UTC)."""
     now = now or timezone.now()
     counts = {s.value: 0 for s in TokenStatus}
     counts.update(dict(Token.objects.values_list("status").annotate(n=Count("pk"))))
 
-    since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    step, bars, trunc = RANGES.get(span, RANGES["24h"])
+    start = trunc("revealed_at")
+    first_bar = now - step * (bars - 1)
+    since = first_bar.replace(second=0, microsecond=0)
+    if step >= timedelta(hours=1):
+        since = since.replace(minute=0)
+    if step >= timedelta(days=1):
+        since = since.replace(hour=0)
     per_hour = dict(
         Token.objects.filter(status=TokenStatus.REVEALED, revealed_at__gte=since)
-        .annotate(hour=TruncHour("revealed_at"))
+        .annotate(hour=start)
         .values_list("hour")
         .annotate(n=Count("pk"))
     )
-    hours = [since + timedelta(hours=i) for i in range(24)]
+    hours = [since + step * i for i in range(bars)]
     oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(oldest=Min("created_at"))[
         "oldest"
     ]
@@ -123,3 +139,58 @@ def dashboard_get(*, now: datetime | None = None, with_chain: bool = True) -> Da
         cluster_last_seen=seen_at,
         errors=errors,
     )
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    stage: str
+    error_class: str
+    attempts: int
+    tokens: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+def error_groups(*, since: datetime | None = None) -> list[ErrorGroup]:
+    """Failed provider attempts grouped by stage and error class (most frequent first), with how
+    many tokens they hit and when they were first and last seen."""
+    from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord
+
+    groups: list[ErrorGroup] = []
+    for stage, model in (("image", ImageJob), ("ipfs", IpfsRecord)):
+        rows = model.objects.exclude(outcome__in=[AttemptOutcome.STARTED, AttemptOutcome.SUCCEEDED])
+        if since is not None:
+            rows = rows.filter(created_at__gte=since)
+        for row in rows.values("error_class").annotate(
+            attempts=Count("pk"),
+            tokens=Count("token", distinct=True),
+            first=Min("created_at"),
+            last=Max("created_at"),
+        ):
+            groups.append(
+                ErrorGroup(
+                    stage=stage,
+                    error_class=row["error_class"] or "unknown",
+                    attempts=row["attempts"],
+                    tokens=row["tokens"],
+                    first_seen=row["first"],
+                    last_seen=row["last"],
+                )
+            )
+    reveals = RevealTransaction.objects.filter(status=RevealTransaction.Status.FAILED)
+    if since is not None:
+        reveals = reveals.filter(created_at__gte=since)
+    for error, n, first, last in reveals.values_list("error").annotate(
+        n=Count("pk"), first=Min("created_at"), last=Max("created_at")
+    ):
+        groups.append(
+            ErrorGroup(
+                stage="reveal",
+                error_class=(error or "unknown")[:60],
+                attempts=n,
+                tokens=0,
+                first_seen=first,
+                last_seen=last,
+            )
+        )
+    return sorted(groups, key=lambda g: (-g.attempts, g.stage, g.error_class))

@@ -88,11 +88,43 @@ def test_dashboard_page_shows_charts_counts_and_links(admin_client, known_tokens
     html = response.content.decode()
     assert response.status_code == 200
     assert html.count('class="glisk-chart"') == 2
-    assert "Tokens by status" in html and "Revealed per hour" in html
+    assert "Tokens by status" in html and "Tokens revealed, last 24h (UTC)" in html
     assert 'id="failed-count"' in html and '?status__exact=failed">2</a>' in html
     assert '?stuck=yes">1</a>' in html
     chart = html.split('class="glisk-chart"')[1].split("</svg>")[0]
     assert "http" not in chart and ">2<" in chart  # drawn here with the figures, nothing fetched
+    # It refreshes itself from a fragment of the same figures, in the range asked for.
+    assert "glisk/dashboard.js" in html and 'data-url="/admin/dashboard/?range=24h"' in html
+    fragment = admin_client.get(reverse("admin:glisk_dashboard"), {"range": "1h"}).content.decode()
+    assert fragment.lstrip().startswith('<div class="glisk-dash" id="dashboard">')
+    assert "Tokens revealed, last 1h (UTC)" in fragment and '?stuck=yes">1</a>' in fragment
+    week = admin_client.get(reverse("admin:index"), {"range": "7d"}).context["board"]
+    assert len(week.revealed_per_hour) == 7 and sum(n for _, n in week.revealed_per_hour) == 3
+
+
+def test_the_errors_page_groups_failures_and_links_to_the_tokens(admin_client, known_tokens):
+    from lifecycle.models import ImageJob
+
+    for token_id, error_class in ((9, "http_401"), (9, "http_401"), (2, "http_401"), (1, "timeout")):
+        ImageJob.objects.create(
+            token_id=token_id,
+            attempt=1,
+            provider="replicate",
+            prompt_text="p",
+            outcome="transient_error",
+            error_class=error_class,
+        )
+    html = admin_client.get(reverse("admin:glisk_errors")).content.decode()
+    rows = html.split('id="error-groups"')[1]
+    assert rows.index("http_401") < rows.index("timeout")  # most frequent first
+    assert "<td>3</td>\n      <td>2</td>" in rows  # 3 attempts on 2 tokens
+    listed = admin_client.get(reverse("admin:lifecycle_token_changelist"), {"error_class": "http_401"})
+    assert sorted(t.pk for t in listed.context["cl"].result_list) == [2, 9]
+
+
+def test_the_clusters_page_lists_what_django_q_reports(admin_client):
+    html = admin_client.get(reverse("admin:glisk_clusters")).content.decode()
+    assert "No cluster has reported in the last 30 minutes." in html
 
 
 def test_stuck_filter_lists_the_stuck_token(admin_client, known_tokens):
@@ -191,6 +223,9 @@ def test_retry_button_sends_a_failed_token_back_and_records_who_and_why(admin_cl
     assert (last.actor, last.reason) == ("operator:admin", "rotated the Replicate token")
     assert any("goes back to generating" in m for m in messages_of(response))
     assert OrmQ.objects.count() == 1
+    # The History button shows it too.
+    history = admin_client.get(reverse("admin:lifecycle_token_history", args=[9])).content.decode()
+    assert "Retry from the stage that failed" in history and "goes back to generating" in history
 
 
 def test_regenerate_and_repin_and_reveal_now_and_mark_failed(admin_client, known_tokens):
