@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, URLResolver, path, reverse
 
 from glisk.backoffice.charts import bar_chart
 from glisk.backoffice.selectors import RANGES, dashboard_get, error_groups
@@ -52,7 +52,9 @@ class GliskAdminSite(admin.AdminSite):
 
     def dashboard_fragment(self, request: HttpRequest) -> HttpResponse:
         """The dashboard's figures and charts alone: the index page swaps them in every few seconds."""
-        return TemplateResponse(request, "admin/glisk/dashboard_fragment.html", self._dashboard_context(request))
+        return TemplateResponse(
+            request, "admin/glisk/dashboard_fragment.html", self._dashboard_context(request)
+        )
 
     def errors_view(self, request: HttpRequest) -> TemplateResponse:
         groups = error_groups()
@@ -69,7 +71,7 @@ class GliskAdminSite(admin.AdminSite):
         context = {**self.each_context(request), "title": "Clusters", "clusters": clusters_refresh()}
         return TemplateResponse(request, "admin/glisk/clusters.html", context)
 
-    def get_urls(self) -> list[URLPattern]:
+    def get_urls(self) -> list[URLResolver | URLPattern]:
         return [
             path("dashboard/", self.admin_view(self.dashboard_fragment), name="glisk_dashboard"),
             path("errors/", self.admin_view(self.errors_view), name="glisk_errors"),
