@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 
 from glisk.backoffice.charts import bar_chart
-from glisk.backoffice.selectors import RANGES, dashboard_get, error_groups
+from glisk.backoffice.selectors import RANGES, dashboard_get, error_groups, stage_activity
 from glisk.core.clusters import clusters_refresh
 from lifecycle.display import STATUS_COLORS
 
@@ -45,6 +45,7 @@ class GliskAdminSite(admin.AdminSite):
             "span": span,
             "spans": list(RANGES),
             "refresh_seconds": REFRESH_SECONDS,
+            "stages": stage_activity(),
         }
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:

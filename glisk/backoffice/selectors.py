@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Min
+from django.db.models import Aggregate, Count, FloatField, Max, Min
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 from django_q.models import OrmQ, Success
@@ -194,3 +194,75 @@ def error_groups(*, since: datetime | None = None) -> list[ErrorGroup]:
             )
         )
     return sorted(groups, key=lambda g: (-g.attempts, g.stage, g.error_class))
+
+
+class Percentile(Aggregate):
+    """PostgreSQL's percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)."""
+
+    function = "percentile_cont"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        super().__init__(expression, fraction=float(fraction), **extra)
+
+
+@dataclass(frozen=True)
+class StageActivity:
+    stage: str
+    done: int  # attempts that succeeded (image, ipfs) or tokens revealed
+    failed: int
+    p50_seconds: float | None
+    p95_seconds: float | None
+
+
+def stage_activity(
+    *, window: timedelta = timedelta(hours=1), now: datetime | None = None
+) -> list[StageActivity]:
+    """Per stage over the last `window`: what finished, what failed, and how long it took (a
+    provider call for image and IPFS; mint → reveal for the reveal stage)."""
+    from django.db.models import DurationField, ExpressionWrapper, F, Q
+
+    from glisk.backoffice.histograms import EpochSeconds
+    from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord
+
+    now = now or timezone.now()
+    since = now - window
+    rows: list[StageActivity] = []
+    for stage, model in (("image", ImageJob), ("ipfs", IpfsRecord)):
+        got = model.objects.filter(finished_at__gte=since).aggregate(
+            done=Count("pk", filter=Q(outcome=AttemptOutcome.SUCCEEDED)),
+            failed=Count("pk", filter=~Q(outcome__in=[AttemptOutcome.SUCCEEDED, AttemptOutcome.STARTED])),
+            p50=Percentile("duration_ms", 0.5, filter=Q(outcome=AttemptOutcome.SUCCEEDED)),
+            p95=Percentile("duration_ms", 0.95, filter=Q(outcome=AttemptOutcome.SUCCEEDED)),
+        )
+        rows.append(
+            StageActivity(
+                stage=stage,
+                done=got["done"],
+                failed=got["failed"],
+                p50_seconds=got["p50"] / 1000 if got["p50"] is not None else None,
+                p95_seconds=got["p95"] / 1000 if got["p95"] is not None else None,
+            )
+        )
+    latency = EpochSeconds(
+        ExpressionWrapper(F("revealed_at") - F("mint_event__block_timestamp"), output_field=DurationField())
+    )
+    got = Token.objects.filter(status=TokenStatus.REVEALED, revealed_at__gte=since).aggregate(
+        done=Count("pk"),
+        p50=Percentile(latency, 0.5, filter=Q(mint_event__isnull=False)),
+        p95=Percentile(latency, 0.95, filter=Q(mint_event__isnull=False)),
+    )
+    failed = Token.objects.filter(
+        status=TokenStatus.FAILED, failed_stage=TokenStatus.READY, status_changed_at__gte=since
+    )
+    rows.append(
+        StageActivity(
+            stage="reveal",
+            done=got["done"],
+            failed=failed.count(),
+            p50_seconds=got["p50"],
+            p95_seconds=got["p95"],
+        )
+    )
+    return rows

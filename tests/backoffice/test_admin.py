@@ -523,3 +523,34 @@ def test_the_failed_stage_filter_offers_only_stages_and_the_token_page_has_secon
     assert start.strftime("%Y-%m-%d %H:%M:%S") in html  # to the second
     assert "2.0 s" in html and "7.5 s" in html  # each stage's duration in the timeline
     assert "View site" not in html  # there is no public site to view
+
+
+def test_the_dashboard_shows_each_stages_throughput_and_latency_for_the_last_hour(admin_client):
+    from chain.models import MintEvent
+    from glisk.backoffice.selectors import stage_activity
+    from lifecycle.models import ImageJob
+    from tests.factories import MintEventFactory
+
+    now = timezone.now()
+    token = TokenFactory.create()
+    for ms, outcome in ((1000, "succeeded"), (3000, "succeeded"), (500, "transient_error")):
+        ImageJob.objects.create(
+            token=token,
+            attempt=1,
+            provider="replicate",
+            prompt_text="p",
+            outcome=outcome,
+            duration_ms=ms,
+            finished_at=now,
+        )
+    mint = MintEventFactory.create()
+    MintEvent.objects.filter(pk=mint.pk).update(block_timestamp=now - timedelta(seconds=20))
+    TokenFactory.create(
+        status="revealed", metadata_cid="bafk", mint_event=mint, revealed_at=now - timedelta(seconds=8)
+    )
+    image, ipfs, reveal = stage_activity(now=now)
+    assert (image.stage, image.done, image.failed, image.p50_seconds) == ("image", 2, 1, 2.0)
+    assert ipfs.done == 0 and ipfs.p50_seconds is None
+    assert reveal.done == 1 and round(reveal.p50_seconds) == 12
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'id="stage-activity"' in html and "2.00 s" in html
