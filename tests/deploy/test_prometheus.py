@@ -146,6 +146,12 @@ def test_a_real_prometheus_fires_the_alert_when_a_cluster_stops(tmp_path):
             (series,) = query("glisk_cluster_last_seen_timestamp_seconds")
             name = series["metric"]["cluster"]
             assert not firing("GliskClusterMissing")
+            # The clusters page's record: this cluster, and the tasks it ran (its start-up ones).
+            from glisk.core.clusters import clusters_refresh
+
+            assert wait_until(
+                lambda: any(c.name == name and c.tasks_done >= 1 for c in clusters_refresh()), timeout=60
+            )
             stack.kill(cluster)  # SIGKILL, as a lost machine
             assert wait_until(lambda: firing("GliskClusterMissing"), timeout=90), (
                 tmp_path / "prometheus.log"
