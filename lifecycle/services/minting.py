@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from glisk.core.stages import stage_nudge
@@ -272,39 +272,54 @@ class Recovered:
 
 def tokens_register_recovered(*, found: Sequence[FoundOnChain], actor: str = "recovery") -> Recovered:
     """Create tokens the chain has and the database lacks: revealed ones as `revealed` with their
-    metadata CID, the others `detected` (and the image stage is nudged). Each token in a savepoint,
-    so one that ingestion stored meanwhile never undoes the others."""
+    metadata CID, the others `detected` (and the image stage is nudged). One multi-row insert that
+    skips ids stored meanwhile (by the webhook or the watcher: theirs stay as they are), then the
+    rows this call inserted, and only those, get their history row (one multi-row insert too)."""
     result = Recovered()
     if not found:
         return result
     now = timezone.now()
+    by_id = {item.token_id: item for item in found}
     with transaction.atomic():
-        for item in found:
-            token = Token(
-                token_id=item.token_id,
-                author_id=item.author_id,
-                status=TokenStatus.REVEALED if item.revealed else TokenStatus.DETECTED,
-                metadata_cid=item.metadata_cid if item.revealed else "",
-                revealed_at=now if item.revealed else None,
-            )
-            try:
-                with transaction.atomic():
-                    token.save(force_insert=True)
-                    TokenTransition.objects.create(
-                        token=token,
-                        from_status="",
-                        to_status=token.status,
-                        actor=actor,
-                        reason="found on chain by recover_tokens"
-                        + (" (already revealed)" if item.revealed else ""),
-                        detail={"token_uri": item.token_uri} if item.revealed else None,
-                        created_at=now,
-                    )
-            except IntegrityError:
-                result.already_present += 1  # ingested meanwhile by the webhook or the watcher
-                continue
-            result.created += 1
-            result.created_revealed += int(item.revealed)
+        Token.objects.bulk_create(
+            [
+                Token(
+                    token_id=item.token_id,
+                    author_id=item.author_id,
+                    status=TokenStatus.REVEALED if item.revealed else TokenStatus.DETECTED,
+                    metadata_cid=item.metadata_cid if item.revealed else "",
+                    revealed_at=now if item.revealed else None,
+                    status_changed_at=now,
+                )
+                for item in found
+            ],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        # The rows this call wrote carry its exact `now` (to the microsecond); a token ingested
+        # meanwhile has its own.
+        created = list(
+            Token.objects.filter(pk__in=list(by_id), status_changed_at=now).values_list("pk", flat=True)
+        )
+        TokenTransition.objects.bulk_create(
+            [
+                TokenTransition(
+                    token_id=token_id,
+                    from_status="",
+                    to_status=TokenStatus.REVEALED if by_id[token_id].revealed else TokenStatus.DETECTED,
+                    actor=actor,
+                    reason="found on chain by recover_tokens"
+                    + (" (already revealed)" if by_id[token_id].revealed else ""),
+                    detail={"token_uri": by_id[token_id].token_uri} if by_id[token_id].revealed else None,
+                    created_at=now,
+                )
+                for token_id in sorted(created)
+            ],
+            batch_size=1000,
+        )
+        result.created = len(created)
+        result.created_revealed = sum(1 for token_id in created if by_id[token_id].revealed)
+        result.already_present = len(by_id) - len(created)
         if result.created > result.created_revealed:
             stage_nudge(stage="image")
     return result

@@ -96,3 +96,26 @@ def test_cid_from_uri():
     assert cid_from_uri(f"ipfs://{CID}") == CID
     assert cid_from_uri(f"ipfs://{CID}/meta.json") == CID
     assert cid_from_uri("https://x/y") == ""
+
+
+def test_a_token_ingested_meanwhile_is_kept_and_gets_no_recovery_history(minted):
+    """Between recovery's read of the chain and its insert, the webhook stored token 5: the
+    multi-row insert skips it, and only the tokens recovery inserted get its history row."""
+    from authors.services import authors_ensure
+    from lifecycle.services.minting import FoundOnChain, tokens_register_recovered
+
+    author = authors_ensure(wallets=[minted[4]])[0][minted[4].lower()]
+    ingested = TokenFactory.create(token_id=5, author=author, status="generating")
+    found = [
+        FoundOnChain(token_id=i, author_id=author.pk, revealed=False, metadata_cid="", token_uri="")
+        for i in (5, 6, 7)
+    ]
+    result = tokens_register_recovered(found=found)
+    assert (result.created, result.already_present) == (2, 1)
+    ingested.refresh_from_db()
+    assert ingested.status == "generating"  # untouched
+    assert list(
+        TokenTransition.objects.filter(actor="recovery")
+        .order_by("token_id")
+        .values_list("token_id", flat=True)
+    ) == [6, 7]
