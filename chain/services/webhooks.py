@@ -132,10 +132,14 @@ def _ids_of(body: bytes) -> tuple[str, str]:
         return "", ""
     if not isinstance(payload, dict):
         return "", ""
-    return (
-        str(payload.get("id", "") if isinstance(payload.get("id"), str | int) else "")[:128],
-        str(payload.get("webhookId", "") if isinstance(payload.get("webhookId"), str | int) else "")[:128],
-    )
+    return _id_text(payload.get("id")), _id_text(payload.get("webhookId"))
+
+
+def _id_text(value: object) -> str:
+    """An id as stored: text or a number, without NUL (PostgreSQL text cannot hold it), 128 at most."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return ""
+    return str(value).replace("\x00", "")[:128]
 
 
 def _require(condition: bool, message: str) -> None:
@@ -169,7 +173,7 @@ def parse_alchemy_payload(body: bytes, *, contract_address: str, network: str) -
     event = payload.get("event")
     _require(isinstance(event, dict), "payload has no event object")
     parsed = ParsedDelivery(
-        event_id=str(payload.get("id", ""))[:128], webhook_id=str(payload.get("webhookId", ""))[:128]
+        event_id=_id_text(payload.get("id")), webhook_id=_id_text(payload.get("webhookId"))
     )
     if "error" in event and "data" not in event:
         parsed.capacity_error = str(event["error"])[:1000]

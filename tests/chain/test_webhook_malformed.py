@@ -142,3 +142,16 @@ def test_fuzzed_payloads_never_500_and_never_write_partially(client, good_payloa
     else:
         assert created in (0, 2)  # all of a mint or none of it
     json.loads(response.content)
+
+
+@pytest.mark.parametrize("event_id", ["whevt_\x00nul", "\x00"])
+def test_an_id_with_a_nul_byte_is_stored_without_it(client, chain, event_id):
+    """Found by the fuzz suite: PostgreSQL text cannot hold NUL, and a malformed delivery's id
+    with one was a 500."""
+    import json
+
+    body = json.dumps({"id": event_id, "webhookId": "wh_\x00x", "event": 5}).encode()
+    response = post_delivery(client, None, body=body)
+    assert response.status_code == 400
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event_id == event_id.replace("\x00", "") and delivery.webhook_id == "wh_x"
