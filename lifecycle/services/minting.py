@@ -69,13 +69,29 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                 if token_id in stored:
                     _compare_stored(token_id, stored[token_id], batch, actor, now, result)
         fresh = [
-            (batch, Token(token_id=i, author_id=batch.author_id, mint_event_id=batch.mint_event_id))
+            (
+                batch,
+                Token(
+                    token_id=i,
+                    author_id=batch.author_id,
+                    mint_event_id=batch.mint_event_id,
+                    status_changed_at=now,
+                ),
+            )
             for batch in batches
             for i in batch.token_ids
             if i not in existing
         ]
-        # ignore_conflicts: recovery may insert the same id concurrently.
+        # ignore_conflicts: recovery may insert the same id concurrently; the rows this call
+        # inserted carry its exact `now`, and only they get a history row here.
         Token.objects.bulk_create([token for _, token in fresh], ignore_conflicts=True)
+        if fresh:
+            inserted = set(
+                Token.objects.filter(
+                    token_id__in=[token.token_id for _, token in fresh], status_changed_at=now
+                ).values_list("token_id", flat=True)
+            )
+            fresh = [(batch, token) for batch, token in fresh if token.token_id in inserted]
         TokenTransition.objects.bulk_create(
             TokenTransition(
                 token_id=token.token_id,
@@ -88,7 +104,7 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
             for batch, token in fresh
         )
         result.new_token_ids = [token.token_id for _, token in fresh]
-        result.existing = len(wanted) - len(fresh)
+        result.existing = len(wanted) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:
             stage_nudge(stage="image")
     return result
