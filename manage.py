@@ -19,6 +19,8 @@ def main() -> None:
         sys.stderr.write(f"{exc}\n")
         sys.exit(2)
     except (OperationalError, InterfaceError) as exc:
+        if _database_answers():
+            raise  # the database is there: a timeout, a deadlock, … keep the whole story
         # One line, not a driver traceback: which variable to check, never its value.
         from django.conf import settings
 
@@ -27,6 +29,17 @@ def main() -> None:
         )
         sys.stderr.write(f"error: the database is not reachable ({type(exc).__name__}); check {where}\n")
         sys.exit(1)
+
+
+def _database_answers() -> bool:
+    from django.db import DatabaseError, connection
+
+    try:
+        connection.close()
+        connection.ensure_connection()
+    except DatabaseError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

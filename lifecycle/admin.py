@@ -50,7 +50,7 @@ ACTION_LABELS = {
 
 def _cid_in(term: str) -> str:
     """The CID in `ipfs://<cid>`, `https://<gateway>/ipfs/<cid>[/…]` or a bare CID, else ""."""
-    match = re.fullmatch(r"(?:ipfs://|https?://[^/]+/ipfs/)?([A-Za-z0-9]{46,})/?", term)
+    match = re.fullmatch(r"(?:ipfs://|https?://[^/]+/ipfs/)?([A-Za-z0-9]{46,})(?:[/?#].*)?", term)
     return match.group(1) if match and is_cid(match.group(1)) else ""
 
 
@@ -403,7 +403,7 @@ class TokenAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Token], search_term: str
     ) -> tuple[QuerySet[Token], bool]:
         term = search_term.strip().lstrip("#")
-        if term.isdigit():
+        if re.fullmatch(r"[0-9]{1,19}", term):  # ASCII digits only ("²".isdigit() is true)
             return queryset.filter(token_id=int(term)), False  # a number is a token id, not a wallet fragment
         cid = _cid_in(term)
         if cid:  # as the token page shows it: ipfs://<cid>, a gateway URL, or the bare CID

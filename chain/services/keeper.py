@@ -108,6 +108,9 @@ class Keeper:
         previous = state_get(key=KEEPER_FUNDS_KEY)
         if isinstance(previous, dict) and timezone.now() - datetime.fromisoformat(previous["at"]) < every:
             return
+        failed_at = getattr(self, "_funds_failed_at", None)
+        if failed_at is not None and timezone.now() - failed_at < every:
+            return
         balance = self.chain.balance(self.address)
         recent = [
             int(gas)
@@ -128,6 +131,16 @@ class Keeper:
                 "reveals_affordable": balance // cost if cost else 0,
             },
         )
+
+    def record_funds_safely(self) -> None:
+        """`record_funds`, whose failure (the RPC, a fee above REVEAL_MAX_FEE_GWEI) never keeps the
+        keeper from its step: receipts of what is in flight must still be read. A failed check
+        waits its minute like a good one."""
+        try:
+            self.record_funds()
+        except ChainError as exc:
+            logger.warning("keeper.funds_unknown", extra={"error": str(exc)[:200]})
+            self._funds_failed_at = timezone.now()
 
     def fees(self) -> Fees:
         return fees_current(
@@ -504,7 +517,7 @@ def reveal_run(
                     sleep(backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                keeper.record_funds()
+                keeper.record_funds_safely()
                 outcome = keeper.step(report, force=force)
                 backoff = poll_seconds
             except WrongChain as exc:

@@ -24,6 +24,7 @@ from chain.adapter import MalformedLog, MintLog, decode_batch_minted
 from chain.models import MintEvent, WebhookDelivery
 from chain.services.ingestion import mint_logs_ingest
 from glisk.core.errors import ApplicationError
+from glisk.core.state import state_get_for_update, state_set
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +334,9 @@ RETENTION_DAYS: dict[str, int] = {
 PRUNE_BATCH = 1000
 
 
+PRUNED_KEY = "webhook.deliveries_pruned"
+
+
 def webhook_deliveries_prune(
     *, retention_days: dict[str, int] | None = None, dry_run: bool = False, now: datetime | None = None
 ) -> dict[str, int]:
@@ -355,5 +359,9 @@ def webhook_deliveries_prune(
                 MintEvent.objects.filter(delivery_id__in=ids).update(delivery=None)
                 removed, _ = WebhookDelivery.objects.filter(pk__in=ids).only("pk").delete()
                 deleted[outcome] += removed
+                # /metrics counts deliveries as stored + pruned, so the counter never goes down.
+                pruned = dict(state_get_for_update(key=PRUNED_KEY, default={}) or {})
+                pruned[outcome] = int(pruned.get(outcome, 0)) + removed
+                state_set(key=PRUNED_KEY, value=pruned)
     logger.info("webhook.pruned", extra={"dry_run": dry_run, **deleted})
     return deleted

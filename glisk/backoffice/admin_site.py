@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
@@ -49,15 +50,18 @@ class GliskAdminSite(admin.AdminSite):
         }
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        return super().index(request, {**self._dashboard_context(request), **(extra_context or {})})
+        figures = self._dashboard_context(request) if _may_see_tokens(request) else {}
+        return super().index(request, {**figures, **(extra_context or {})})
 
     def dashboard_fragment(self, request: HttpRequest) -> HttpResponse:
         """The dashboard's figures and charts alone: the index page swaps them in every few seconds."""
+        _require_tokens_view(request)
         return TemplateResponse(
             request, "admin/glisk/dashboard_fragment.html", self._dashboard_context(request)
         )
 
     def errors_view(self, request: HttpRequest) -> TemplateResponse:
+        _require_tokens_view(request, "lifecycle.view_imagejob", "chain.view_revealtransaction")
         groups = error_groups()
         tokens_url = reverse("admin:lifecycle_token_changelist")
         context = {
@@ -69,6 +73,7 @@ class GliskAdminSite(admin.AdminSite):
         return TemplateResponse(request, "admin/glisk/errors.html", context)
 
     def clusters_view(self, request: HttpRequest) -> TemplateResponse:
+        _require_tokens_view(request)
         context = {**self.each_context(request), "title": "Clusters", "clusters": clusters_refresh()}
         return TemplateResponse(request, "admin/glisk/clusters.html", context)
 
@@ -79,3 +84,13 @@ class GliskAdminSite(admin.AdminSite):
             path("clusters/", self.admin_view(self.clusters_view), name="glisk_clusters"),
             *super().get_urls(),
         ]
+
+
+def _may_see_tokens(request: HttpRequest, *more: str) -> bool:
+    return bool(request.user.has_perms(["lifecycle.view_token", *more]))
+
+
+def _require_tokens_view(request: HttpRequest, *more: str) -> None:
+    """The console's pages show what the token (and attempt) lists show: the same permissions."""
+    if not _may_see_tokens(request, *more):
+        raise PermissionDenied

@@ -1,9 +1,12 @@
 """Cumulative histograms for /metrics, kept in SystemState and advanced at each scrape.
 
 Each histogram has a watermark: a scrape counts only the rows that finished after it and at
-least SETTLE before now (rows committed a little late are still counted), in an indexed range
-(`finished_at`, `revealed_at`), then moves it. Prometheus gets counters that only grow, as its
-`histogram_quantile(rate(…))` expects, and no scrape reads a whole table.
+least SETTLE before the database's clock, in an indexed range (`finished_at`, `revealed_at`),
+then moves it. Prometheus gets counters that only grow, as its `histogram_quantile(rate(…))`
+expects, and no scrape reads a whole table. A row stamped more than SETTLE before it commits
+(a transaction open that long, or a worker whose clock runs that far behind the database's) is
+not counted: the plain counters still count it. Concurrent scrapes do not queue: the one that
+finds the row locked serves the figures as they stand.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, DurationField, ExpressionWrapper, F, FloatField, Func, Q, QuerySet, Sum
 
-from glisk.core.state import state_get_for_update, state_set
+from glisk.core.models import SystemState
 from lifecycle.models import ImageJob, IpfsRecord, Token, TokenStatus
 
 HISTOGRAMS_KEY = "metrics.histograms"
-SETTLE = timedelta(seconds=30)
+SETTLE = timedelta(minutes=2)
 STAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 LATENCY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -75,12 +78,18 @@ def _counts(rows: QuerySet[Any], bounds: tuple[float, ...]) -> tuple[list[int], 
     return [int(got[f"le{n}"]) for n in range(len(bounds))], float(got["total"] or 0), int(got["n"])
 
 
-def histograms_advance(now: datetime) -> dict[str, tuple[Buckets, float]]:
-    """Advance every histogram to `now - SETTLE`; returns each one's cumulative buckets (with
-    `+Inf`) and sum, by key."""
-    until = now - SETTLE
+def histograms_advance(*, settle: timedelta = SETTLE) -> dict[str, tuple[Buckets, float]]:
+    """Advance every histogram to the database's `now() - settle`; returns each one's
+    cumulative buckets (with `+Inf`) and sum, by key."""
+    SystemState.objects.get_or_create(key=HISTOGRAMS_KEY, defaults={"value": {}})
     with transaction.atomic():
-        state: dict[str, Any] = dict(state_get_for_update(key=HISTOGRAMS_KEY, default={}) or {})
+        row = SystemState.objects.select_for_update(skip_locked=True).filter(key=HISTOGRAMS_KEY).first()
+        if row is None:  # another scrape is advancing them: serve them as they stand
+            return _figures(SystemState.objects.get(key=HISTOGRAMS_KEY).value or {})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")
+            until = cursor.fetchone()[0] - settle
+        state: dict[str, Any] = dict(row.value or {})
         for source in SOURCES:
             entry = state.get(source.key) or {"buckets": [0] * len(source.bounds), "sum": 0.0, "count": 0}
             since = datetime.fromisoformat(entry["watermark"]) if entry.get("watermark") else None
@@ -93,7 +102,12 @@ def histograms_advance(now: datetime) -> dict[str, tuple[Buckets, float]]:
                 "count": entry["count"] + n,
                 "watermark": until.isoformat(),
             }
-        state_set(key=HISTOGRAMS_KEY, value=state)
+        row.value = state
+        row.save(update_fields=["value", "updated_at"])
+    return _figures(state)
+
+
+def _figures(state: dict[str, Any]) -> dict[str, tuple[Buckets, float]]:
     result: dict[str, tuple[Buckets, float]] = {}
     for source in SOURCES:
         entry = state.get(source.key) or {"buckets": [0] * len(source.bounds), "sum": 0.0, "count": 0}

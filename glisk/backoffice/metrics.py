@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from chain.models import RevealTransaction, WebhookDelivery
 from chain.services.keeper import KEEPER_FUNDS_KEY
+from chain.services.webhooks import PRUNED_KEY
 from glisk.backoffice.histograms import histograms_advance
 from glisk.core.clusters import clusters_refresh
 from glisk.core.models import SystemState
@@ -80,8 +81,11 @@ class GliskCollector:
         deliveries = CounterMetricFamily(
             "glisk_webhook_deliveries", "Webhook deliveries by outcome", labels=["outcome"]
         )
-        for outcome, n in WebhookDelivery.objects.values_list("outcome").annotate(n=Count("pk")):
-            deliveries.add_metric([outcome], n)
+        # Stored plus pruned (the daily prune deletes old rows): a counter never goes down.
+        pruned = state_get(key=PRUNED_KEY, default={}) or {}
+        stored = dict(WebhookDelivery.objects.values_list("outcome").annotate(n=Count("pk")))
+        for outcome in sorted(set(stored) | set(pruned)):
+            deliveries.add_metric([outcome], stored.get(outcome, 0) + int(pruned.get(outcome, 0)))
         yield deliveries
 
         reveals = CounterMetricFamily(
@@ -186,7 +190,7 @@ class GliskCollector:
                 value=datetime.fromisoformat(funds["at"]).timestamp(),
             )
 
-        histograms = histograms_advance(now)
+        histograms = histograms_advance()
         stage_calls = HistogramMetricFamily(
             "glisk_stage_call_seconds",
             "Duration of provider calls (one attempt: a generation, a pin), by stage",

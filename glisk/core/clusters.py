@@ -18,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from glisk.core.models import SystemState
 from glisk.core.state import state_get, state_get_for_update, state_set
 
 CLUSTERS_KEY = "clusters.seen"
@@ -67,11 +68,16 @@ def _live() -> list[dict[str, Any]]:
 
 
 def clusters_refresh() -> list[ClusterSeen]:
-    """Merge the clusters running now into the record; drop those unseen for RETENTION."""
+    """Merge the clusters running now into the record; drop those unseen for RETENTION. A caller
+    that finds another one refreshing (a concurrent scrape) gets the record as it stands."""
     live = _live()
     now = timezone.now()
+    SystemState.objects.get_or_create(key=CLUSTERS_KEY, defaults={"value": {}})
     with transaction.atomic():
-        known: dict[str, dict[str, Any]] = dict(state_get_for_update(key=CLUSTERS_KEY, default={}) or {})
+        row = SystemState.objects.select_for_update(skip_locked=True).filter(key=CLUSTERS_KEY).first()
+        if row is None:
+            return clusters_seen()
+        known: dict[str, dict[str, Any]] = dict(row.value or {})
         for entry in live:
             known[entry["name"]] = entry
         known = {
@@ -79,10 +85,12 @@ def clusters_refresh() -> list[ClusterSeen]:
             for name, entry in known.items()
             if now - datetime.fromisoformat(entry["last_seen"]) < RETENTION
         }
-        state_set(key=CLUSTERS_KEY, value=known)
+        row.value = known
+        row.save(update_fields=["value", "updated_at"])
+        # Then (always in this order) the task counts of clusters forgotten above.
         monitors = {f"{entry['host']}:{entry.get('monitor', 0)}" for entry in known.values()}
-        tasks = state_get(key=TASKS_KEY, default={}) or {}
-        if set(tasks) - monitors:  # counts of clusters forgotten above
+        tasks = dict(state_get_for_update(key=TASKS_KEY, default={}) or {})
+        if set(tasks) - monitors:
             state_set(key=TASKS_KEY, value={k: v for k, v in tasks.items() if k in monitors})
     return _as_list(known)
 

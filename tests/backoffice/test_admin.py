@@ -487,6 +487,9 @@ def test_the_token_list_searches_what_the_token_page_shows_newest_first(admin_cl
     ):
         assert ids(query) == [found.pk], query
     assert ids(author.wallet_address.lower()) == [22, 21, 20]
+    assert ids(f"https://gw.example/ipfs/{meta}?filename=21.json") == [found.pk]
+    for odd in ("²", "#¹²", "9" * 5000, "%", "' OR 1=1 --"):  # never a 500 (found in review)
+        assert admin_client.get(url, {"q": odd}).status_code == 200, odd
 
 
 def test_the_failed_stage_filter_offers_only_stages_and_the_token_page_has_seconds_and_durations(
@@ -554,3 +557,21 @@ def test_the_dashboard_shows_each_stages_throughput_and_latency_for_the_last_hou
     assert reveal.done == 1 and reveal.p50_seconds is not None and round(reveal.p50_seconds) == 12
     html = admin_client.get(reverse("admin:index")).content.decode()
     assert 'id="stage-activity"' in html and "2.00 s" in html
+
+
+def test_the_console_pages_need_the_permissions_of_what_they_show(client, known_tokens):
+    """Found in review: any staff user could read the errors page (attempt errors, reveal errors)."""
+    bare = User.objects.create_user("bare", password="pw", is_staff=True)
+    client.force_login(bare)
+    for name in ("admin:glisk_errors", "admin:glisk_clusters", "admin:glisk_dashboard"):
+        assert client.get(reverse(name)).status_code == 403, name
+    assert 'id="glisk-live"' not in client.get(reverse("admin:index")).content.decode()
+    bare.user_permissions.add(*Permission.objects.filter(codename__in=["view_token"]))
+    client.force_login(User.objects.get(pk=bare.pk))
+    assert client.get(reverse("admin:glisk_clusters")).status_code == 200
+    assert client.get(reverse("admin:glisk_errors")).status_code == 403  # attempts need their own
+    bare.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_imagejob", "view_revealtransaction"])
+    )
+    client.force_login(User.objects.get(pk=bare.pk))
+    assert client.get(reverse("admin:glisk_errors")).status_code == 200

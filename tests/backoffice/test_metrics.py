@@ -168,10 +168,41 @@ def test_histograms_count_each_finished_row_once(client):
         assert s[("glisk_stage_call_seconds_sum", image())] == 41.5
         assert s[("glisk_mint_to_reveal_seconds_bucket", (("le", "10.0"),))] == 0
         assert s[("glisk_mint_to_reveal_seconds_bucket", (("le", "15.0"),))] == 1
-    # A minute later the recent one has settled: counted once, by the next scrape.
-    from unittest import mock
+    # Once it has settled it is counted, once: the next scrapes do not count it again.
+    from glisk.backoffice.histograms import histograms_advance
 
-    with mock.patch("glisk.backoffice.metrics.timezone.now", return_value=now + timedelta(minutes=1)):
+    histograms_advance(settle=timedelta(0))
+    for _ in range(2):
         s = scrape(client)
-    assert s[("glisk_stage_call_seconds_count", image())] == 3
-    assert s[("glisk_stage_call_seconds_bucket", image("0.25"))] == 1
+        assert s[("glisk_stage_call_seconds_count", image())] == 3
+        assert s[("glisk_stage_call_seconds_bucket", image("0.25"))] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_that_finds_the_histograms_being_advanced_serves_them_as_they_stand(client):
+    """Concurrent scrapes never queue on the row lock (an open /metrics must not tie up workers)."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from glisk.core.models import SystemState
+
+    scrape(client)  # creates the row
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with transaction.atomic():
+            SystemState.objects.select_for_update().get(key="metrics.histograms")
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        s = scrape(client)  # answers at once, from the stored figures
+        assert s[("glisk_stage_call_seconds_count", (("stage", "image"),))] == 0
+    finally:
+        release.set()
+        holder.join()

@@ -325,3 +325,21 @@ def test_the_keeper_records_its_funds_for_the_low_balance_alert(chain, accounts,
     keeper.record_funds(every=timedelta(0))
     funds = state_get(key="keeper.funds")
     assert funds["reveals_affordable"] == 0 and int(funds["reveal_cost_wei"]) < cost
+
+
+def test_a_fee_above_the_cap_does_not_keep_the_keeper_from_confirming_what_it_sent(
+    chain, accounts, keeper, settings
+):
+    """Found in review: the funds check (which reads the fee) ran before every step and its
+    FeesAboveCap stopped the step, so a reveal already sent was never confirmed."""
+    from decimal import Decimal
+
+    ready_tokens(chain, accounts, 2)
+    assert keeper.step(KeeperReport()) == "sent"
+    chain.rpc("anvil_mine", ["0x2"])
+    settings.GLISK = dataclasses.replace(settings.GLISK, reveal_max_fee_gwei=Decimal("0.0000001"))
+    keeper.config = settings.GLISK
+    report = run(keeper)
+    assert RevealTransaction.objects.get().status == "confirmed"
+    assert set(Token.objects.values_list("status", flat=True)) == {"revealed"}
+    assert report.confirmed == 1

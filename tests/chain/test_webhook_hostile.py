@@ -60,9 +60,20 @@ def test_old_deliveries_are_pruned_by_outcome(capsys):
     call_command("prune_webhooks", "--dry-run")
     assert "would delete 3 deliveries" in capsys.readouterr().out
     assert WebhookDelivery.objects.count() == 6
+    from django.test import Client
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def delivered():
+        text = Client().get("/metrics").content.decode()
+        (family,) = [f for f in text_string_to_metric_families(text) if f.name == "glisk_webhook_deliveries"]
+        return {s.labels["outcome"]: s.value for s in family.samples if s.name.endswith("_total")}
+
+    before = delivered()
     call_command("prune_webhooks")
     left = sorted(WebhookDelivery.objects.values_list("outcome", flat=True))
     assert left == ["processed", "received", "rejected_signature"]  # received ones may need a replay
+    # The counter Prometheus reads never goes down (a drop reads as a reset: alerts would fire).
+    assert delivered() == before == {"rejected_signature": 2, "processed": 2, "malformed": 1, "received": 1}
 
 
 def test_the_deliveries_list_loads_no_body_and_a_page_never_parses_an_unverified_one(admin_client):

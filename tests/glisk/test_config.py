@@ -336,3 +336,28 @@ def test_an_unreachable_database_is_one_line_and_exit_1():
         "error: the database is not reachable (OperationalError); check DATABASE_URL"
     ]
     assert "hunter2" not in done.stdout + done.stderr
+
+
+@pytest.mark.django_db
+def test_a_database_error_with_the_database_up_keeps_its_story():
+    """Found in review: a statement timeout was reported as 'not reachable'."""
+    from tests.e2e.conftest import test_database_url
+
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "APP_ENV": "development"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    code = (
+        "from django.db import connection\n"
+        "with connection.cursor() as c:\n"
+        "    c.execute('SET statement_timeout = 1')\n"
+        "    c.execute('SELECT pg_sleep(1)')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "not reachable" not in done.stderr and "statement timeout" in done.stderr

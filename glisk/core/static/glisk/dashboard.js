@@ -8,6 +8,8 @@
   function refresh() {
     fetch(live.dataset.url, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
       .then(function (response) {
+        // A session that expired answers with the login page, after a redirect: not figures.
+        if (response.redirected) throw new Error("signed out: reload the page to sign in");
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.text();
       })
