@@ -64,6 +64,7 @@ bench: install
 	$(PY) bench/pipeline.py throughput --tokens 1000 --clusters 1 --runs 1
 	$(PY) bench/pipeline.py latency
 	$(PY) bench/realistic.py
+	$(PY) bench/read_api.py --seconds 20
 
 migrate: install
 	$(PY) manage.py migrate --no-input
