@@ -96,16 +96,43 @@ def author_social_link(
     a history row saying why. Links of one account are serialized (an advisory lock), so two at
     once cannot both keep it. A `proof_digest` seen before is refused."""
     network = SocialLink.Network(network)
+    field, account_field = HANDLE_FIELDS[network], ACCOUNT_FIELDS[network]
+    actor = f"wallet:{to_checksum_address(wallet)}"
     try:
-        author = _link(
-            wallet=wallet,
-            network=network,
-            account_id=account_id,
-            handle=handle,
-            proof=proof,
-            proof_digest=proof_digest,
-            client_address=client_address,
-        )
+        with transaction.atomic():
+            advisory_xact_lock(f"social:{network}:{account_id}")
+            authors, _ = authors_ensure(wallets=[wallet])
+            own = authors[wallet.lower()].pk
+            # This author and every one holding the account or its handle, locked in one
+            # statement in primary-key order (two links touching the same authors never deadlock).
+            involved = list(
+                Author.objects.select_for_update()
+                .annotate(handle_lower=Lower(field))
+                .filter(Q(pk=own) | Q(handle_lower=handle.lower()) | Q(**{account_field: account_id}))
+                .order_by("pk")
+            )
+            if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
+                raise LinkRefused(USED_MESSAGE)
+            author = next(a for a in involved if a.pk == own)
+            for other in (a for a in involved if a.pk != own):
+                _set_handle(
+                    other,
+                    network=network,
+                    handle="",
+                    account_id="",
+                    actor=actor,
+                    reason=f"linked to {author.wallet_address}",
+                )
+            _set_handle(
+                author,
+                network=network,
+                handle=handle,
+                account_id=account_id,
+                actor=actor,
+                proof=proof,
+                proof_digest=proof_digest,
+                client_address=client_address,
+            )
     except IntegrityError:
         if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
             raise LinkRefused(USED_MESSAGE) from None  # the same message, by a concurrent request
@@ -117,82 +144,22 @@ def author_social_link(
 USED_MESSAGE = "this Farcaster sign-in message was used already: sign in again"
 
 
-def _link(
-    *,
-    wallet: str,
-    network: SocialLink.Network,
-    account_id: str,
-    handle: str,
-    proof: dict[str, Any],
-    proof_digest: str,
-    client_address: str | None,
-) -> Author:
-    field, account_field = HANDLE_FIELDS[network], ACCOUNT_FIELDS[network]
-    with transaction.atomic():
-        advisory_xact_lock(f"social:{network}:{account_id}")
-        authors, _ = authors_ensure(wallets=[wallet])
-        own = authors[wallet.lower()].pk
-        # This author and every one holding the account or its handle, locked in one statement
-        # in primary-key order (two links touching the same authors never deadlock).
-        involved = list(
-            Author.objects.select_for_update()
-            .annotate(handle_lower=Lower(field))
-            .filter(Q(pk=own) | Q(handle_lower=handle.lower()) | Q(**{account_field: account_id}))
-            .order_by("pk")
-        )
-        author = next(a for a in involved if a.pk == own)
-        if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
-            raise LinkRefused(USED_MESSAGE)
-        for other in (a for a in involved if a.pk != own):
-            _set_handle(
-                other,
-                network=network,
-                field=field,
-                account_field=account_field,
-                handle="",
-                account_id="",
-                actor=f"wallet:{author.wallet_address}",
-                reason=f"linked to {author.wallet_address}",
-                proof={},
-            )
-        _set_handle(
-            author,
-            network=network,
-            field=field,
-            account_field=account_field,
-            handle=handle,
-            account_id=account_id,
-            actor=f"wallet:{author.wallet_address}",
-            reason="",
-            proof=proof,
-            proof_digest=proof_digest,
-            client_address=client_address,
-        )
-    return author
-
-
 def author_social_unlink(*, author_id: int, network: str, operator: str, reason: str) -> bool:
     """An operator removes an author's handle, with a reason. False if there was none."""
     if not reason.strip():
         raise LinkRefused("say why the account is unlinked")
-    field, account_field = (
-        HANDLE_FIELDS[SocialLink.Network(network)],
-        ACCOUNT_FIELDS[SocialLink.Network(network)],
-    )
+    network = SocialLink.Network(network)
     with transaction.atomic():
         author = Author.objects.select_for_update().get(pk=author_id)
-        if not getattr(author, field) and not getattr(author, account_field):
+        if not getattr(author, HANDLE_FIELDS[network]) and not getattr(author, ACCOUNT_FIELDS[network]):
             return False
         _set_handle(
             author,
             network=network,
-            field=field,
-            account_field=account_field,
             handle="",
             account_id="",
             actor=f"operator:{operator}",
             reason=reason.strip(),
-            proof={},
         )
     logger.warning("author.social_unlinked", extra={"author_id": author_id, "network": network})
     return True
@@ -201,17 +168,17 @@ def author_social_unlink(*, author_id: int, network: str, operator: str, reason:
 def _set_handle(
     author: Author,
     *,
-    network: str,
-    field: str,
-    account_field: str,
+    network: SocialLink.Network,
     handle: str,
     account_id: str,
     actor: str,
-    reason: str,
-    proof: dict[str, Any],
+    reason: str = "",
+    proof: dict[str, Any] | None = None,
     proof_digest: str = "",
     client_address: str | None = None,
 ) -> None:
+    """Set (or, with an empty handle, clear) the author's account on `network`, and record it."""
+    field, account_field = HANDLE_FIELDS[network], ACCOUNT_FIELDS[network]
     previous = getattr(author, field)
     setattr(author, field, handle)
     setattr(author, account_field, account_id)
@@ -221,7 +188,7 @@ def _set_handle(
         network=network,
         action=SocialLink.Action.LINK if handle else SocialLink.Action.UNLINK,
         handle=(handle or previous)[:64],
-        proof=proof,
+        proof=proof or {},
         proof_digest=proof_digest,
         actor=actor[:128],
         reason=reason,
