@@ -19,7 +19,7 @@ import requests
 
 from chain.adapter import ChainError, GliskChain
 from glisk.devtools import devnet
-from glisk.devtools.standins.fnames import FnamesStandIn
+from glisk.devtools.standins.fnames import FnamesStandIn, sign_in_message
 from glisk.devtools.standins.x import XStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,22 +325,13 @@ def link_social_accounts(stack: Stack, *, wallet: str, fname: str) -> dict[str, 
     stack.fnames.register(fname, fid, owner=wallet)
     domain = urlsplit(stack.extra_env.get("FRONTEND_URL", DEMO_FRONTEND_URL)).netloc
     issued = datetime.now(tz=UTC)
-    siwf = "\n".join(
-        [
-            f"{domain} wants you to sign in with your Ethereum account:",
-            wallet,
-            "",
-            "Farcaster Auth",
-            "",
-            f"URI: http://{domain}/login",
-            "Version: 1",
-            "Chain ID: 10",
-            f"Nonce: {secrets.token_hex(8)}",
-            f"Issued At: {issued.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-            f"Expiration Time: {(issued + timedelta(minutes=10)).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-            "Resources:",
-            f"- farcaster://fid/{fid}",
-        ]
+    siwf = sign_in_message(
+        domain=domain,
+        address=wallet,
+        fid=fid,
+        issued=issued,
+        expires=issued + timedelta(minutes=10),
+        nonce=secrets.token_hex(8),
     )
     wallet_message = f"Link Farcaster account for wallet: {wallet}"
     linked = requests.post(

@@ -19,7 +19,7 @@ from eth_account.messages import encode_defunct
 
 from authors.models import Author, SocialLink, XLinkRequest
 from glisk.devtools import devnet
-from glisk.devtools.standins.fnames import FnamesStandIn
+from glisk.devtools.standins.fnames import FnamesStandIn, sign_in_message
 from glisk.devtools.standins.x import XStandIn
 from tests.factories import AuthorFactory
 
@@ -250,28 +250,18 @@ def custody_key(chain, registry):
 
 
 def siwf(address, fid, *, domain="glisk.example", issued=None, expires=None, chain_id=10, nonce="ABCDEFGHJK"):
+    """A sign-in message; `expires=False` for one without an expiration time."""
     issued = issued or datetime.now(tz=UTC)
-    expires = expires if expires is not None else issued + timedelta(minutes=10)
-
-    def stamp(moment):
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-    lines = [
-        f"{domain} wants you to sign in with your Ethereum account:",
-        address,
-        "",
-        "Farcaster Auth",
-        "",
-        f"URI: https://{domain}/login",
-        "Version: 1",
-        f"Chain ID: {chain_id}",
-        f"Nonce: {nonce}",
-        f"Issued At: {stamp(issued)}",
-    ]
-    if expires:
-        lines.append(f"Expiration Time: {stamp(expires)}")
-    lines += ["Resources:", f"- farcaster://fid/{fid}"]
-    return "\n".join(lines)
+    expires = None if expires is False else expires or issued + timedelta(minutes=10)
+    return sign_in_message(
+        domain=domain,
+        address=address,
+        fid=fid,
+        issued=issued,
+        expires=expires,
+        nonce=nonce,
+        chain_id=chain_id,
+    )
 
 
 def link(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,3 +83,36 @@ class FnamesStandIn(StandInServer):
                 "server_signature": "0x" + "22" * 65,
             }
             self._next_id += 1
+
+
+def sign_in_message(
+    *,
+    domain: str,
+    address: str,
+    fid: int,
+    issued: datetime,
+    expires: datetime | None,
+    nonce: str,
+    chain_id: int = 10,
+) -> str:
+    """A Sign In With Farcaster message (EIP-4361 text) as the Farcaster sign-in writes it, for the
+    demo and the tests to sign: statement "Farcaster Auth", chain 10, the fid as its resource."""
+
+    def stamp(moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    lines = [
+        f"{domain} wants you to sign in with your Ethereum account:",
+        address,
+        "",
+        "Farcaster Auth",
+        "",
+        f"URI: https://{domain}/login",
+        "Version: 1",
+        f"Chain ID: {chain_id}",
+        f"Nonce: {nonce}",
+        f"Issued At: {stamp(issued)}",
+    ]
+    if expires is not None:
+        lines.append(f"Expiration Time: {stamp(expires)}")
+    return "\n".join([*lines, "Resources:", f"- farcaster://fid/{fid}"])
