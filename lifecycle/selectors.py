@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from lifecycle.models import ACTIVE_STATUSES, STAGE_STATUSES, Token, TokenStatus
@@ -19,6 +19,13 @@ def stuck_q(now: datetime | None = None) -> Q:
     expired_lease = ~Q(claimed_by="") & Q(lease_expires_at__lt=now)
     old_stage = Q(status__in=list(ACTIVE_STATUSES), status_changed_at__lt=now - STUCK_AFTER)
     return expired_lease | old_stage
+
+
+def oldest_unrevealed_created_at() -> datetime | None:
+    """When the oldest token neither revealed nor failed was created (its partial index)."""
+    return Token.objects.exclude(status__in=[TokenStatus.REVEALED, TokenStatus.FAILED]).aggregate(
+        t=Min("created_at")
+    )["t"]
 
 
 def _due_count(stage: str) -> int:

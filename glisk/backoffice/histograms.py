@@ -36,6 +36,13 @@ class EpochSeconds(Func):
     output_field = FloatField()
 
 
+def mint_to_reveal_seconds() -> EpochSeconds:
+    """A revealed token's seconds from its mint's block to its reveal."""
+    return EpochSeconds(
+        ExpressionWrapper(F("revealed_at") - F("mint_event__block_timestamp"), output_field=DurationField())
+    )
+
+
 @dataclass(frozen=True)
 class Source:
     key: str
@@ -51,14 +58,8 @@ class Source:
                 seconds=F("duration_ms") / 1000.0
             )
         window = Q(revealed_at__lte=until) & (Q(revealed_at__gt=since) if since else Q())
-        return (
-            Token.objects.filter(window, status=TokenStatus.REVEALED, mint_event__isnull=False)
-            .annotate(
-                latency=ExpressionWrapper(
-                    F("revealed_at") - F("mint_event__block_timestamp"), output_field=DurationField()
-                )
-            )
-            .annotate(seconds=EpochSeconds("latency"))
+        return Token.objects.filter(window, status=TokenStatus.REVEALED, mint_event__isnull=False).annotate(
+            seconds=mint_to_reveal_seconds()
         )
 
 

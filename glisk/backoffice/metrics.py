@@ -31,8 +31,8 @@ from glisk.backoffice.histograms import histograms_advance
 from glisk.core.clusters import clusters_refresh
 from glisk.core.models import SystemState
 from glisk.core.state import state_get
-from lifecycle.models import ACTIVE_STATUSES, TERMINAL_STATUSES, ImageJob, IpfsRecord, Token, TokenStatus
-from lifecycle.selectors import stuck_q
+from lifecycle.models import ACTIVE_STATUSES, ImageJob, IpfsRecord, Token, TokenStatus
+from lifecycle.selectors import oldest_unrevealed_created_at, stuck_q
 
 
 class GliskCollector:
@@ -129,7 +129,7 @@ class GliskCollector:
             stuck.add_metric([status], counts.get(status, 0))
         yield stuck
 
-        oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(t=Min("created_at"))["t"]
+        oldest = oldest_unrevealed_created_at()
         yield GaugeMetricFamily(
             "glisk_oldest_unrevealed_age_seconds",
             "Age of the oldest token neither revealed nor failed (0 when none)",

@@ -19,8 +19,8 @@ from chain.services.guard import wrong_chain_problem
 from chain.services.watcher import cursor_key
 from glisk.core.state import state_get
 from glisk.core.tasks import HEARTBEAT_KEY
-from lifecycle.models import TERMINAL_STATUSES, Token, TokenStatus
-from lifecycle.selectors import stuck_q
+from lifecycle.models import Token, TokenStatus
+from lifecycle.selectors import oldest_unrevealed_created_at, stuck_q
 
 CLUSTER_SEEN_WITHIN = timedelta(minutes=3)
 
@@ -90,9 +90,7 @@ def dashboard_get(*, now: datetime | None = None, with_chain: bool = True, span:
         .annotate(n=Count("pk"))
     )
     hours = [since + step * i for i in range(bars)]
-    oldest = Token.objects.exclude(status__in=list(TERMINAL_STATUSES)).aggregate(oldest=Min("created_at"))[
-        "oldest"
-    ]
+    oldest = oldest_unrevealed_created_at()
     # Only verified deliveries: junk from anyone must not hide an Alchemy outage.
     last_webhook = WebhookDelivery.objects.filter(signature_valid=True).aggregate(last=Max("received_at"))[
         "last"
@@ -221,9 +219,9 @@ def stage_activity(
 ) -> list[StageActivity]:
     """Per stage over the last `window`: what finished, what failed, and how long it took (a
     provider call for image and IPFS; mint → reveal for the reveal stage)."""
-    from django.db.models import DurationField, ExpressionWrapper, F, Q
+    from django.db.models import Q
 
-    from glisk.backoffice.histograms import EpochSeconds
+    from glisk.backoffice.histograms import mint_to_reveal_seconds
     from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord
 
     now = now or timezone.now()
@@ -245,9 +243,7 @@ def stage_activity(
                 p95_seconds=got["p95"] / 1000 if got["p95"] is not None else None,
             )
         )
-    latency = EpochSeconds(
-        ExpressionWrapper(F("revealed_at") - F("mint_event__block_timestamp"), output_field=DurationField())
-    )
+    latency = mint_to_reveal_seconds()
     got = Token.objects.filter(status=TokenStatus.REVEALED, revealed_at__gte=since).aggregate(
         done=Count("pk"),
         p50=Percentile(latency, 0.5, filter=Q(mint_event__isnull=False)),
