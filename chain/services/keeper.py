@@ -92,6 +92,7 @@ class Keeper:
         self._account = Account.from_key(private_key)  # the key stays inside the account object
         self.address = self._account.address
         self.config = settings.GLISK
+        self.funds_failed_at: datetime | None = None  # the last funds check that failed (record_funds)
 
     @classmethod
     def from_settings(cls) -> Keeper:
@@ -108,8 +109,7 @@ class Keeper:
         previous = state_get(key=KEEPER_FUNDS_KEY)
         if isinstance(previous, dict) and timezone.now() - datetime.fromisoformat(previous["at"]) < every:
             return
-        failed_at = getattr(self, "_funds_failed_at", None)
-        if failed_at is not None and timezone.now() - failed_at < every:
+        if self.funds_failed_at is not None and timezone.now() - self.funds_failed_at < every:
             return
         balance = self.chain.balance(self.address)
         recent = [
@@ -140,7 +140,7 @@ class Keeper:
             self.record_funds()
         except ChainError as exc:
             logger.warning("keeper.funds_unknown", extra={"error": str(exc)[:200]})
-            self._funds_failed_at = timezone.now()
+            self.funds_failed_at = timezone.now()
 
     def fees(self) -> Fees:
         return fees_current(

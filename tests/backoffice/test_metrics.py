@@ -112,11 +112,15 @@ def test_alerting_series_stuck_oldest_queue_and_pending_reveals(client):
     from chain.models import RevealTransaction
 
     RevealTransaction.objects.update(created_at=now - timedelta(minutes=12))
+    from django_q.tasks import async_task
+
+    for _ in range(2):
+        async_task("math.floor", 1.5)  # two tasks waiting in the queue
     s = scrape(client)
     assert s[("glisk_tokens_stuck", (("stage", "generating"),))] == 1
     assert s[("glisk_tokens_stuck", (("stage", "detected"),))] == 0
     assert 40 * 60 - 5 < s[("glisk_oldest_unrevealed_age_seconds", ())] < 40 * 60 + 60
-    assert s[("glisk_queue_depth", ())] >= 0
+    assert s[("glisk_queue_depth", ())] == 2
     assert s[("glisk_reveal_transactions_pending", ())] == 1
     assert 12 * 60 - 5 < s[("glisk_reveal_pending_age_seconds", ())] < 12 * 60 + 60
     assert s[("glisk_clusters_running", ())] == 0  # no qcluster in this test
