@@ -105,3 +105,67 @@ def devnet_chain() -> Iterator[Any]:
         yield stack.chain()
     finally:
         stack.stop()
+
+
+@contextlib.contextmanager
+def gunicorn(
+    database_url: str,
+    *,
+    workers: int,
+    worker_class: str = "sync",
+    threads: int = 1,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """The web app under gunicorn on a free local port, on `database_url`; yields its base URL
+    once /health answers, and stops it (its whole process group) afterwards."""
+    import signal
+    import socket
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    process_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENV": "test",
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "NETWORK": "DEVNET",
+        "DJANGO_SETTINGS_MODULE": "glisk.settings",
+        **(env or {}),
+    }
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "glisk.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=process_env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=30)

@@ -12,11 +12,8 @@ import argparse
 import hashlib
 import hmac
 import json
-import os
 import random
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +23,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, median, percentile, write_results
+from bench.common import ROOT, fresh_database, gunicorn, median, percentile, write_results
 
 CONTRACT = "0x" + "7a" * 20
 SECRET = "whsec_bench"
@@ -113,45 +110,12 @@ def main() -> None:
     args = parser.parse_args()
 
     url = fresh_database("glisk_bench_ingest")
-    port = 18900 + random.randint(0, 90)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "APP_ENV": "test",
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "GLISK_NFT_CONTRACT_ADDRESS": CONTRACT,
-        "ALCHEMY_WEBHOOK_SECRET": SECRET,
-        "NETWORK": "DEVNET",
-        "DJANGO_SETTINGS_MODULE": "glisk.settings",
-    }
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "glisk.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.web_workers),
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
+    web = gunicorn(
+        url,
+        workers=args.web_workers,
+        env={"GLISK_NFT_CONTRACT_ADDRESS": CONTRACT, "ALCHEMY_WEBHOOK_SECRET": SECRET},
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
+    with web as base:
         webhook = f"{base}/webhooks/alchemy"
         next_id, block = 1, 1
         report: dict[str, dict[str, float]] = {}
@@ -191,9 +155,6 @@ def main() -> None:
             )
         path = write_results("ingest", {"args": vars(args), "results": report})
         print(f"results: {path.relative_to(ROOT)}")
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import resource
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, percentile, setup_django, write_results
+from bench.common import ROOT, fresh_database, gunicorn, percentile, setup_django, write_results
 
 PERIOD = 2.0
 
@@ -142,53 +141,11 @@ def main() -> None:
     url = fresh_database("glisk_bench_read")
     setup_django(url)
     wallets = seed(args.tokens, args.authors)
-    port = 18990 + random.randint(0, 8)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "APP_ENV": "test",
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-        "NETWORK": "DEVNET",
-        "DJANGO_SETTINGS_MODULE": "glisk.settings",
-    }
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "glisk.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.web_workers),
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import httpx
-
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with gunicorn(url, workers=args.web_workers, worker_class="gthread", threads=4) as base:
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         latencies, errors, sent = asyncio.run(load(base, wallets, args.watchers, args.seconds))
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         capacity = wrk_capacity(base, wallets, args.seconds)
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
     client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     rate = sent / args.seconds
     figures = {
