@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest install tools demo run devnet migrate superuser requirements bench clean
+.PHONY: test test-containers lint typecheck pytest install tools demo run devnet migrate superuser requirements bench clean
 
 # A venv with the pinned dev requirements and the project itself; redone when a pin changes.
 $(STAMP): requirements/dev.txt requirements/base.txt pyproject.toml
@@ -42,6 +42,13 @@ pytest: install tools
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The container deployment for real (Dockerfile, docker-compose.yml's devnet profile, three
+# qcluster containers): mints TOKENS, waits for every reveal, audits, tears down. Starts dockerd
+# (and installs Debian's docker.io) when no engine runs; see glisk/devtools/containers.py.
+TOKENS ?= 300
+test-containers: install
+	$(PY) -m glisk.devtools.containers --tokens $(TOKENS)
 
 # The whole pipeline offline: DEMO_TOKENS=100 by default; KEEP_RUNNING=1 leaves it up for the admin.
 demo: install

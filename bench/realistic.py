@@ -40,9 +40,9 @@ def run_once(args: argparse.Namespace, *, kill_at: float | None) -> dict[str, An
     from chain.models import RevealTransaction
     from glisk.devtools import devnet
     from glisk.devtools.stack import Stack, wait_until
+    from glisk.devtools.standins.pinata import PinataStandIn
+    from glisk.devtools.standins.replicate import ReplicateStandIn
     from lifecycle.models import ImageJob, Token
-    from tests.standins.pinata import PinataStandIn
-    from tests.standins.replicate import ReplicateStandIn
 
     connections.close_all()
     replicate, pinata = ReplicateStandIn().start(), PinataStandIn().start()

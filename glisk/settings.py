@@ -19,7 +19,8 @@ VAR_DIR = Path(os.environ.get("GLISK_VAR_DIR", BASE_DIR / "var"))
 DEVNET_ENV_FILE = VAR_DIR / "devnet.env"
 
 # A developer's .env fills what the process environment leaves unset (never overrides it).
-if os.environ.get("APP_ENV") != "test":
+# (A container has none: its settings come from the environment, and it says nothing about it.)
+if os.environ.get("APP_ENV") != "test" and (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # The devnet's settings (written by `manage.py devnet`) apply to development only: production
@@ -159,10 +160,12 @@ _FILE_STORAGE_BACKENDS = {
 STORAGES = {
     # Generated images: every worker, on any machine, must read what another stored.
     "default": _FILE_STORAGE_BACKENDS[GLISK.file_storage],
+    # Production serves hashed, compressed copies listed in a manifest. An image build collects
+    # them with throwaway development settings, so it asks for the manifest explicitly.
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if APP_ENV == "production"
+            if APP_ENV == "production" or os.environ.get("STATIC_MANIFEST") == "1"
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },

@@ -171,3 +171,17 @@ def _check_content(session: requests.Session, gateway_url: str, token: Token) ->
     except (requests.RequestException, ValueError) as exc:
         return f"#{token.pk} content check failed: {type(exc).__name__}"
     return None
+
+
+def stage_work_by_machine() -> dict[str, Counter[str]]:
+    """How many tokens each machine carried through each stage, from the history: a stage's
+    hand-on names its worker (`machine:pid:suffix`). Shows whether the work spread over several
+    machines or containers."""
+    work: dict[str, Counter[str]] = {}
+    rows = TokenTransition.objects.filter(actor__startswith="stage:", detail__has_key="worker").values_list(
+        "actor", "detail__worker"
+    )
+    for actor, worker in rows.iterator(chunk_size=5000):
+        machine = str(worker).rsplit(":", 2)[0]
+        work.setdefault(machine, Counter())[actor.removeprefix("stage:")] += 1
+    return work

@@ -22,10 +22,10 @@ from glisk.backoffice.audit import pipeline_audit
 from glisk.devtools import devnet
 from glisk.devtools.relay import build_alchemy_payload, sign
 from glisk.devtools.stack import mint_many, mint_plan, wait_until
+from glisk.devtools.standins.pinata import PinataStandIn
+from glisk.devtools.standins.replicate import ReplicateStandIn
 from lifecycle.models import Token
 from tests.chaos.conftest import scale
-from tests.standins.pinata import PinataStandIn
-from tests.standins.replicate import ReplicateStandIn
 from tests.standins.rpc_proxy import RpcProxy
 
 pytestmark = pytest.mark.slow

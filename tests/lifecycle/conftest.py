@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
+from glisk.devtools.standins.pinata import PinataStandIn
+from glisk.devtools.standins.replicate import ReplicateStandIn
 from lifecycle.providers.images import ReplicateImageProvider
 from lifecycle.providers.ipfs import PinataPinner
-from tests.standins.pinata import PinataStandIn
-from tests.standins.replicate import ReplicateStandIn
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import aleph_cid
 import pytest
 from django.core.files.base import ContentFile
 
+from glisk.devtools.standins.pinata import reference_cid_v0, reference_cid_v1
 from lifecycle.models import IpfsRecord, Token
 from lifecycle.providers.ipfs import LocalPinner, cid_matches, cid_v0, cid_v1
 from lifecycle.services.stages import ipfs_stage_run, metadata_bytes, token_metadata
 from lifecycle.services.tokens import token_retry
 from tests.factories import AuthorFactory, TokenFactory
 from tests.lifecycle.conftest import configure
-from tests.standins.pinata import reference_cid_v0, reference_cid_v1
 
 # Published vectors (docs/reference.md).
 V0 = {

@@ -1,3 +1,3 @@
-"""Servers that speak third parties' wire protocols on 127.0.0.1, for the devnet, the demo and
-the tests: X's OAuth 2.0 and users API, and the Farcaster name registry. (The Replicate and
-Pinata stand-ins live with the tests; they share this package's base.)"""
+"""Servers that speak third parties' wire protocols, for the devnet, the demo, the container run
+and the tests: Replicate's predictions API, Pinata's pinning API (with a gateway), X's OAuth 2.0
+and users API, and the Farcaster name registry. `manage.py standin` serves one on its own."""

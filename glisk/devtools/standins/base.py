@@ -1,4 +1,5 @@
-"""A threaded HTTP server on 127.0.0.1 with a queue of faults to inject, for stand-in APIs."""
+"""A threaded HTTP server (127.0.0.1 unless told otherwise) with a queue of faults to inject, for
+stand-in APIs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ class QuietServer(ThreadingHTTPServer):
 class StandInServer:
     handler_class: type[BaseHTTPRequestHandler]
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, public_url: str = "") -> None:
+        """`public_url` is how clients reach it when that is not the bound address (a container
+        bound to 0.0.0.0 and reached by its service name): the URLs it hands out use it."""
         self.faults: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
         self.faults_served: Counter[str] = Counter()  # per kind, for the chaos suite's outcome lines
@@ -35,9 +38,9 @@ class StandInServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = public_url.rstrip("/") or f"http://{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> Self:

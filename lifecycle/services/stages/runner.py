@@ -157,7 +157,8 @@ def stage_finish(
 ) -> None:
     """Hand a token on: the lease-checked move to `to` (clearing the last error, due now) and the
     next stage's nudge in one transaction. A lease taken over meanwhile counts as lost; the new
-    owner reuses what this worker stored."""
+    owner reuses what this worker stored. The history names the worker (machine, process) that
+    did the stage's work."""
     try:
         with transaction.atomic():
             token_transition(
@@ -167,6 +168,7 @@ def stage_finish(
                 reason=reason,
                 sources=[source],
                 lease_owner=worker_id,
+                detail={"worker": worker_id},
                 fields={
                     **fields,
                     "next_attempt_at": timezone.now(),

@@ -1,6 +1,7 @@
 """A Pinata API stand-in: `pinFileToIPFS` with multipart parsing and CIDs computed like Pinata's.
 
 Faults (one per upload): "429", "500", "503", "slow", "401", "403", "400", "wrong_cid".
+`GET /ipfs/<cid>` serves what was pinned, as Pinata's gateway does (no faults there).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.standins.base import StandInServer, read_body, send_json
+from glisk.devtools.standins.base import StandInServer, read_body, send_json
 
 CHUNK = 262_144
 
@@ -143,14 +144,30 @@ class PinataHandler(BaseHTTPRequestHandler):
             answer["isDuplicate"] = True
         send_json(self, 200, answer)
 
+    def do_GET(self) -> None:
+        cid = self.path.removeprefix("/ipfs/").split("?")[0]
+        with self.standin.lock:
+            pin = self.standin.pins.get(cid) if self.path.startswith("/ipfs/") else None
+        if pin is None:
+            send_json(self, 404, {"error": "not pinned here"})
+            return
+        data: bytes = pin["data"]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
 
 class PinataStandIn(StandInServer):
     handler_class = PinataHandler
 
-    def __init__(self, jwt: str = "eyJhbGciOiJIUzI1NiJ9.eyJzdGFuZGluIjp0cnVlfQ.c3RhbmRpbg") -> None:
+    def __init__(
+        self, jwt: str = "eyJhbGciOiJIUzI1NiJ9.eyJzdGFuZGluIjp0cnVlfQ.c3RhbmRpbg", **server: Any
+    ) -> None:
         self.jwt = jwt
         self.pins: dict[str, dict[str, Any]] = {}
         self.uploads: list[str] = []
         self.slow_seconds = 3.0
         self.lock = threading.Lock()
-        super().__init__()
+        super().__init__(**server)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.standins.base import StandInServer, read_body, send_json
+from glisk.devtools.standins.base import StandInServer, read_body, send_json
 
 NSFW_ERROR = "All generated images contained NSFW content. Try running it again with a different prompt."
 
@@ -99,7 +99,8 @@ class ReplicateHandler(BaseHTTPRequestHandler):
         try:
             payload = json.loads(body)
             prompt = payload["input"]["prompt"]
-            assert isinstance(prompt, str) and prompt
+            assert isinstance(prompt, str)
+            assert prompt
         except (ValueError, KeyError, TypeError, AssertionError):
             send_json(
                 self,
@@ -266,7 +267,7 @@ class ReplicateHandler(BaseHTTPRequestHandler):
 class ReplicateStandIn(StandInServer):
     handler_class = ReplicateHandler
 
-    def __init__(self, token: str = "r8_standin_token_0123456789") -> None:
+    def __init__(self, token: str = "r8_standin_token_0123456789", **server: Any) -> None:
         self.token = token
         self.predictions: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
@@ -278,7 +279,7 @@ class ReplicateStandIn(StandInServer):
         self.list_faults: list[str] = []  # one per GET /v1/predictions: "429", "500", "garbage"
         self.files_gone = False
         self.lock = threading.Lock()
-        super().__init__()
+        super().__init__(**server)
 
     @property
     def creates(self) -> int:

@@ -1,0 +1,547 @@
+"""`make test-containers`: the container deployment built and run for real, end to end.
+
+Uses the project's own Dockerfile and docker-compose.yml, unchanged: builds the image, brings up
+the `devnet` profile (PostgreSQL, the one-shot migrate, web, three qcluster containers, anvil
+with our contract, the Replicate and Pinata stand-ins, the webhook relay), mints tokens from the
+host as collectors would, waits until the chain shows every one revealed, runs the demo's audit
+inside the web container (tokenURI, metadata and image bytes against their CIDs through the
+Pinata stand-in's gateway, one reveal per token, no reverts), checks that several qcluster
+containers did stage work and that the image behaves (non-root, static files, JSON logs), prints
+a summary and tears everything down, volumes included.
+
+Docker: a running engine is used as it is; otherwise Debian's docker.io is installed when
+missing and `dockerd` is started here and stopped (by its pid) at the end. Where the public base
+images cannot be pulled, stand-ins with the same names are built from Debian's archive
+(deploy/containers/README.md).
+
+    python -m glisk.devtools.containers [--tokens 300] [--workers 3] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "glisk-containers"
+DEVNET_ENV = "deploy/devnet/devnet.env"
+APP_IMAGE = "glisk-backend:latest"
+ANVIL_IMAGE = "glisk-anvil:1.7.1"
+DEBIAN_IMAGE = "glisk-standin/debian:bookworm"
+STANDIN_BASES = {"python:3.11-slim": "python", "postgres:17": "postgres"}
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def say(text: str) -> None:
+    print(f"[containers] {text}", flush=True)
+
+
+def run(
+    args: list[str],
+    *,
+    check: bool = True,
+    timeout: float = 1800,
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        args,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        output = (result.stdout + result.stderr).strip()[-4000:]
+        raise RunFailed(f"`{' '.join(args[:4])} …` exited {result.returncode}:\n{output}")
+    if not quiet and result.returncode != 0:
+        say(f"(`{' '.join(args[:3])} …` exited {result.returncode})")
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- Docker itself -----------------------------------------------------------------------------
+def apt_install(*packages: str) -> None:
+    if shutil.which("apt-get") is None:
+        raise RunFailed(f"install {', '.join(packages)} (no apt-get here)")
+    if os.geteuid() != 0:
+        raise RunFailed(f"install {', '.join(packages)}, or run as root so that this script can")
+    say(f"installing Debian's {', '.join(packages)} …")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], env=env, timeout=600)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env, timeout=900)
+
+
+@contextlib.contextmanager
+def docker_engine() -> Iterator[None]:
+    """A Docker engine for the run: the running one, else a dockerd of our own, stopped after."""
+    if shutil.which("docker") is None or (shutil.which("dockerd") is None and not engine_answers()):
+        apt_install("docker.io")
+    if engine_answers():
+        say("using the running Docker engine")
+        yield
+        return
+    if shutil.which("dockerd") is None:
+        apt_install("docker.io")
+    log = open(tempfile.gettempdir() + "/glisk-dockerd.log", "ab")  # noqa: SIM115 (closed below)
+    say("starting dockerd (stopped at the end) …")
+    process = subprocess.Popen(
+        ["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not engine_answers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RunFailed(f"dockerd did not start (see {log.name})")
+            time.sleep(0.5)
+        yield
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+        say(f"dockerd (pid {process.pid}) stopped")
+
+
+def engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return (
+        run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=30, quiet=True
+        ).returncode
+        == 0
+    )
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) where it is installed, else Debian's docker-compose."""
+    if run(["docker", "compose", "version"], check=False, timeout=30, quiet=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") is None:
+        apt_install("docker-compose")
+    return ["docker-compose"]
+
+
+# --- images ------------------------------------------------------------------------------------
+def image_exists(name: str) -> bool:
+    return run(["docker", "image", "inspect", name], check=False, timeout=30, quiet=True).returncode == 0
+
+
+def build_env() -> dict[str, str]:
+    # The classic builder: no buildx plugin is needed, and every step may use the host network.
+    return {**os.environ, "DOCKER_BUILDKIT": "0"}
+
+
+def ensure_base_images() -> list[str]:
+    """The Dockerfile's and compose file's public images, pulled, or built from Debian."""
+    standins = []
+    for name, directory in STANDIN_BASES.items():
+        if image_exists(name):
+            continue
+        if run(["docker", "pull", "-q", name], check=False, timeout=120, quiet=True).returncode == 0:
+            say(f"pulled {name}")
+            continue
+        build_standin_base(name, ROOT / "deploy" / "containers" / directory)
+        standins.append(name)
+    return standins
+
+
+def build_standin_base(name: str, context: Path) -> None:
+    if not image_exists(DEBIAN_IMAGE):
+        import_debian()
+    say(f"{name} cannot be pulled here: building a stand-in from Debian ({context.relative_to(ROOT)}) …")
+    with tempfile.TemporaryDirectory() as temporary:
+        build_context = Path(temporary) / "context"
+        shutil.copytree(context, build_context)
+        bundle = HOST_CA_BUNDLE if HOST_CA_BUNDLE.exists() else None
+        (build_context / "host-ca-bundle.crt").write_bytes(bundle.read_bytes() if bundle else b"")
+        run(["docker", "build", "-q", "--network", "host", "-t", name, str(build_context)], env=build_env())
+
+
+def import_debian() -> None:
+    if shutil.which("debootstrap") is None:
+        apt_install("debootstrap")
+    say("debootstrap bookworm (minbase) for the stand-in base images …")
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as temporary:
+        rootfs = Path(temporary) / "rootfs"
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=ca-certificates",
+                "bookworm",
+                str(rootfs),
+                "http://deb.debian.org/debian",
+            ],
+            timeout=1200,
+        )
+        for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (rootfs / leftovers).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-", DEBIAN_IMAGE], stdin=tar.stdout, capture_output=True, check=False
+        )
+        tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise RunFailed(f"docker import failed: {imported.stderr.decode()[-2000:]}")
+
+
+def build_images() -> dict[str, float]:
+    seconds = {}
+    for image, args in (
+        (APP_IMAGE, ["."]),
+        (ANVIL_IMAGE, ["-f", "deploy/devnet/anvil.Dockerfile", "deploy/devnet"]),
+    ):
+        say(f"building {image} …")
+        started = time.monotonic()
+        run(["docker", "build", "-q", "--network", "host", "-t", image, *args], env=build_env())
+        seconds[image] = time.monotonic() - started
+    return seconds
+
+
+def image_size_mb(name: str) -> float:
+    size = run(["docker", "image", "inspect", "-f", "{{.Size}}", name]).stdout.strip()
+    return int(size) / 1e6
+
+
+# --- the stack -------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    compose: list[str]
+    workers: int
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ports = {name: free_port() for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT")}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "GLISK_ENV_FILE": DEVNET_ENV,
+            "COMPOSE_PROJECT_NAME": PROJECT,
+            **{k: str(v) for k, v in self.ports.items()},
+        }
+
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return run(
+            [*self.compose, "-p", PROJECT, "--profile", "devnet", *args],
+            env=self.env(),
+            check=check,
+            timeout=timeout,
+        )
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['WEB_PORT']}"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['CHAIN_PORT']}"
+
+    def containers(self, service: str) -> list[dict[str, str]]:
+        """Each container of `service`: its name, id, host name and state."""
+        ids = self("ps", "-q", service).stdout.split()
+        found = []
+        for container_id in ids:
+            inspected = json.loads(run(["docker", "inspect", container_id]).stdout)[0]
+            found.append(
+                {
+                    "id": container_id[:12],
+                    "name": inspected["Name"].lstrip("/"),
+                    "hostname": inspected["Config"]["Hostname"],
+                    "state": inspected["State"]["Status"],
+                    "exit_code": str(inspected["State"]["ExitCode"]),
+                }
+            )
+        return found
+
+    def up(self) -> None:
+        self("down", "-v", "--remove-orphans", check=False)
+        self("up", "-d", "--no-build", "--scale", f"qcluster={self.workers}", timeout=900)
+
+    def down(self) -> None:
+        self("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
+
+    def logs(self, service: str, tail: int = 40) -> str:
+        return self("logs", "--no-color", "--tail", str(tail), service, check=False).stdout
+
+
+def wait_for(what: str, predicate: Any, *, timeout: float, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        if time.monotonic() > deadline:
+            raise RunFailed(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+def devnet_settings() -> dict[str, str]:
+    from glisk.config import read_env_file
+
+    return read_env_file(ROOT / DEVNET_ENV)
+
+
+def mint(stack: Stack, tokens: int) -> tuple[Any, float]:
+    from chain.adapter import GliskChain
+    from glisk.devtools import devnet
+    from glisk.devtools.stack import mint_many, mint_plan
+
+    chain = GliskChain(
+        rpc_url=stack.rpc_url,
+        contract_address=devnet_settings()["GLISK_NFT_CONTRACT_ADDRESS"],
+        chain_id=devnet.DEVNET_CHAIN_ID,
+    )
+    wait_for(
+        "the contract on the chain", lambda: devnet.has_contract(chain, chain.contract_address), timeout=120
+    )
+    accounts = devnet.dev_accounts(chain)
+    sizes = mint_plan(tokens)
+    started = time.time()
+    mint_many(chain, sizes, authors=accounts[1:4], collectors=accounts[4:12])
+    say(f"minted {tokens} tokens in {len(sizes)} transactions from {len(accounts[4:12])} collectors")
+    return chain, started
+
+
+def revealed_on_chain(chain: Any, total: int) -> int:
+    states = chain.token_states(list(range(1, total + 1)))
+    return sum(1 for state in states.values() if getattr(state, "revealed", False))
+
+
+def check_image(stack: Stack) -> list[str]:
+    """What the issue asks of the image itself; returns the problems found."""
+    problems = []
+    uid = stack("exec", "-T", "web", "id", "-u").stdout.strip()
+    if uid == "0":
+        problems.append("the web container runs as root")
+    health = requests.get(f"{stack.web_url}/health", timeout=10)
+    if health.status_code != 200:
+        problems.append(f"/health answered {health.status_code}")
+    login = requests.get(f"{stack.web_url}/admin/login/", timeout=10)
+    stylesheets = [
+        part.split('"')[0] for part in login.text.split('href="')[1:] if ".css" in part.split('"')[0]
+    ]
+    if not stylesheets:
+        problems.append("the admin login page links no stylesheet")
+    for href in stylesheets[:3]:
+        static = requests.get(f"{stack.web_url}{href}", timeout=10)
+        if static.status_code != 200 or "text/css" not in static.headers.get("Content-Type", ""):
+            problems.append(f"static file {href} answered {static.status_code}")
+    migrations = [c for c in stack.containers("migrate") if c["exit_code"] != "0"]
+    if migrations or not stack.containers("migrate"):
+        problems.append("the one-shot migrate did not finish with 0")
+    for service in ("web", "qcluster"):
+        if "Applying " in stack.logs(service, tail=2000):
+            problems.append(f"{service} ran migrations itself")
+    for container in stack.containers("web") + stack.containers("qcluster"):
+        lines = run(["docker", "logs", "--tail", "200", container["id"]]).stdout.splitlines()
+        not_json = [line for line in lines if line.strip() and not _is_json(line)]
+        if not lines:
+            problems.append(f"{container['name']} logged nothing on stdout")
+        elif not_json:
+            problems.append(f"{container['name']} logs a line that is not JSON: {not_json[0][:200]}")
+        errors = [
+            line
+            for line in lines
+            if _is_json(line) and json.loads(line).get("level") in ("error", "critical")
+        ]
+        if container in stack.containers("web") and errors:
+            problems.append(f"{container['name']} logged an error: {errors[0][:300]}")
+    return problems
+
+
+def _is_json(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=3, help="qcluster containers")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds from the last mint to the last reveal"
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the stack running (tear down yourself)")
+    options = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glisk.settings")
+    started = time.monotonic()
+    with docker_engine():
+        compose = compose_command()
+        standins = ensure_base_images()
+        build_seconds = build_images()
+        stack = Stack(compose=compose, workers=options.workers)
+        try:
+            return _run(stack, options, standins, build_seconds, started)
+        except RunFailed as exc:
+            say(f"FAILED: {exc}")
+            for service in (
+                "migrate",
+                "devnet-setup",
+                "web",
+                "qcluster",
+                "relay",
+                "replicate",
+                "pinata",
+                "anvil",
+            ):
+                say(f"--- last lines of {service} ---")
+                print(stack.logs(service), flush=True)
+            return 1
+        finally:
+            if options.keep:
+                say(f"left running: {' '.join(compose)} -p {PROJECT} --profile devnet down -v")
+            else:
+                stack.down()
+                say("torn down (containers, network, volumes)")
+
+
+def _run(
+    stack: Stack,
+    options: argparse.Namespace,
+    standins: list[str],
+    build_seconds: dict[str, float],
+    started: float,
+) -> int:
+    up_started = time.monotonic()
+    stack.up()
+    wait_for(
+        "web /health",
+        lambda: requests.get(f"{stack.web_url}/health", timeout=3).status_code == 200,
+        timeout=180,
+    )
+    up_seconds = time.monotonic() - up_started
+    say(f"stack up in {up_seconds:.0f} s: {stack.workers} qcluster containers, web on {stack.web_url}")
+
+    chain, mint_started = mint(stack, options.tokens)
+    minted_at = time.time()
+    last = [0]
+
+    def all_revealed() -> bool:
+        count = revealed_on_chain(chain, options.tokens)
+        if count != last[0]:
+            say(f"revealed on chain: {count}/{options.tokens}")
+            last[0] = count
+        return count == options.tokens
+
+    wait_for("every token revealed on chain", all_revealed, timeout=options.timeout, interval=2)
+    reveal_seconds = time.time() - mint_started
+    after_last_mint = time.time() - minted_at
+
+    audit_run = stack(
+        "exec",
+        "-T",
+        "web",
+        "python",
+        "manage.py",
+        "pipeline_audit",
+        "--gateway",
+        "http://pinata:8002",
+        check=False,
+    )
+    try:
+        audit = json.loads(audit_run.stdout)
+    except ValueError:
+        raise RunFailed(
+            f"the audit printed no summary: {(audit_run.stdout + audit_run.stderr)[-2000:]}"
+        ) from None
+    problems = [f"audit: {p}" for p in audit["problems"]]
+    if audit["revealed"] != options.tokens or audit["checked_content"] != options.tokens:
+        problems.append(
+            f"audit: {audit['revealed']} revealed, {audit['checked_content']} checked, of {options.tokens}"
+        )
+
+    workers = stack.containers("qcluster")
+    by_host = {c["hostname"]: c["name"] for c in workers}
+    per_container: dict[str, dict[str, int]] = {}
+    for machine, stages in audit["stage_work"].items():
+        per_container[by_host.get(machine.split("~")[0], machine)] = stages
+    busy = [
+        name
+        for name, stages in per_container.items()
+        if sum(stages.values()) > 0 and name in by_host.values()
+    ]
+    if len(busy) < 2:
+        problems.append(f"stage work was done by {len(busy)} qcluster container(s): {per_container}")
+    problems += check_image(stack)
+
+    size = image_size_mb(APP_IMAGE)
+    print(flush=True)
+    say("summary")
+    say(
+        "  base images: "
+        + ("stand-ins built from Debian: " + ", ".join(standins) if standins else "as found or pulled")
+    )
+    say(f"  {APP_IMAGE}: {size:.0f} MB, built in {build_seconds[APP_IMAGE]:.0f} s (this run)")
+    running = len(stack("ps", "-q").stdout.split())
+    say(
+        f"  containers: {running} ({stack.workers} qcluster); "
+        f"compose up to a healthy web in {up_seconds:.0f} s"
+    )
+    say(
+        f"  tokens: {options.tokens} minted, {audit['revealed']} revealed, {audit['failed']} failed; "
+        f"first mint → last reveal {reveal_seconds:.1f} s (last mint → last reveal {after_last_mint:.1f} s)"
+    )
+    say("  stage work per qcluster container (tokens carried through each stage):")
+    for name, stages in sorted(per_container.items()):
+        say(f"    {name}: " + ", ".join(f"{stage} {n}" for stage, n in sorted(stages.items())))
+    say(
+        f"  audit: {audit['checked_content']} tokens checked on chain and through the gateway; "
+        f"{len(audit['problems'])} problems"
+    )
+    if problems:
+        for problem in problems:
+            say(f"  PROBLEM: {problem}")
+        return 1
+    say(f"  PASSED in {_s(time.monotonic() - started)}")
+    return 0
+
+
+def _s(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

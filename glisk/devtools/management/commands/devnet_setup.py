@@ -1,0 +1,87 @@
+"""`manage.py devnet_setup`: put our contract on a running devnet chain, as the settings describe.
+
+For a chain this process does not start (the container devnet's anvil): waits for RPC_URL to
+answer, deploys GliskNFT from anvil's first dev account, funds the keeper of KEEPER_PRIVATE_KEY
+and grants it KEEPER_ROLE, and deploys the Farcaster IdRegistry. The deployer's nonces make the
+addresses predictable, so the settings can name them before the chain exists; the command checks
+that they match, and does nothing when the contract is already there (a restart, a saved chain).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from eth_account import Account
+
+from chain.adapter import ChainError, GliskChain
+from glisk.devtools import devnet
+
+
+class Command(BaseCommand):
+    help = "Deploy GliskNFT to the devnet chain at RPC_URL with the settings' keeper (devnet only)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the chain")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = settings.GLISK
+        if config.network != "DEVNET":
+            raise CommandError("devnet_setup deploys to a local chain only (NETWORK=DEVNET)")
+        missing = [
+            name
+            for name, value in (
+                ("RPC_URL", config.rpc_url),
+                ("GLISK_NFT_CONTRACT_ADDRESS", config.contract_address),
+                ("KEEPER_PRIVATE_KEY", config.keeper_private_key),
+                ("ALCHEMY_WEBHOOK_SECRET", config.alchemy_webhook_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise CommandError(f"set {', '.join(missing)} (see deploy/devnet/devnet.env)")
+        bare = GliskChain(
+            rpc_url=config.rpc_url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID, timeout=2
+        )
+        self._wait(bare, options["wait"])
+        keeper = Account.from_key(config.keeper_private_key).address
+        if devnet.has_contract(bare, config.contract_address):
+            self.stdout.write(f"GliskNFT already at {config.contract_address}; keeper {keeper}")
+            return
+        info = devnet.provision(
+            bare,
+            rpc_url=config.rpc_url,
+            webhook_secret=config.alchemy_webhook_secret,
+            keeper_private_key=config.keeper_private_key,
+        )
+        wrong = [
+            f"{name} is {configured} but the chain put it at {deployed}"
+            for name, configured, deployed in (
+                ("GLISK_NFT_CONTRACT_ADDRESS", config.contract_address, info.contract_address),
+                ("FARCASTER_ID_REGISTRY", config.farcaster_id_registry, info.farcaster_id_registry),
+            )
+            if configured.lower() != deployed.lower()
+        ]
+        if wrong:
+            raise CommandError(
+                "; ".join(wrong) + " (the deployer had sent other transactions first: start from a new chain)"
+            )
+        self.stdout.write(
+            f"GliskNFT deployed at {info.contract_address} (block {info.deployment_block}); "
+            f"keeper {keeper} funded and granted KEEPER_ROLE; IdRegistry at {info.farcaster_id_registry}"
+        )
+
+    def _wait(self, chain: GliskChain, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                chain.check_chain_id()
+                return
+            except ChainError as exc:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"the chain at RPC_URL did not answer within {seconds:g} s: {exc}"
+                    ) from None
+                time.sleep(0.5)
