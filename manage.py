@@ -24,10 +24,12 @@ def main() -> None:
         # One line, not a driver traceback: which variable to check, never its value.
         from django.conf import settings
 
+        from glisk.core.database import database_problem
+
         where = (
             "DATABASE_URL" if settings.GLISK.database_url else "the embedded PostgreSQL under var/postgres"
         )
-        sys.stderr.write(f"error: the database is not reachable ({type(exc).__name__}); check {where}\n")
+        sys.stderr.write(f"error: {database_problem(exc)}; check {where}\n")
         sys.exit(1)
 
 

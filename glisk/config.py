@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -329,7 +330,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     app_env = r.choice("APP_ENV", "development", APP_ENVS)
     production = app_env == "production"
     debug = r.boolean("DEBUG", app_env == "development")
-    database_url = r.raw("DATABASE_URL") or None
+    database_url = r.raw("DATABASE_URL") or _database_url_from_parts(merged) or None
     if database_url:
         try:
             scheme = database_config(database_url).get("ENGINE", "")
@@ -436,6 +437,21 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _database_url_from_parts(values: Mapping[str, str]) -> str:
+    """DATABASE_URL from the postgres image's variables (POSTGRES_HOST, POSTGRES_PORT,
+    POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB) when POSTGRES_HOST is set: what the compose
+    file passes, so that a password needs no URL escaping and DATABASE_URL, where set, wins."""
+    host = values.get("POSTGRES_HOST", "").strip()
+    if not host:
+        return ""
+    user = values.get("POSTGRES_USER") or "postgres"
+    password = values.get("POSTGRES_PASSWORD", "")
+    credentials = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    port = values.get("POSTGRES_PORT") or "5432"
+    database = values.get("POSTGRES_DB") or user
+    return f"postgresql://{credentials}@{host}:{port}/{quote(database, safe='')}"
 
 
 def _production_problems(c: Config, already: list[str]) -> list[str]:

@@ -76,9 +76,27 @@ class SecretMaskingFilter(logging.Filter):
             record.exc_info = None
         record.msg, record.args = masked, None
         for key, value in list(vars(record).items()):
-            if key not in _RESERVED and isinstance(value, str):
-                setattr(record, key, mask_secrets(value, secrets))
+            if key not in _RESERVED and not key.startswith("_"):
+                setattr(record, key, _masked(value, secrets))
         return True
+
+
+def _masked(value: Any, secrets: list[str], depth: int = 0) -> Any:
+    """An extra field as the formatter may print it: strings masked, numbers as they are, lists
+    and dicts element by element, and any other object as masked text. Django's request logger
+    passes the request itself: it becomes its method and path, never its query string."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_masked(item, secrets, depth + 1) for item in value]
+    if depth < 4 and isinstance(value, dict):
+        return {str(k): _masked(v, secrets, depth + 1) for k, v in value.items()}
+    path, method = getattr(value, "path", None), getattr(value, "method", None)
+    if isinstance(path, str) and isinstance(method, str):
+        return mask_secrets(f"{method} {path}", secrets)
+    return mask_secrets(str(value), secrets)
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:

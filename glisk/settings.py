@@ -61,6 +61,7 @@ if APP_ENV != "production" or GLISK.network == "DEVNET":
     INSTALLED_APPS.insert(INSTALLED_APPS.index("django_q"), "glisk.devtools")
 
 MIDDLEWARE = [
+    "glisk.health.HealthCheckMiddleware",  # first: health checks ask by address, not host name
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",

@@ -37,7 +37,7 @@ from typing import Any
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "glisk-containers"
+PROJECT = "glisk-containers"  # + the run's pid
 DEVNET_ENV = "deploy/devnet/devnet.env"
 APP_IMAGE = "glisk-backend:latest"
 ANVIL_IMAGE = "glisk-anvil:1.7.1"
@@ -244,24 +244,30 @@ def image_size_mb(name: str) -> float:
 class Stack:
     compose: list[str]
     workers: int
+    # One project per run: a second run on the same engine leaves the first one's stack alone.
+    project: str = field(default_factory=lambda: f"{PROJECT}-{os.getpid()}")
     ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT")}
 
     def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "GLISK_ENV_FILE": DEVNET_ENV,
-            "COMPOSE_PROJECT_NAME": PROJECT,
-            **{k: str(v) for k, v in self.ports.items()},
+        # Only the ports come from us; the rest of the compose variables from the devnet file
+        # (a developer's own POSTGRES_* or GLISK_ENV_FILE must not reach this run).
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "GLISK_ENV", "COMPOSE_"))
         }
+        return {**inherited, **{k: str(v) for k, v in self.ports.items()}}
+
+    @property
+    def command(self) -> list[str]:
+        return [*self.compose, "-p", self.project, "--env-file", DEVNET_ENV, "--profile", "devnet"]
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         return run(
-            [*self.compose, "-p", PROJECT, "--profile", "devnet", *args],
+            [*self.command, *args],
             env=self.env(),
             check=check,
             timeout=timeout,
@@ -372,7 +378,8 @@ def check_image(stack: Stack) -> list[str]:
         if "Applying " in stack.logs(service, tail=2000):
             problems.append(f"{service} ran migrations itself")
     for container in stack.containers("web") + stack.containers("qcluster"):
-        lines = run(["docker", "logs", "--tail", "200", container["id"]]).stdout.splitlines()
+        logged = run(["docker", "logs", "--tail", "200", container["id"]])
+        lines = (logged.stdout + logged.stderr).splitlines()  # stderr too: nothing but JSON anywhere
         not_json = [line for line in lines if line.strip() and not _is_json(line)]
         if not lines:
             problems.append(f"{container['name']} logged nothing on stdout")
@@ -407,6 +414,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the stack running (tear down yourself)")
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glisk.settings")
+    # A CI timeout's SIGTERM unwinds like Ctrl-C (which a shell's `&` would have us ignore): the
+    # stack is torn down, our dockerd stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _main(options)
+    except RunFailed as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted (what this run started is gone)")
+        return 130
+
+
+def _main(options: argparse.Namespace) -> int:
     started = time.monotonic()
     with docker_engine():
         compose = compose_command()
@@ -432,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             if options.keep:
-                say(f"left running: {' '.join(compose)} -p {PROJECT} --profile devnet down -v")
+                say(f"left running; tear it down with: {' '.join(stack.command)} down -v")
             else:
                 stack.down()
                 say("torn down (containers, network, volumes)")

@@ -100,7 +100,18 @@ def test_devnet_setup_names_the_addresses_when_the_chain_is_not_new(anvil):
     failed = manage("devnet_setup", "--wait", "10", env=container_env(RPC_URL=anvil, FARCASTER_RPC_URL=anvil))
     assert failed.returncode == 1
     assert f"GLISK_NFT_CONTRACT_ADDRESS is {DEVNET_ENV['GLISK_NFT_CONTRACT_ADDRESS']}" in failed.stderr
-    assert "start from a new chain" in failed.stderr
+    assert "the deployer has sent 1 transactions on this chain: start from a new chain" in failed.stderr
+    assert int(bare.rpc("eth_getTransactionCount", [accounts[0], "latest"]), 16) == 1  # nothing deployed
+
+
+def test_devnet_setup_deploys_nothing_to_an_address_the_deployer_cannot_reach(anvil):
+    wrong = "0x" + "12" * 20
+    env = container_env(RPC_URL=anvil, FARCASTER_RPC_URL=anvil, GLISK_NFT_CONTRACT_ADDRESS=wrong)
+    failed = manage("devnet_setup", "--wait", "10", env=env)
+    assert failed.returncode == 1
+    assert "it is not the deployer's first contract address" in failed.stderr
+    bare = GliskChain(rpc_url=anvil, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
+    assert int(bare.rpc("eth_getTransactionCount", [devnet.dev_accounts(bare)[0], "latest"]), 16) == 0
 
 
 def test_devnet_setup_waits_for_the_chain_then_says_it_is_not_answering():
@@ -233,7 +244,7 @@ def test_a_worker_waits_for_the_database_and_says_what_it_waits_for():
     started = time.monotonic()
     failed = manage("qcluster", "--wait-for-database", "3", env=env)
     assert failed.returncode == 1
-    assert "gave up after 3 s waiting for the database (OperationalError)" in failed.stderr
+    assert "gave up after waiting 3 s: the database is not reachable (OperationalError)" in failed.stderr
     assert "qcluster.waiting" in failed.stderr
     assert "127.0.0.1" not in failed.stderr.split("qcluster.waiting")[1].splitlines()[0]
     assert time.monotonic() - started >= 3
@@ -259,8 +270,44 @@ def test_a_worker_waits_for_migrations_on_a_database_without_them():
         )
         failed = manage("qcluster", "--wait-for-database", "2", env=env)
         assert failed.returncode == 1
-        assert "waiting for migrations (" in failed.stderr
-        assert "not applied: run `manage.py migrate`)" in failed.stderr
+        assert "gave up after waiting 2 s: the database lacks " in failed.stderr
+        assert "migrations (run `manage.py migrate`)" in failed.stderr
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_stops_at_once_when_waiting_cannot_help():
+    from django.db import connection
+
+    env = container_env(
+        APP_ENV="development",
+        NETWORK="BASE_SEPOLIA",
+        IMAGE_PROVIDER="local",
+        IPFS_PROVIDER="local",
+        DATABASE_URL=test_database_url().replace(f"/{connection.settings_dict['NAME']}", "/glisk_no_such_db"),
+    )
+    started = time.monotonic()
+    failed = manage("qcluster", "--wait-for-database", "60", env=env)
+    assert failed.returncode == 1
+    assert "the database named in the URL does not exist: check DATABASE_URL" in failed.stderr
+    assert time.monotonic() - started < 30
+    assert "glisk_no_such_db" not in failed.stderr
+
+
+def test_database_problems_are_told_without_the_drivers_text():
+    from django.db import OperationalError
+
+    from glisk.core.database import database_problem
+
+    refused = OperationalError(
+        'connection to server at "db.internal" (10.0.0.5), port 5432 failed: FATAL:  '
+        'password authentication failed for user "glisk"'
+    )
+    assert (
+        database_problem(refused) == "the database refused the credentials (password authentication failed)"
+    )
+    assert database_problem(OperationalError("timeout expired")) == (
+        "the database is not reachable (OperationalError)"
+    )

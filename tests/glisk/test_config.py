@@ -361,3 +361,24 @@ def test_a_database_error_with_the_database_up_keeps_its_story():
     )
     assert done.returncode != 0
     assert "not reachable" not in done.stderr and "statement timeout" in done.stderr
+
+
+def test_the_database_url_is_built_from_the_postgres_parts_the_compose_file_passes():
+    """Found in review: a password with URL characters (a base64 one) broke the URL compose built."""
+    parts = {
+        "POSTGRES_HOST": "postgres",
+        "POSTGRES_USER": "glisk",
+        "POSTGRES_PASSWORD": "kT9+aB3/xY7z9Qw=#?@",
+        "POSTGRES_DB": "glisk",
+    }
+    config = load_config(parts)
+    from glisk.config import database_config
+
+    db = database_config(config.database_url or "")
+    assert (db["HOST"], db["PORT"], db["USER"], db["NAME"]) == ("postgres", 5432, "glisk", "glisk")
+    assert db["PASSWORD"] == "kT9+aB3/xY7z9Qw=#?@"
+    assert "kT9+aB3/xY7z9Qw=#?@" in config.secret_values()
+    # DATABASE_URL, where the env file sets it, wins over the parts.
+    chosen = load_config({**parts, "DATABASE_URL": "postgresql://u:p@db.internal:6432/other"})
+    assert chosen.database_url == "postgresql://u:p@db.internal:6432/other"
+    assert load_config({}).database_url is None

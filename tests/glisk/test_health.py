@@ -20,6 +20,17 @@ def test_health_is_200_when_the_database_answers(client):
     assert response.json() == {"status": "healthy"}
 
 
+@pytest.mark.django_db
+def test_health_answers_a_check_by_address_that_allowed_hosts_does_not_list(client, settings):
+    """Found by running the image: a container's health check asks 127.0.0.1:8000, which a
+    production ALLOWED_HOSTS does not list; every other path still refuses that host."""
+    settings.ALLOWED_HOSTS = ["api.glisk.example"]
+    assert client.get("/health", HTTP_HOST="127.0.0.1:8000").status_code == 200
+    assert client.get("/health", HTTP_HOST="10.0.0.7").json() == {"status": "healthy"}
+    assert client.get("/api/docs/", HTTP_HOST="127.0.0.1:8000").status_code == 400
+    assert client.get("/health?x=1", HTTP_HOST="api.glisk.example").status_code == 200
+
+
 def request_with_the_database_down(method: str, path: str, **kwargs: object) -> dict:
     """A real process whose DATABASE_URL points at a closed port on this machine."""
     script = (

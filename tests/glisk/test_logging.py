@@ -69,3 +69,27 @@ def test_key_value_formatter():
     record.worker = "host 1"
     line = KeyValueFormatter().format(record)
     assert line.endswith('token.claimed worker="host 1"')
+
+
+def test_objects_in_extra_fields_are_masked_and_a_request_keeps_no_query_string(settings, rf):
+    """Found in review: Django's request logger passes the request object; printed with str() it
+    carried the query string (OAuth codes, tokens, passwords) into the JSON log unmasked."""
+    settings.GLISK_SECRET_VALUES = ["configured-secret-1234"]
+    request = rf.get("/api/authors/x/callback?code=SECRET404&access_token=SECRETAT&password=hunter2")
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Not Found: %s", ("/x",), None)
+    record.__dict__.update(
+        request=request,
+        status_code=404,
+        token_ids=[1, 2, 3],
+        detail={"url": "postgresql://glisk:hunter2@db/glisk", "why": "configured-secret-1234"},
+        other=RuntimeError("key configured-secret-1234"),
+    )
+    SecretMaskingFilter().filter(record)
+    line = JsonFormatter().format(record)
+    payload = json.loads(line)
+    for secret in ("SECRET404", "SECRETAT", "hunter2", "configured-secret-1234"):
+        assert secret not in line
+    assert payload["request"] == "GET /api/authors/x/callback"
+    assert payload["status_code"] == 404
+    assert payload["token_ids"] == [1, 2, 3]
+    assert payload["detail"]["why"] == "***"

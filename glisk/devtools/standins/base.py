@@ -38,6 +38,13 @@ class StandInServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def do_POST(self) -> None:
+                try:
+                    handler_base.do_POST(self)
+                except BodyRejected as exc:
+                    self.close_connection = True  # the unread body must not be taken for a request
+                    send_json(self, exc.status, {"error": str(exc)})
+
         self.httpd = QuietServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.url = public_url.rstrip("/") or f"http://{host}:{self.httpd.server_address[1]}"
@@ -108,6 +115,22 @@ def send_json(
     handler.wfile.write(data)
 
 
+MAX_BODY = 64 * 1024 * 1024  # the largest upload a stand-in reads (a generated image is < 5 MB)
+
+
+class BodyRejected(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 def read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    length = int(handler.headers.get("Content-Length") or 0)
+    """The request body; `BodyRejected` (answered 400/413 by the server) for a Content-Length
+    that is not a number, is negative, or is larger than MAX_BODY."""
+    text = handler.headers.get("Content-Length") or "0"
+    if not text.strip().isdigit():
+        raise BodyRejected(400, "Content-Length must be a non-negative number")
+    length = int(text)
+    if length > MAX_BODY:
+        raise BodyRejected(413, f"the body is larger than {MAX_BODY} bytes")
     return handler.rfile.read(length) if length else b""

@@ -88,6 +88,13 @@ class PinataHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         s = self.standin
+        if self.headers.get("Authorization") != f"Bearer {s.jwt}":
+            # Refused before the body is read, as an API gateway does: nobody unauthenticated
+            # makes the stand-in read (and hold) a large upload.
+            s.requests.append({"path": self.path, "headers": dict(self.headers), "size": None})
+            self.close_connection = True
+            send_json(self, 401, {"error": {"reason": "INVALID_CREDENTIALS", "details": "Invalid API key"}})
+            return
         body = read_body(self)
         s.requests.append({"path": self.path, "headers": dict(self.headers), "size": len(body)})
         if self.path != "/pinning/pinFileToIPFS":
@@ -119,8 +126,16 @@ class PinataHandler(BaseHTTPRequestHandler):
             send_json(self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "file is required"}})
             return
         filename, data = parts["file"]
-        options = json.loads(parts.get("pinataOptions", (None, b"{}"))[1] or b"{}")
-        metadata = json.loads(parts.get("pinataMetadata", (None, b"{}"))[1] or b"{}")
+        try:
+            options = json.loads(parts.get("pinataOptions", (None, b"{}"))[1] or b"{}")
+            metadata = json.loads(parts.get("pinataMetadata", (None, b"{}"))[1] or b"{}")
+            assert isinstance(options, dict)
+            assert isinstance(metadata, dict)
+        except (ValueError, AssertionError):
+            send_json(
+                self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "pinataOptions must be JSON"}}
+            )
+            return
         version = options.get("cidVersion", 0)  # Pinata answers CIDv0 unless asked for v1
         if version not in (0, 1):
             send_json(

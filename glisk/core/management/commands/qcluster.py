@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 from django_q.management.commands.qcluster import Command as DjangoQCluster
 from django_q.tasks import async_task
 
+from glisk.core.database import database_problem, waiting_cannot_help
 from glisk.core.schedules import STARTUP_LOCAL, STARTUP_TASKS, ensure_schedules
 
 logger = logging.getLogger(__name__)
@@ -30,16 +31,16 @@ SAY_EVERY = 5.0
 
 
 def database_waiting_for() -> str:
-    """What the cluster still waits for: "" once the database answers with every migration applied."""
+    """Why the cluster cannot start yet: "" once the database answers with every migration applied."""
     try:
         connection.ensure_connection()
         executor = MigrationExecutor(connection)
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except DatabaseError as exc:
         connection.close()
-        return f"the database ({type(exc).__name__})"
+        return database_problem(exc)
     if pending:
-        return f"migrations ({len(pending)} not applied: run `manage.py migrate`)"
+        return f"the database lacks {len(pending)} migrations (run `manage.py migrate`)"
     return ""
 
 
@@ -61,8 +62,10 @@ class Command(DjangoQCluster):
         said = 0.0
         while waiting_for := database_waiting_for():
             now = time.monotonic()
+            if waiting_cannot_help(waiting_for):
+                raise CommandError(f"{waiting_for}: check DATABASE_URL")
             if now > deadline:
-                raise CommandError(f"gave up after {seconds:g} s waiting for {waiting_for}")
+                raise CommandError(f"gave up after waiting {seconds:g} s: {waiting_for}")
             if now - said >= SAY_EVERY:
                 logger.warning("qcluster.waiting", extra={"for": waiting_for})
                 said = now

@@ -15,6 +15,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from eth_account import Account
+from eth_typing import HexAddress, HexStr
+from web3.types import Nonce
+from web3.utils.address import get_create_address
 
 from chain.adapter import ChainError, GliskChain
 from glisk.devtools import devnet
@@ -50,6 +53,21 @@ class Command(BaseCommand):
         if devnet.has_contract(bare, config.contract_address):
             self.stdout.write(f"GliskNFT already at {config.contract_address}; keeper {keeper}")
             return
+        # Where the deployment would land, before sending anything: a chain that is not new, or
+        # a configured address that is not the deployer's next one, deploys nothing.
+        deployer = devnet.dev_accounts(bare)[0]
+        nonce = int(bare.rpc("eth_getTransactionCount", [deployer, "latest"]), 16)
+        landing = get_create_address(HexAddress(HexStr(deployer)), Nonce(nonce))
+        if landing.lower() != config.contract_address.lower():
+            why = (
+                f"the deployer has sent {nonce} transactions on this chain: start from a new chain"
+                if nonce
+                else "it is not the deployer's first contract address (see deploy/devnet/devnet.env)"
+            )
+            raise CommandError(
+                f"GLISK_NFT_CONTRACT_ADDRESS is {config.contract_address}, but a deployment now would "
+                f"land at {landing}: {why}"
+            )
         info = devnet.provision(
             bare,
             rpc_url=config.rpc_url,
@@ -65,9 +83,7 @@ class Command(BaseCommand):
             if configured.lower() != deployed.lower()
         ]
         if wrong:
-            raise CommandError(
-                "; ".join(wrong) + " (the deployer had sent other transactions first: start from a new chain)"
-            )
+            raise CommandError("; ".join(wrong) + " (settings and chain disagree: start from a new chain)")
         self.stdout.write(
             f"GliskNFT deployed at {info.contract_address} (block {info.deployment_block}); "
             f"keeper {keeper} funded and granted KEEPER_ROLE; IdRegistry at {info.farcaster_id_registry}"
