@@ -230,6 +230,9 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "queue_limit": 50,
     "poll": 0.2,
+    # The ORM broker, plus LISTEN/NOTIFY: an idle cluster picks a queued task up at once, and
+    # polls only as a fallback (glisk/core/broker.py).
+    "broker_class": "glisk.core.broker.NotifyingORM",
     "catch_up": False,
     "label": "Task queue",
 }

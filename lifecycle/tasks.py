@@ -33,10 +33,21 @@ def release_dead_worker_leases() -> dict[str, int]:
     return token_leases_release_dead(host=machine_name(), alive=process_alive)
 
 
+CARRY_ON_SECONDS = 30.0
+
+
 def image_stage() -> dict[str, Any]:
     stage_started(stage="image")
-    report = image_stage_run(worker_id=worker_id())
-    return vars(report)
+    worker = worker_id()
+    report = image_stage_run(worker_id=worker)
+    result = vars(report)
+    if report.succeeded:
+        # The tokens it just handed on are due in the IPFS stage now: this worker pins them
+        # at once instead of waiting for the queued IPFS task to reach a worker (a poll and a
+        # dispatch later). Claims are the same skip-locked ones, so the two never share a token.
+        carried = ipfs_stage_run(worker_id=worker, budget_seconds=CARRY_ON_SECONDS)
+        result["carried_to_ipfs"] = carried.succeeded
+    return result
 
 
 def ipfs_stage() -> dict[str, Any]:

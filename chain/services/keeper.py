@@ -93,6 +93,7 @@ class Keeper:
         self.address = self._account.address
         self.config = settings.GLISK
         self.funds_failed_at: datetime | None = None  # the last funds check that failed (record_funds)
+        self.due_in: float | None = None  # seconds until the waiting batch is due (due_batch)
 
     @classmethod
     def from_settings(cls) -> Keeper:
@@ -394,6 +395,7 @@ class Keeper:
     def due_batch(self, *, force: bool = False) -> list[RevealCandidate]:
         """The next batch, if it is full or its oldest token has waited long enough."""
         limit = self.config.batch_reveal_max_tokens
+        self.due_in = None
         batch = reveal_queue(limit=limit)
         if batch and batch[0].reveal_requested_at is not None:
             # An operator asked for "reveal now": those tokens go at once, and only those.
@@ -401,7 +403,10 @@ class Keeper:
         if not batch or len(batch) >= limit or force:
             return batch
         waited = (timezone.now() - batch[0].ready_since).total_seconds()
-        return batch if waited >= self.config.batch_reveal_wait_seconds else []
+        if waited >= self.config.batch_reveal_wait_seconds:
+            return batch
+        self.due_in = self.config.batch_reveal_wait_seconds - waited
+        return []
 
     def precheck(self, batch: list[RevealCandidate], report: KeeperReport) -> list[RevealCandidate]:
         """Drop tokens already revealed (synced), not on chain (failed) or whose chain author differs
@@ -541,5 +546,7 @@ def reveal_run(
                 continue
             if outcome == "idle" and not reveal_waiting_exists():
                 break
-            sleep(poll_seconds)
+            # A batch waiting to fill goes out when it is due, not up to a poll later.
+            due_in = keeper.due_in if outcome == "idle" else None
+            sleep(poll_seconds if due_in is None else min(poll_seconds, max(0.01, due_in)))
     return report

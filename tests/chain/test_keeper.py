@@ -88,10 +88,12 @@ def test_a_batch_waits_until_full_or_old_enough(chain, accounts, keeper, setting
     )
     keeper.config = settings.GLISK
     tokens = ready_tokens(chain, accounts, 3)
-    Token.objects.update(status_changed_at=timezone.now())
+    Token.objects.update(status_changed_at=timezone.now() - timedelta(seconds=20))
     assert keeper.due_batch() == []
+    assert 9 < keeper.due_in <= 10  # the keeper sleeps until then, not a whole poll past it
     Token.objects.filter(pk=tokens[0].pk).update(status_changed_at=timezone.now() - timedelta(seconds=31))
     assert len(keeper.due_batch()) == 3
+    assert keeper.due_in is None
     Token.objects.update(status_changed_at=timezone.now())
     ready_tokens(chain, accounts, 2)
     Token.objects.update(status_changed_at=timezone.now())

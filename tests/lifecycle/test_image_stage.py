@@ -655,3 +655,16 @@ def test_the_heartbeat_reconnects_after_its_connection_is_dropped(settings):
         time.sleep(4.0)  # past the lease: only renewals after the drop keep it
         expires = Token.objects.get(pk=token.pk).lease_expires_at
     assert expires > timezone.now()
+
+
+def test_the_image_task_carries_what_it_generated_through_the_ipfs_stage():
+    """Fewer hops: the worker that generated a batch pins it at once, without waiting for the
+    queued IPFS task to reach a worker."""
+    from lifecycle.tasks import image_stage
+
+    tokens = TokenFactory.create_batch(2)
+    result = image_stage()
+    assert (result["succeeded"], result["carried_to_ipfs"]) == (2, 2)
+    assert set(Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", flat=True)) == {
+        "ready"
+    }
