@@ -221,7 +221,8 @@ Q_CLUSTER = {
     "name": "glisk",
     "orm": "default",
     "workers": GLISK.qcluster_workers,
-    # Stage tasks run for at most ~2 min, the watcher ~5 min; a task still running at `timeout` is
+    # Stage tasks stop claiming after 2 min (an image task and the IPFS work it carries on with
+    # share those), plus the batch in hand; the watcher ~5 min; a task still running at `timeout` is
     # killed, and one whose worker died comes back after `retry`.
     "timeout": 600,
     "retry": 660,

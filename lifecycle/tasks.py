@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 import uuid
 from typing import Any
 
 from glisk.core.machine import machine_name
-from glisk.core.stages import stage_started
+from glisk.core.stages import stage_started, stage_waiting
 from lifecycle.services.stages import image_stage_run, ipfs_stage_run
+from lifecycle.services.stages.runner import YIELD_AFTER_SECONDS, YIELD_TO
 from lifecycle.services.tokens import token_leases_release_dead
+
+logger = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
@@ -33,20 +38,31 @@ def release_dead_worker_leases() -> dict[str, int]:
     return token_leases_release_dead(host=machine_name(), alive=process_alive)
 
 
+IMAGE_BUDGET_SECONDS = 120.0
 CARRY_ON_SECONDS = 30.0
 
 
 def image_stage() -> dict[str, Any]:
     stage_started(stage="image")
     worker = worker_id()
-    report = image_stage_run(worker_id=worker)
+    started = time.monotonic()
+    report = image_stage_run(worker_id=worker, budget_seconds=IMAGE_BUDGET_SECONDS)
     result = vars(report)
-    if report.succeeded:
-        # The tokens it just handed on are due in the IPFS stage now: this worker pins them
-        # at once instead of waiting for the queued IPFS task to reach a worker (a poll and a
-        # dispatch later). Claims are the same skip-locked ones, so the two never share a token.
-        carried = ipfs_stage_run(worker_id=worker, budget_seconds=CARRY_ON_SECONDS)
-        result["carried_to_ipfs"] = carried.succeeded
+    # The tokens it just handed on are due in the IPFS stage now: this worker pins them at once
+    # instead of waiting for the queued IPFS task to reach a worker. Claims are the same
+    # skip-locked ones, so the two never share a token, and the queued task takes what is left.
+    # Not when the keeper is waiting for a worker (the stage runner yields to it), and within
+    # what is left of the task's budget.
+    budget = min(CARRY_ON_SECONDS, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
+    keeper_waiting = any("yielded to" in d for d in report.details) or stage_waiting(
+        stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS
+    )
+    if report.succeeded and budget > 1 and not keeper_waiting:
+        try:
+            carried = ipfs_stage_run(worker_id=worker, budget_seconds=budget)
+            result["carried_to_ipfs"] = carried.succeeded
+        except Exception:  # the image work is committed; the queued IPFS task does the rest
+            logger.exception("stage.carry_on_failed")
     return result
 
 

@@ -668,3 +668,24 @@ def test_the_image_task_carries_what_it_generated_through_the_ipfs_stage():
     assert set(Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", flat=True)) == {
         "ready"
     }
+
+
+def test_the_image_task_leaves_the_ipfs_stage_to_its_own_task_while_the_keeper_waits():
+    """Found in review: the carry-on claimed a whole IPFS batch while the keeper's task waited
+    for a free worker."""
+    import time
+
+    from glisk.core.models import SystemState
+    from lifecycle.tasks import image_stage
+
+    # The reveal task was queued 5 s ago and no worker has started it.
+    SystemState.objects.update_or_create(
+        key="nudge.reveal", defaults={"value": {"queued_until": time.time() + 10}}
+    )
+    tokens = TokenFactory.create_batch(2)
+    result = image_stage()
+    assert result["succeeded"] == 2
+    assert "carried_to_ipfs" not in result
+    assert set(Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", flat=True)) == {
+        "uploading"
+    }
