@@ -54,9 +54,7 @@ def image_stage() -> dict[str, Any]:
     # Not when the keeper is waiting for a worker (the stage runner yields to it), and within
     # what is left of the task's budget.
     budget = min(CARRY_ON_SECONDS, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
-    keeper_waiting = any("yielded to" in d for d in report.details) or stage_waiting(
-        stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS
-    )
+    keeper_waiting = stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS)
     if report.succeeded and budget > 1 and not keeper_waiting:
         try:
             carried = ipfs_stage_run(worker_id=worker, budget_seconds=budget)

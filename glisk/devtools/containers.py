@@ -36,6 +36,8 @@ from typing import Any
 
 import requests
 
+from glisk.devtools import devnet
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "glisk-containers"  # + the run's pid
 DEVNET_ENV = "deploy/devnet/devnet.env"
@@ -80,14 +82,6 @@ def run(
     return result
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- Docker itself -----------------------------------------------------------------------------
 def apt_install(*packages: str) -> None:
     if shutil.which("apt-get") is None:
@@ -103,13 +97,11 @@ def apt_install(*packages: str) -> None:
 @contextlib.contextmanager
 def docker_engine() -> Iterator[None]:
     """A Docker engine for the run: the running one, else a dockerd of our own, stopped after."""
-    if shutil.which("docker") is None or (shutil.which("dockerd") is None and not engine_answers()):
-        apt_install("docker.io")
     if engine_answers():
         say("using the running Docker engine")
         yield
         return
-    if shutil.which("dockerd") is None:
+    if shutil.which("docker") is None or shutil.which("dockerd") is None:
         apt_install("docker.io")
     log = open(tempfile.gettempdir() + "/glisk-dockerd.log", "ab")  # noqa: SIM115 (closed below)
     say("starting dockerd (stopped at the end) …")
@@ -249,7 +241,7 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ports = {name: free_port() for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT")}
+        self.ports = {name: devnet.free_port() for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT")}
 
     def env(self) -> dict[str, str]:
         # Only the ports come from us; the rest of the compose variables from the devnet file
@@ -328,7 +320,6 @@ def devnet_settings() -> dict[str, str]:
 
 def mint(stack: Stack, tokens: int) -> tuple[Any, float]:
     from chain.adapter import GliskChain
-    from glisk.devtools import devnet
     from glisk.devtools.stack import mint_many, mint_plan
 
     chain = GliskChain(
@@ -377,7 +368,8 @@ def check_image(stack: Stack) -> list[str]:
     for service in ("web", "qcluster"):
         if "Applying " in stack.logs(service, tail=2000):
             problems.append(f"{service} ran migrations itself")
-    for container in stack.containers("web") + stack.containers("qcluster"):
+    web = stack.containers("web")
+    for container in web + stack.containers("qcluster"):
         logged = run(["docker", "logs", "--tail", "200", container["id"]])
         lines = (logged.stdout + logged.stderr).splitlines()  # stderr too: nothing but JSON anywhere
         not_json = [line for line in lines if line.strip() and not _is_json(line)]
@@ -390,7 +382,7 @@ def check_image(stack: Stack) -> list[str]:
             for line in lines
             if _is_json(line) and json.loads(line).get("level") in ("error", "critical")
         ]
-        if container in stack.containers("web") and errors:
+        if container in web and errors:
             problems.append(f"{container['name']} logged an error: {errors[0][:300]}")
     return problems
 
