@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ def fresh_database(name: str) -> str:
 
         connections.close_all()
     url = reset_database(ROOT / "var", name)
+    statement_stats_on(url)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -169,3 +171,135 @@ def gunicorn(
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
+
+
+# --- What a run cost: SQL statements (pg_stat_statements) and CPU time per process role ---------
+
+ROLES = (  # a process's role, from its command line; the first match wins
+    ("qcluster", "workers (qcluster)"),
+    ("gunicorn", "web (gunicorn)"),
+    ("runserver", "web (gunicorn)"),
+    ("webhook_relay", "relay"),
+    ("postgres", "PostgreSQL"),
+    ("anvil", "anvil"),
+)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included) of every process on the machine with
+    a role in ROLES, summed per role. The difference of two snapshots is what a run cost; a
+    process that exits between them takes its share with it, so take the second one first."""
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        role = next((name for marker, name in ROLES if marker in command), None)
+        if role is not None:
+            ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+            totals[role] = totals.get(role, 0.0) + ticks / CLOCK_TICKS
+    return totals
+
+
+def statement_stats_on(url: str) -> None:
+    """Make sure the embedded server loads pg_stat_statements (one restart the first time; the
+    setting stays in var/postgres) and that database `url` has the extension."""
+    import psycopg
+
+    from glisk.embedded_db import restart
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        loaded = "pg_stat_statements" in str(conn.execute("SHOW shared_preload_libraries").fetchone()[0])
+        if not loaded:
+            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    if not loaded:
+        restart(ROOT / "var")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def statement_stats(url: str) -> list[dict[str, Any]]:
+    """This database's statements since the last reset: text, calls, rows, milliseconds."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query, calls, rows, total_exec_time FROM pg_stat_statements "
+            "WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "ORDER BY total_exec_time DESC"
+        ).fetchall()
+    return [{"query": q, "calls": int(c), "rows": int(r), "ms": float(ms)} for q, c, r, ms in rows]
+
+
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@dataclass
+class Cost:
+    """What a run cost per unit of work (a token): statements, database time, CPU per role."""
+
+    units: int
+    statements: list[dict[str, Any]]
+    cpu: dict[str, float]
+
+    @property
+    def calls(self) -> int:
+        return sum(s["calls"] for s in self.statements)
+
+    @property
+    def calls_without_transaction_control(self) -> int:
+        return sum(
+            s["calls"]
+            for s in self.statements
+            if not s["query"].lstrip().upper().startswith(TRANSACTION_CONTROL)
+        )
+
+    def summary(self) -> dict[str, Any]:
+        per = max(1, self.units)
+        return {
+            "statements_per_token": self.calls / per,
+            "statements_per_token_without_begin_commit": self.calls_without_transaction_control / per,
+            "database_ms_per_token": sum(s["ms"] for s in self.statements) / per,
+            "cpu_ms_per_token": {role: seconds * 1000 / per for role, seconds in sorted(self.cpu.items())},
+            "top_statements": [
+                {**s, "query": " ".join(s["query"].split())[:160], "calls_per_token": s["calls"] / per}
+                for s in self.statements[:12]
+            ],
+        }
+
+    def print(self) -> None:
+        s = self.summary()
+        print(
+            f"  SQL: {s['statements_per_token']:.2f} statements per token "
+            f"({s['statements_per_token_without_begin_commit']:.2f} without BEGIN/COMMIT), "
+            f"{s['database_ms_per_token']:.2f} ms of database execution per token"
+        )
+        cpu = ", ".join(f"{role} {ms:.2f}" for role, ms in s["cpu_ms_per_token"].items())
+        print(f"  CPU ms per token: {cpu}")
+        print("  statements by database time (calls per token, ms in all):")
+        for top in s["top_statements"][:8]:
+            print(f"    {top['calls_per_token']:6.2f}  {top['ms']:8.0f} ms  {top['query'][:110]}")
+
+
+@contextlib.contextmanager
+def measured(url: str, units: int) -> Iterator[list[Cost]]:
+    """Measure the statements and CPU of the block; yields a list that holds the `Cost` after it.
+    The database must be one `fresh_database` made (it turns the statement statistics on)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+    before = cpu_by_role()
+    out: list[Cost] = []
+    yield out
+    after = cpu_by_role()
+    cpu = {role: after.get(role, 0.0) - before.get(role, 0.0) for role in after}
+    out.append(
+        Cost(units=units, statements=statement_stats(url), cpu={r: v for r, v in cpu.items() if v > 0})
+    )

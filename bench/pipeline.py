@@ -4,7 +4,11 @@
     .venv/bin/python bench/pipeline.py latency [--samples 5]
 
 throughput: N tokens are minted, recovered into the database at once (all `detected`), and the
-clock runs until the last one is `revealed` with K qclusters of 4 workers.
+clock runs until the last one is `revealed` with K qclusters of 4 workers. It also prints what the
+run cost per token: SQL statements (pg_stat_statements), database time, and the CPU time of the
+workers, PostgreSQL and anvil. The local providers render a 32-pixel image (LOCAL_IMAGE_SIZE) and
+pin to disk, so the figure is the pipeline's own; their CPU cost per token is measured apart and
+printed beside it.
 latency: single mints through the whole path (relay → webhook → stages → keeper); mint-to-reveal
 per token minus the configured batch wait.
 """
@@ -17,12 +21,38 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, median, percentile, setup_django, write_results
+from bench.common import ROOT, fresh_database, measured, median, percentile, setup_django, write_results
 
 BATCH_WAIT = 1.0
+IMAGE_SIZE = 32
+BATCH_SIZE: list[int] = []  # WORKER_BATCH_SIZE for the stack, when --batch-size names one
+
+
+def provider_cpu_ms(size: int, samples: int = 300) -> float:
+    """CPU milliseconds per token of the local providers themselves: render one image, pin it and
+    a metadata document (content addressing and a file write each)."""
+    import time as clock
+
+    from lifecycle.providers.images import LocalImageProvider
+    from lifecycle.providers.ipfs import LocalPinner
+
+    provider, pinner = (
+        LocalImageProvider(size=size),
+        LocalPinner(Path(tempfile.mkdtemp(prefix="glisk-pins-"))),
+    )
+    started = clock.process_time()
+    for n in range(samples):
+        image = provider.generate(prompt=f"calibration {n}", token_id=n + 1)
+        pinner.pin(data=image.data, filename="i.png", content_type="image/png", keyvalues={}, cid_version=1)
+        document = b'{"name":"GLISK S0 #%d","image":"ipfs://bafy..."}' % n
+        pinner.pin(
+            data=document, filename="m.json", content_type="application/json", keyvalues={}, cid_version=0
+        )
+    return (clock.process_time() - started) * 1000 / samples
 
 
 def stack_for(url: str, *, clusters: int, web: bool) -> object:
@@ -36,6 +66,8 @@ def stack_for(url: str, *, clusters: int, web: bool) -> object:
             "BATCH_REVEAL_WAIT_SECONDS": str(BATCH_WAIT),
             "WATCHER_CONFIRMATIONS": "0",
             "LOG_LEVEL": "WARNING",
+            "LOCAL_IMAGE_SIZE": str(IMAGE_SIZE),
+            **({"WORKER_BATCH_SIZE": str(BATCH_SIZE[0])} if BATCH_SIZE else {}),
         },
     )
     stack.start_chain()
@@ -49,7 +81,7 @@ def stack_for(url: str, *, clusters: int, web: bool) -> object:
 
 def throughput(
     tokens: int, clusters: int, *, watch: Callable[[list[int]], Callable[[], None]] | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """`watch`, given the clusters' pids, starts watching them and returns how to stop (profiling)."""
     url = fresh_database("glisk_bench_pipeline")
     setup_django(url)
@@ -66,20 +98,28 @@ def throughput(
         mint_many(chain, sizes or mint_plan(tokens), authors=accounts[10:16], collectors=accounts[2:10])
         summary = tokens_recover(chain=chain)
         assert summary.recovered == tokens, summary
-        started = time.perf_counter()
-        procs = [stack.start_cluster(f"cluster-{n + 1}") for n in range(clusters)]  # type: ignore[attr-defined]
-        stop_watching = watch([p.process.pid for p in procs]) if watch else None
-        done = wait_until(
-            lambda: Token.objects.filter(status="revealed").count() >= tokens,
-            timeout=max(600, tokens / 5),
-            interval=0.5,
-        )
-        elapsed = time.perf_counter() - started
-        if stop_watching:
-            stop_watching()
+        with measured(url, tokens) as cost:
+            started = time.perf_counter()
+            procs = [stack.start_cluster(f"cluster-{n + 1}") for n in range(clusters)]  # type: ignore[attr-defined]
+            stop_watching = watch([p.process.pid for p in procs]) if watch else None
+            done = wait_until(
+                lambda: Token.objects.filter(status="revealed").count() >= tokens,
+                timeout=max(600, tokens / 5),
+                interval=0.5,
+            )
+            elapsed = time.perf_counter() - started
+            if stop_watching:
+                stop_watching()
         revealed = Token.objects.filter(status="revealed").count()
         assert done, f"only {revealed} of {tokens} revealed"
-        return {"tokens": tokens, "clusters": clusters, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
+        cost[0].print()
+        return {
+            "tokens": tokens,
+            "clusters": clusters,
+            "seconds": elapsed,
+            "tokens_per_s": tokens / elapsed,
+            **cost[0].summary(),
+        }
     finally:
         stack.stop()  # type: ignore[attr-defined]
 
@@ -127,15 +167,24 @@ def main() -> None:
     t.add_argument("--tokens", type=int, default=5000)
     t.add_argument("--clusters", type=int, default=2)
     t.add_argument("--runs", type=int, default=1)
+    t.add_argument("--batch-size", type=int, help="WORKER_BATCH_SIZE (default: the setting's default, 10)")
     lat = sub.add_parser("latency")
     lat.add_argument("--samples", type=int, default=5)
     args = parser.parse_args()
     if args.mode == "throughput":
+        BATCH_SIZE[:] = [args.batch_size] if args.batch_size else []
         runs = [throughput(args.tokens, args.clusters) for _ in range(args.runs)]
-        result = {k: median([r[k] for r in runs]) for k in runs[0]}
+        result: dict[str, Any] = {
+            k: median([r[k] for r in runs]) for k in ("tokens", "clusters", "seconds", "tokens_per_s")
+        }
+        result["runs"] = runs
+        result["provider_cpu_ms_per_token"] = provider_cpu_ms(IMAGE_SIZE)
+        batches = f", batches of {args.batch_size}" if args.batch_size else ""
         print(
-            f"pipeline: {args.tokens} tokens detected → revealed with {args.clusters} cluster(s) x 4 workers: "
-            f"{result['seconds']:.1f}s, {result['tokens_per_s']:.1f} tokens/s (median of {args.runs} run(s))"
+            f"pipeline: {args.tokens} tokens detected → revealed with {args.clusters} cluster(s) x 4 workers{batches}: "
+            f"{result['seconds']:.1f}s, {result['tokens_per_s']:.1f} tokens/s (median of {args.runs} run(s)); "
+            f"the local providers' own CPU: {result['provider_cpu_ms_per_token']:.2f} ms per token "
+            f"({IMAGE_SIZE}-pixel image, two pins)"
         )
     else:
         result = latency(args.samples)

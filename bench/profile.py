@@ -94,7 +94,9 @@ def spent_on(frames: list[tuple[str, str]], sleeping: bool) -> str:
     return f"other: {function} ({path})"
 
 
-def summarise(raw_files: list[Path]) -> dict[str, object]:
+def summarise(raw_files: list[Path], *, everything: bool = False) -> dict[str, object]:
+    """`everything`: count samples outside our tasks too (the cluster's own machinery), under the
+    outermost django-q function they are in."""
     tasks: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     spent: Counter[str] = Counter()
@@ -106,7 +108,13 @@ def summarise(raw_files: list[Path]) -> dict[str, object]:
             frames, count, sleeping = parse(line)
             at = next((i for i, f in enumerate(frames) if f[1].startswith(TASK_MODULES)), None)
             if at is None:
-                continue  # the cluster's own loops, workers waiting for a task
+                if not everything or not frames:
+                    continue  # the cluster's own loops, workers waiting for a task
+                outer = next((f for f in frames if "django_q/" in f[1]), frames[0])
+                total += count
+                tasks[f"outside tasks: {outer[0]} ({outer[1].rpartition('site-packages/')[2]})"] += count
+                spent[spent_on(frames, sleeping)] += count
+                continue
             task = frames[at]
             total += count
             tasks["(importing the tasks module)" if task[0] == "<module>" else task[0]] += count
@@ -130,6 +138,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=1)
     parser.add_argument("--rate", type=int, default=100, help="samples per second per process")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="CPU time only (no idle samples), the cluster's machinery outside tasks included",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -140,7 +153,8 @@ def main() -> None:
         for pid in pids:
             raw = RESULTS / f"profile-{stamp}-{pid}.txt"
             raw_files.append(raw)
-            command = [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--idle", "--nonblocking"]
+            command = [str(PY_SPY), "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+            command += [] if args.cpu else ["--idle"]
             command += ["--full-filenames", "--format", "raw", "--rate", str(args.rate), "--output", str(raw)]
             spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
@@ -153,17 +167,18 @@ def main() -> None:
         return stop
 
     run = throughput(args.tokens, args.clusters, watch=watch)
-    summary = summarise([f for f in raw_files if f.exists()])
+    summary = summarise([f for f in raw_files if f.exists()], everything=args.cpu)
+    what = "CPU only, outside tasks included" if args.cpu else "idle included"
     print(
         f"profile: {args.tokens} tokens, {args.clusters} cluster(s), {run['tokens_per_s']:.1f} tokens/s under "
-        f"py-spy ({args.rate} Hz, idle included); {summary['task_samples']} samples inside tasks"
+        f"py-spy ({args.rate} Hz, {what}); {summary['task_samples']} samples"
     )
     for title, key in (
         ("tasks", "tasks"),
         ("our functions, inclusive", "our_functions_inclusive"),
         ("what the time is spent on (innermost frame)", "spent_on"),
     ):
-        print(f"\n{title} (% of task time):")
+        print(f"\n{title} (% of {'CPU' if args.cpu else 'task'} time):")
         for name, share in summary[key]:  # type: ignore[attr-defined]
             print(f"  {share:5.1f}%  {name}")
     path = write_results(

@@ -91,6 +91,7 @@ class Config:
     default_prompt: str
 
     image_provider: str
+    local_image_size: int
     replicate_api_token: str = field(repr=False)  # secret (or may hold one)
     replicate_base_url: str
     replicate_model_version: str
@@ -371,6 +372,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         default_author_wallet=r.address("GLISK_DEFAULT_AUTHOR_WALLET", DEFAULT_AUTHOR_WALLET),
         default_prompt=r.text("DEFAULT_PROMPT", DEFAULT_PROMPT, PROMPT_MAX_LENGTH),
         image_provider=r.choice("IMAGE_PROVIDER", "local", IMAGE_PROVIDERS),
+        local_image_size=r.integer("LOCAL_IMAGE_SIZE", 256, minimum=16, maximum=2048),
         replicate_api_token=r.raw("REPLICATE_API_TOKEN"),
         replicate_base_url=r.url("REPLICATE_BASE_URL", "https://api.replicate.com"),
         replicate_model_version=r.text("REPLICATE_MODEL_VERSION", "black-forest-labs/flux-schnell"),

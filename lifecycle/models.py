@@ -55,7 +55,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 # The stages that move tokens forward, and the statuses each one works on. Core's stage registry
 # (glisk.core.stages) names the same stages; everything that maps a status to a stage uses this.
 STAGE_STATUSES: dict[str, tuple[str, ...]] = {
-    "image": (TokenStatus.DETECTED, TokenStatus.GENERATING),
+    # In the order a stage claims them: tokens whose generation started (a dead worker's) first.
+    "image": (TokenStatus.GENERATING, TokenStatus.DETECTED),
     "ipfs": (TokenStatus.UPLOADING,),
     "reveal": (TokenStatus.READY,),
 }
@@ -129,7 +130,9 @@ class Token(models.Model):
         ]
         indexes = [
             # The stage queue: due tokens of one status.
-            models.Index(fields=["status", "next_attempt_at"], name="token_queue_idx"),
+            # A stage's claim reads this in its ORDER BY, one status at a time, and stops at its
+            # LIMIT: no sort, however many tokens are due at the same instant.
+            models.Index(fields=["status", "next_attempt_at", "token_id"], name="token_queue_idx"),
             models.Index(fields=["status", "status_changed_at"], name="token_status_age_idx"),
             models.Index(
                 fields=["lease_expires_at"], name="token_lease_idx", condition=~models.Q(claimed_by="")

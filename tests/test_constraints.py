@@ -123,4 +123,4 @@ def test_queue_index_exists():
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'token_queue_idx'")
         (definition,) = cursor.fetchone()
-    assert "(status, next_attempt_at)" in definition
+    assert "(status, next_attempt_at, token_id)" in definition  # the claim's ORDER BY, no sort

@@ -489,6 +489,9 @@ class Keeper:
         return "sent"
 
 
+RECEIPT_FIRST_POLL_SECONDS = 0.01
+
+
 def reveal_run(
     *,
     keeper: Keeper | None = None,
@@ -509,6 +512,10 @@ def reveal_run(
             return None
         deadline = time.monotonic() + budget_seconds
         backoff = poll_seconds
+        # A receipt is polled for soon after sending, then less often: a chain that mines at once
+        # (a devnet) confirms within milliseconds, and a 0.25 s first poll was half of every
+        # batch's cycle there; on a 2 s chain it adds about four receipt reads per transaction.
+        receipt_wait = RECEIPT_FIRST_POLL_SECONDS
         guard = ChainGuard(chain=keeper.chain, actor="keeper")
         while time.monotonic() < deadline:
             try:
@@ -543,6 +550,11 @@ def reveal_run(
             except InvalidStateTransition:
                 continue
             if outcome in ("sent", "resolved", "synced", "changed"):
+                receipt_wait = RECEIPT_FIRST_POLL_SECONDS
+                continue
+            if outcome == "waiting":
+                sleep(min(poll_seconds, receipt_wait))
+                receipt_wait *= 2
                 continue
             if outcome == "idle" and not reveal_waiting_exists():
                 break

@@ -59,7 +59,7 @@ def stage_nudge(*, stage: str, force: bool = False) -> bool:
     task = STAGES[stage].task
     now = time.time()
     flag = {"queued_until": now + NUDGE_DEBOUNCE_SECONDS}
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # usually inside its caller's: no savepoint needed
         row, created = SystemState.objects.select_for_update().get_or_create(
             key=_key(stage), defaults={"value": flag}
         )

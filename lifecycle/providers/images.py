@@ -385,4 +385,4 @@ def image_provider() -> ImageProvider:
 
     if settings.GLISK.image_provider == "replicate":
         return ReplicateImageProvider.from_settings()
-    return LocalImageProvider()
+    return LocalImageProvider(size=settings.GLISK.local_image_size)

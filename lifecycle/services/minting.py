@@ -65,9 +65,16 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
         }
         existing = set(stored)
         for batch in batches:
+            unlinked = []  # recovered from the chain: now we know their mint
             for token_id in batch.token_ids:
-                if token_id in stored:
-                    _compare_stored(token_id, stored[token_id], batch, actor, now, result)
+                if token_id in stored and _compare_stored(
+                    token_id, stored[token_id], batch, actor, now, result
+                ):
+                    unlinked.append(token_id)
+            if unlinked:  # one statement for the batch, however many tokens recovery stored
+                Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
+                    mint_event_id=batch.mint_event_id
+                )
         fresh = [
             (
                 batch,
@@ -117,16 +124,14 @@ def _compare_stored(
     actor: str,
     now: datetime,
     result: Registered,
-) -> None:
+) -> bool:
+    """Compare a stored token with the batch that mints it; dispute it if they disagree. Returns
+    whether it agrees but was stored without its mint event (by recovery): the caller links it."""
     author_id, mint_event_id, disputed_at = stored
     if author_id == batch.author_id and mint_event_id in (None, batch.mint_event_id):
-        if mint_event_id is None:  # recovered from the chain: now we know its mint
-            Token.objects.filter(pk=token_id, mint_event=None, author_id=author_id).update(
-                mint_event_id=batch.mint_event_id
-            )
-        return
+        return mint_event_id is None
     if disputed_at is not None:
-        return  # already waiting for the watcher's re-read
+        return False  # already waiting for the watcher's re-read
     reason = (
         f"contradicted by the mint log in {batch.tx_hash} (author "
         f"{batch.author_wallet or f'#{batch.author_id}'}): not revealed until the chain is re-read "
@@ -134,6 +139,7 @@ def _compare_stored(
     )
     if token_mint_dispute(token_id=token_id, actor=actor, reason=reason, now=now):
         result.disputed.append(token_id)
+    return False
 
 
 def token_mint_dispute(*, token_id: int, actor: str, reason: str, now: datetime | None = None) -> bool:

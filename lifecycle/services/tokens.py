@@ -9,7 +9,7 @@ still ours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from authors.models import Author
+from glisk.core.bulk import update_from_values
 from glisk.core.errors import ApplicationError
 from lifecycle.models import (
     ALLOWED_TRANSITIONS,
@@ -215,6 +217,70 @@ def tokens_transition(
     return {t: found.get(t) for t in token_ids if found.get(t) not in allowed}
 
 
+def tokens_move(
+    *,
+    fields: Mapping[int, Mapping[str, Any]],
+    to: str,
+    source: str,
+    lease_owner: str,
+    actor: str,
+    reason: str,
+    release_lease: bool = True,
+    detail: dict[str, Any] | None = None,
+) -> set[int]:
+    """`token_transition` for a stage's claimed batch, with each token's own `fields`: one
+    compare-and-swap UPDATE for the whole batch (status `source` and the lease held by
+    `lease_owner`, checked per row in that statement) and one multi-row history INSERT, in one
+    transaction (the caller's, if it has one: a stage queues the next stage's task in it). Returns
+    the tokens that moved; the others were taken over or moved away meanwhile."""
+    if not fields:
+        return set()
+    _checked_sources(to, [source])
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):  # inside a stage's hand-on: no savepoint of its own
+        moved = update_from_values(
+            Token,
+            {pk: _moved_values(to, now, dict(v), release_lease=release_lease) for pk, v in fields.items()},
+            where={"status": source, "claimed_by": lease_owner},
+        )
+        TokenTransition.objects.bulk_create(
+            TokenTransition(
+                token_id=pk,
+                from_status=source,
+                to_status=to,
+                reason=reason[:500],
+                actor=actor[:128],
+                detail=detail,
+                created_at=now,
+            )
+            for pk in sorted(moved)
+        )
+    for pk in sorted(moved):
+        logger.info("token.transition", extra={"token_id": pk, "from": source, "to": to, "actor": actor})
+    return moved
+
+
+def tokens_lease_update(*, fields: Mapping[int, Mapping[str, Any]], worker_id: str) -> set[int]:
+    """Write each leased token's own `fields` (no status change: the image CID a stage keeps
+    before going on) in one statement, only where `worker_id` still holds the lease. Returns the
+    tokens written."""
+    now = timezone.now()
+    return update_from_values(
+        Token,
+        {pk: {**values, "updated_at": now} for pk, values in fields.items()},
+        where={"claimed_by": worker_id},
+    )
+
+
+def tokens_leases_held(*, token_ids: Iterable[int], worker_id: str) -> set[int]:
+    """Which of these tokens `worker_id` still holds an unexpired lease on (one query)."""
+    return set(
+        Token.objects.filter(
+            pk__in=list(token_ids), claimed_by=worker_id, lease_expires_at__gt=timezone.now()
+        ).values_list("pk", flat=True)
+    )
+
+
 def token_fail(
     *,
     token_id: int,
@@ -305,19 +371,30 @@ def token_claim(
     """
     now = now or timezone.now()
     expires = now + timedelta(seconds=lease_seconds)
+    tokens: list[Token] = []
     with transaction.atomic():
-        tokens = list(
-            Token.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status__in=list(statuses), next_attempt_at__lte=now)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
-            .order_by("next_attempt_at", "token_id")[:limit]
-        )
+        # One status at a time, in the order given: each read walks token_queue_idx in the
+        # ORDER BY's order and stops at the limit (over several statuses it would sort them all).
+        for status in statuses:
+            tokens += list(
+                Token.objects.select_for_update(skip_locked=True)
+                .filter(status=status, next_attempt_at__lte=now)
+                .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+                .order_by("next_attempt_at", "token_id")[: limit - len(tokens)]
+            )
+            if len(tokens) >= limit:
+                break
         if tokens:
             Token.objects.filter(pk__in=[t.pk for t in tokens]).update(
                 claimed_by=worker_id, lease_expires_at=expires, updated_at=now
             )
             for token in tokens:
                 token.claimed_by, token.lease_expires_at = worker_id, expires
+    # The stages need each token's author: one query for the batch, after the locks are taken
+    # (joined into the locking read, it would be read and sorted for every due token).
+    authors = Author.objects.in_bulk({t.author_id for t in tokens})
+    for token in tokens:
+        token.author = authors[token.author_id]
     return Claim(worker_id=worker_id, lease_expires_at=expires, tokens=tokens)
 
 
@@ -330,6 +407,16 @@ def token_lease_release(*, token_id: int, worker_id: str, fields: dict[str, Any]
     values = dict(fields or {})
     values.update(claimed_by="", lease_expires_at=None, updated_at=timezone.now())
     return Token.objects.filter(pk=token_id, claimed_by=worker_id).update(**values) == 1
+
+
+def tokens_leases_release(
+    *, token_ids: Iterable[int], worker_id: str, fields: dict[str, Any] | None = None
+) -> int:
+    """`token_lease_release` for several tokens at once (one statement); returns how many were
+    still leased to `worker_id`."""
+    values = dict(fields or {})
+    values.update(claimed_by="", lease_expires_at=None, updated_at=timezone.now())
+    return Token.objects.filter(pk__in=list(token_ids), claimed_by=worker_id).update(**values)
 
 
 def token_lease_held(*, token_id: int, worker_id: str) -> bool:

@@ -130,3 +130,38 @@ def test_s3_storage_carries_images_from_the_image_stage_to_the_ipfs_stage(s3, se
     assert token.status == "ready" and token.image_cid
     body = s3.get_object(Bucket="glisk-images", Key=token.image.name)["Body"].read()
     assert default_storage.open(str(token.image.name)).read() == body
+
+
+def test_database_storage_saves_and_reads_a_batch_in_one_statement_each():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from glisk.core.storage import storage_read_many, storage_save_many
+
+    files = {f"images/{n}-d{n}.png": bytes([n]) * (n + 1) for n in range(5)}
+    with CaptureQueriesContext(connection) as saved:
+        assert storage_save_many(files) == {name: name for name in files}
+    assert len(saved.captured_queries) == 1
+    # Saving again (a worker that took the batch over) keeps the rows; other bytes are refused.
+    assert storage_save_many({"images/0-d0.png": files["images/0-d0.png"]}) == {
+        "images/0-d0.png": "images/0-d0.png"
+    }
+    with pytest.raises(FileExistsError, match=r"images/1-d1\.png"):
+        storage_save_many({"images/1-d1.png": b"other bytes"})
+    with CaptureQueriesContext(connection) as read:
+        found = storage_read_many([*files, "images/missing.png"])
+    assert len(read.captured_queries) == 1
+    assert found == files
+    assert StoredFile.objects.filter(name__in=list(files)).count() == 5
+
+
+def test_filesystem_storage_saves_and_reads_a_batch_file_by_file(settings, tmp_path):
+    from glisk.core.storage import storage_read_many, storage_save_many
+
+    machine(settings, tmp_path, "a", FILESYSTEM)
+    saved = storage_save_many({"images/1-x.png": b"one", "images/2-y.png": b"two"})
+    assert set(saved) == {"images/1-x.png", "images/2-y.png"}
+    assert storage_read_many([*saved.values(), "images/none.png"]) == {
+        saved["images/1-x.png"]: b"one",
+        saved["images/2-y.png"]: b"two",
+    }

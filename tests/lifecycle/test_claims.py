@@ -208,3 +208,91 @@ def test_a_live_worker_in_another_pid_namespace_with_our_host_name_keeps_its_lea
     assert release_dead_worker_leases() == {}
     token.refresh_from_db()
     assert token.claimed_by == holder
+
+
+@pytest.mark.django_db
+def test_a_batch_moves_in_one_compare_and_swap_with_each_tokens_own_fields():
+    from django.test.utils import CaptureQueriesContext
+
+    from lifecycle.models import TokenTransition
+    from lifecycle.services.tokens import tokens_move
+
+    tokens = TokenFactory.create_batch(4, status=S.GENERATING)
+    ids = [t.pk for t in tokens]
+    token_claim(statuses=[S.GENERATING], worker_id="w1", limit=10, lease_seconds=60)
+    # One was taken over (its lease expired, another worker holds it), one moved away meanwhile.
+    Token.objects.filter(pk=ids[1]).update(claimed_by="w2")
+    Token.objects.filter(pk=ids[2]).update(status=S.FAILED)
+    with CaptureQueriesContext(connection) as queries:
+        moved = tokens_move(
+            fields={pk: {"image": f"images/{pk}.png", "image_attempts": n} for n, pk in enumerate(ids, 1)},
+            to=S.UPLOADING,
+            source=S.GENERATING,
+            lease_owner="w1",
+            actor="stage:image",
+            reason="image stored",
+            detail={"worker": "w1"},
+        )
+    assert moved == {ids[0], ids[3]}
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("BEGIN", "COMMIT"))]
+    assert len(statements) == 2  # the UPDATE for the batch and the history INSERT
+    rows = {t.pk: t for t in Token.objects.filter(pk__in=ids)}
+    assert (rows[ids[0]].status, rows[ids[0]].image.name, rows[ids[0]].image_attempts) == (
+        S.UPLOADING,
+        f"images/{ids[0]}.png",
+        1,
+    )
+    assert rows[ids[3]].image_attempts == 4 and rows[ids[3]].claimed_by == ""  # lease released
+    assert rows[ids[1]].status == S.GENERATING and rows[ids[1]].claimed_by == "w2"  # untouched
+    assert rows[ids[2]].status == S.FAILED
+    history = TokenTransition.objects.filter(token_id__in=ids, to_status=S.UPLOADING)
+    assert sorted(history.values_list("token_id", flat=True)) == sorted(moved)
+    assert all(h.detail == {"worker": "w1"} and h.from_status == S.GENERATING for h in history)
+
+
+@pytest.mark.django_db
+def test_a_batch_move_that_matches_nothing_writes_no_history():
+    from lifecycle.models import TokenTransition
+    from lifecycle.services.tokens import tokens_move
+
+    token = TokenFactory.create(status=S.GENERATING)
+    assert (
+        tokens_move(
+            fields={token.pk: {}},
+            to=S.UPLOADING,
+            source=S.GENERATING,
+            lease_owner="nobody",
+            actor="a",
+            reason="r",
+        )
+        == set()
+    )
+    assert not TokenTransition.objects.filter(token=token).exists()
+    with pytest.raises(ValueError, match="not in ALLOWED_TRANSITIONS"):
+        tokens_move(
+            fields={token.pk: {}}, to=S.DETECTED, source=S.REVEALED, lease_owner="w", actor="a", reason="r"
+        )
+
+
+@pytest.mark.django_db
+def test_update_from_values_writes_nulls_json_and_checks_its_precondition_per_row():
+    from glisk.core.bulk import update_from_values
+
+    a, b = TokenFactory.create_batch(2, status=S.UPLOADING, claimed_by="w1")
+    changed = update_from_values(
+        Token,
+        {
+            a.pk: {
+                "metadata": {"name": "GLISK S0 #1", "attributes": [{"trait_type": "x", "value": "'; --"}]}
+            },
+            b.pk: {"metadata": None},
+        },
+        where={"claimed_by": "w1"},
+    )
+    assert changed == {a.pk, b.pk}
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert a.metadata["attributes"][0]["value"] == "'; --" and b.metadata is None
+    assert update_from_values(Token, {a.pk: {"last_error": "x"}}, where={"claimed_by": "w2"}) == set()
+    a.refresh_from_db()
+    assert a.last_error == ""

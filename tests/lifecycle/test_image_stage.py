@@ -220,14 +220,10 @@ def test_a_generation_whose_worker_died_before_handing_on_is_reused_not_paid_twi
     claim = token_claim(statuses=["detected"], worker_id="doomed", limit=1, lease_seconds=60)
     from lifecycle.services.stages import StageReport, image, image_generate_token
 
-    stored = image._generate_recorded(
-        token=claim.tokens[0],
-        worker_id="doomed",
-        provider=replicate_provider,
-        prompt="p",
-        attempt=1,
-        fallback=False,
+    call = image._generation(
+        claim.tokens[0], provider=replicate_provider, prompt="p", attempt=1, fallback=False, resumable=None
     )
+    stored = image._generate([call], worker_id="doomed", concurrency=1)[token.pk]
     Token.objects.filter(pk=token.pk).update(
         status="generating",
         prompt_text="p",
@@ -571,13 +567,7 @@ def test_a_worker_that_lost_its_lease_does_not_pay_again(replicate, replicate_pr
     token_claim(statuses=["generating"], worker_id="w2", limit=1, lease_seconds=60)
     report = StageReport()
     stale = Token.objects.select_related("author").get(pk=token.pk)
-    from lifecycle.services.stages.runner import _work_one
-
-    report = _work_one(
-        lambda t, w, r: image_generate_token(token=t, worker_id=w, provider=replicate_provider, report=r),
-        stale,
-        "w1",
-    )
+    image_generate_token(token=stale, worker_id="w1", provider=replicate_provider, report=report)
     assert report.lost == 1 and replicate.creates == 0
     assert not ImageJob.objects.exists()
 

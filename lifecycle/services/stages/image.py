@@ -4,38 +4,47 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db.models import Q
+from django.db.models import F
 
 from authors.selectors import author_get_by_wallet
+from glisk.core.storage import storage_save_many
 from lifecycle.models import AttemptOutcome, ImageJob, Token, TokenStatus
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import GeneratedImage, ImageProvider, image_provider
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
+    Call,
     StageReport,
-    attempt_recorded,
+    calls_finish,
+    calls_run,
     concurrency_for,
-    lease_still_ours,
     retry_or_fail,
     run_stage,
-    stage_finish,
+    stage_hand_on,
+    without_urls,
 )
-from lifecycle.services.tokens import token_transition
+from lifecycle.services.tokens import tokens_lease_update, tokens_move
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "stage:image"
 
 
-def prompt_for(token: Token) -> str:
-    """The author's prompt, else the default author's, else DEFAULT_PROMPT."""
+def prompt_for(token: Token, *, fallback: Callable[[], str] | None = None) -> str:
+    """The author's prompt, else the default author's, else DEFAULT_PROMPT. `fallback`: where a
+    batch gets the latter two from (looked up once for the batch)."""
     if token.author.prompt_text:
         return token.author.prompt_text
+    return (fallback or _default_prompt)()
+
+
+def _default_prompt() -> str:
     default_author = author_get_by_wallet(wallet=settings.GLISK.default_author_wallet)
     if default_author is not None and default_author.prompt_text:
         return default_author.prompt_text
@@ -48,30 +57,41 @@ class StoredImage:
     content_type: str
 
 
-def _store_image(token: Token, data: bytes, content_type: str) -> str:
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    extension = EXTENSIONS.get(content_type, "bin")
-    return str(default_storage.save(f"images/{token.pk}-{digest}.{extension}", ContentFile(data)))
+@dataclass
+class Generated:
+    """A token whose image is stored, ready to hand on."""
+
+    image: StoredImage
+    prompt: str
+    fallback: bool
+    attempts: int
 
 
-def _generate_recorded(
-    *, token: Token, worker_id: str, provider: ImageProvider, prompt: str, attempt: int, fallback: bool
-) -> StoredImage:
-    """One generation, its bytes stored at once and the attempt recorded with where they are.
+def _image_name(token_id: int, image: GeneratedImage) -> str:
+    digest = hashlib.sha256(image.data).hexdigest()[:16]
+    return f"images/{token_id}-{digest}.{EXTENSIONS.get(image.content_type, 'bin')}"
 
-    The provider's id for the paid work is kept on the attempt row (its own commit) before the
-    generation is awaited; a worker that takes the token over after a crash resumes that work
-    instead of paying for it again."""
-    lease_still_ours(token, worker_id)
-    resumable = _unfinished_generation(token, prompt=prompt, fallback=fallback)
 
-    def generate_and_store(job: ImageJob) -> tuple[GeneratedImage, str]:
+def _generation(
+    token: Token,
+    *,
+    provider: ImageProvider,
+    prompt: str,
+    attempt: int,
+    fallback: bool,
+    resumable: ImageJob | None,
+) -> Call[GeneratedImage]:
+    """One paid generation as a call of the batch. The provider's id for the work is kept on the
+    attempt row (its own commit) before the generation is awaited; a worker that takes the token
+    over after a crash resumes that work (`resumable`) instead of paying for it again."""
+
+    def generate(job: ImageJob) -> GeneratedImage:
         def started(external_id: str) -> None:
             ImageJob.objects.filter(pk=job.pk).update(external_id=external_id[:128])
 
         if resumable is not None:
             logger.info("stage.image_resumed", extra={"token_id": token.pk, "job": job.pk})
-        image = provider.generate(
+        return provider.generate(
             prompt=prompt,
             token_id=token.pk,
             started=started,
@@ -81,10 +101,9 @@ def _generate_recorded(
             # flight, so the provider is asked for work with this row's seed before paying again.
             recover_since=job.created_at if resumable is not None and not job.external_id else None,
         )
-        return image, _store_image(token, image.data, image.content_type)
 
-    image, path = attempt_recorded(
-        ImageJob,
+    return Call(
+        token=token,
         started_row={
             "token": token,
             "attempt": attempt,
@@ -92,17 +111,48 @@ def _generate_recorded(
             "prompt_text": prompt,
             "fallback": fallback,
         },
+        call=generate,
         row=resumable,
-        call=generate_and_store,
-        succeeded=lambda done: {
-            "external_id": done[0].external_id[:128],
-            "image_bytes": len(done[0].data),
-            "image_path": done[1],
-            "content_type": done[0].content_type,
-        },
-        failed=_failed_fields,
     )
-    return StoredImage(path=path, content_type=image.content_type)
+
+
+def _generate(
+    calls: list[Call[GeneratedImage]], *, worker_id: str, concurrency: int
+) -> dict[int, StoredImage]:
+    """Make a batch's generations, store their images (one write for the batch on the database
+    storage) and record each attempt with where its image is. Returns the stored images."""
+    calls_run(ImageJob, calls, worker_id=worker_id, concurrency=concurrency)
+    made = {c.token.pk: (c, c.result) for c in calls if c.result is not None and c.error is None}
+    names = {pk: _image_name(pk, image) for pk, (_, image) in made.items()}
+    stored: dict[int, StoredImage] = {}
+    try:
+        saved = storage_save_many({names[pk]: image.data for pk, (_, image) in made.items()})
+    except Exception as exc:
+        # Paid for but not stored (a full disk): an attempt that failed like any unexpected
+        # error, so it backs off and fails at the cap instead of being bought at every lease.
+        logger.exception("stage.image_store_failed", extra={"error_class": type(exc).__name__})
+        for c, _ in made.values():
+            c.error = ProviderError(
+                f"unexpected {type(exc).__name__}",
+                transient=True,
+                error_class=f"unexpected_{type(exc).__name__}"[:64],
+            )
+            c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
+        made = {}
+    for pk, (_, image) in made.items():
+        stored[pk] = StoredImage(path=saved[names[pk]], content_type=image.content_type)
+
+    def succeeded(c: Call[GeneratedImage]) -> dict[str, Any]:
+        image = made[c.token.pk][1]
+        return {
+            "external_id": image.external_id[:128],
+            "image_bytes": len(image.data),
+            "image_path": stored[c.token.pk].path,
+            "content_type": image.content_type,
+        }
+
+    calls_finish(ImageJob, calls, succeeded=succeeded, failed=_failed_fields)
+    return stored
 
 
 def _failed_fields(error: ProviderError) -> dict[str, str]:
@@ -128,27 +178,20 @@ RESUMABLE_WITH_ID = (
 RESUMABLE_WITHOUT_ID = ("timeout", "connection", "bad_response", "search_failed", "http_502", "http_504")
 
 
-def _unfinished_generation(token: Token, *, prompt: str, fallback: bool) -> ImageJob | None:
-    """An attempt of this stint whose prediction may still finish: the provider may have accepted
-    (and billed) the work but no result was recorded."""
-    # A worker that died left its row `started` (with the id if it got that far); a failure that
-    # says nothing about the prediction itself left it running: polled or searched, not bought.
-    unfinished = (
-        Q(outcome=AttemptOutcome.STARTED)
-        | (Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class__in=RESUMABLE_WITH_ID) & ~Q(external_id=""))
-        | Q(outcome=AttemptOutcome.TRANSIENT_ERROR, error_class__in=RESUMABLE_WITHOUT_ID, external_id="")
-    )
-    return (
-        ImageJob.objects.filter(
-            unfinished,
-            token=token,
-            created_at__gte=token.status_changed_at,
-            prompt_text=prompt,
-            fallback=fallback,
-        )
-        .order_by("-created_at")
-        .first()
-    )
+def _unfinished(job: ImageJob, *, prompt: str, fallback: bool) -> bool:
+    """Whether an attempt of this stint may still finish: the provider may have accepted (and
+    billed) the work but no result was recorded. A worker that died left its row `started` (with
+    the id if it got that far); a failure that says nothing about the prediction itself left it
+    running: polled or searched, not bought."""
+    if job.prompt_text != prompt or job.fallback != fallback:
+        return False
+    if job.outcome == AttemptOutcome.STARTED:
+        return True
+    if job.outcome != AttemptOutcome.TRANSIENT_ERROR:
+        return False
+    if job.external_id:
+        return job.error_class in RESUMABLE_WITH_ID
+    return job.error_class in RESUMABLE_WITHOUT_ID
 
 
 def generation_seed(job: ImageJob) -> int:
@@ -157,113 +200,175 @@ def generation_seed(job: ImageJob) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def _finished_generation(token: Token) -> tuple[StoredImage, ImageJob] | None:
-    """A generation that succeeded in this stint in `generating` but was never handed on (its
-    worker died between storing the image and the transition): reuse it, do not pay twice."""
-    job = (
-        ImageJob.objects.filter(
-            token=token, outcome=AttemptOutcome.SUCCEEDED, created_at__gte=token.status_changed_at
-        )
-        .exclude(image_path="")
-        .order_by("-created_at")
-        .first()
-    )
-    if job is None or not default_storage.exists(job.image_path):
-        return None
-    return StoredImage(path=job.image_path, content_type=job.content_type), job
+def _stint_jobs(tokens: list[Token]) -> dict[int, list[ImageJob]]:
+    """Each token's attempts since it entered its current status, newest first (one query)."""
+    jobs: dict[int, list[ImageJob]] = {}
+    if tokens:
+        found = ImageJob.objects.filter(
+            token_id__in=[t.pk for t in tokens], created_at__gte=F("token__status_changed_at")
+        ).order_by("-created_at", "-pk")
+        for job in found:
+            jobs.setdefault(job.token_id, []).append(job)
+    return jobs
 
 
-def image_generate_token(
-    *, token: Token, worker_id: str, provider: ImageProvider, report: StageReport
+def _finished(jobs: list[ImageJob]) -> ImageJob | None:
+    """A generation that succeeded in this stint but was never handed on (its worker died between
+    storing the image and the transition): reused, not paid for twice."""
+    for job in jobs:
+        if job.outcome == AttemptOutcome.SUCCEEDED and job.image_path:
+            return job if default_storage.exists(job.image_path) else None
+    return None
+
+
+def image_generate_batch(
+    *, tokens: list[Token], worker_id: str, provider: ImageProvider, report: StageReport, concurrency: int = 1
 ) -> None:
-    """Generate, download and store one claimed token's image; move it to `uploading`."""
+    """Generate and store a claimed batch's images and move the batch to `uploading`.
+
+    The batch moves as a set: one statement starts it (`detected` → `generating` with each
+    token's prompt), one writes its attempt rows and one finishes them, one stores the images,
+    and one hands it on; only the provider calls are per token."""
     config = settings.GLISK
-    if token.status == TokenStatus.DETECTED:
-        prompt = prompt_for(token)
-        token_transition(
-            token_id=token.pk,
+    fresh = [t for t in tokens if t.status == TokenStatus.DETECTED]
+    resuming = [t for t in tokens if t.status == TokenStatus.GENERATING]
+    if fresh:
+        default: list[str] = []
+
+        def batch_default() -> str:  # looked up once per batch, and only if an author has none
+            if not default:
+                default.append(_default_prompt())
+            return default[0]
+
+        prompts = {t.pk: prompt_for(t, fallback=batch_default) for t in fresh}
+        started = tokens_move(
+            fields={
+                pk: {"prompt_text": prompt, "fallback_prompt_used": False} for pk, prompt in prompts.items()
+            },
             to=TokenStatus.GENERATING,
-            actor=ACTOR,
-            reason="generation started",
-            sources=[TokenStatus.DETECTED],
+            source=TokenStatus.DETECTED,
             lease_owner=worker_id,
             release_lease=False,
-            fields={"prompt_text": prompt, "fallback_prompt_used": False},
-        )
-        token.prompt_text, token.fallback_prompt_used = prompt, False
-    attempts = token.image_attempts + 1
-    prompt, fallback = token.prompt_text or prompt_for(token), token.fallback_prompt_used
-    reused = _finished_generation(token) if token.status == TokenStatus.GENERATING else None
-    try:
-        if reused is not None:
-            image, job = reused
-            prompt, fallback, attempts = job.prompt_text, job.fallback, max(job.attempt, token.image_attempts)
-            logger.info("stage.image_reused", extra={"token_id": token.pk, "job": job.pk})
-        try:
-            if reused is None:
-                image = _generate_recorded(
-                    token=token,
-                    worker_id=worker_id,
-                    provider=provider,
-                    prompt=prompt,
-                    attempt=attempts,
-                    fallback=fallback,
-                )
-        except ContentPolicyViolation:
-            if fallback:
-                raise
-            # One retry with the safe prompt, recorded on the token.
-            prompt, fallback = config.fallback_censored_prompt, True
-            Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(
-                prompt_text=prompt, fallback_prompt_used=True
-            )
-            image = _generate_recorded(
-                token=token,
-                worker_id=worker_id,
-                provider=provider,
-                prompt=prompt,
-                attempt=attempts,
-                fallback=True,
-            )
-    except ProviderError as exc:
-        error = exc
-        if isinstance(exc, ContentPolicyViolation):  # the safe prompt was refused as well
-            error = ProviderError(
-                f"the fallback prompt was refused too: {exc}", transient=False, error_class="content_policy"
-            )
-        retry_or_fail(
-            token=token,
-            worker_id=worker_id,
             actor=ACTOR,
-            error=error,
-            provider=provider.name,
-            attempts_field="image_attempts",
-            attempts=attempts,
-            max_attempts=config.image_max_attempts,
-            report=report,
+            reason="generation started",
         )
-        return
+        report.lost += len(fresh) - len(started)
+        for t in fresh:
+            t.status, t.prompt_text, t.fallback_prompt_used = TokenStatus.GENERATING, prompts[t.pk], False
+        fresh = [t for t in fresh if t.pk in started]
 
-    # Another worker that takes the token over reuses the stored image.
-    stage_finish(
-        token=token,
+    done: dict[int, Generated] = {}
+    calls: list[Call[GeneratedImage]] = []
+    plans: dict[int, tuple[str, bool, int]] = {}  # token → (prompt, fallback, attempts) of its call
+    earlier = _stint_jobs(resuming)  # a token just started has no earlier attempt in this stint
+    for t in fresh + resuming:
+        attempts = t.image_attempts + 1
+        prompt, fallback = t.prompt_text or prompt_for(t), t.fallback_prompt_used
+        jobs = earlier.get(t.pk, [])
+        reused = _finished(jobs)
+        if reused is not None:
+            logger.info("stage.image_reused", extra={"token_id": t.pk, "job": reused.pk})
+            done[t.pk] = Generated(
+                image=StoredImage(path=reused.image_path, content_type=reused.content_type),
+                prompt=reused.prompt_text,
+                fallback=reused.fallback,
+                attempts=max(reused.attempt, t.image_attempts),
+            )
+            continue
+        resumable = next((j for j in jobs if _unfinished(j, prompt=prompt, fallback=fallback)), None)
+        plans[t.pk] = (prompt, fallback, attempts)
+        calls.append(
+            _generation(
+                t, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback, resumable=resumable
+            )
+        )
+    stored = _generate(calls, worker_id=worker_id, concurrency=concurrency)
+
+    # A refused prompt is retried once with the safe prompt, recorded on the token first.
+    refused = [c for c in calls if isinstance(c.error, ContentPolicyViolation) and not plans[c.token.pk][1]]
+    if refused:
+        safe = config.fallback_censored_prompt
+        kept = tokens_lease_update(
+            fields={c.token.pk: {"prompt_text": safe, "fallback_prompt_used": True} for c in refused},
+            worker_id=worker_id,
+        )
+        retries = []
+        for c in refused:
+            plans[c.token.pk] = (safe, True, plans[c.token.pk][2])
+            if c.token.pk not in kept:
+                c.error, c.lost = None, True
+                continue
+            retries.append(
+                _generation(
+                    c.token,
+                    provider=provider,
+                    prompt=safe,
+                    attempt=plans[c.token.pk][2],
+                    fallback=True,
+                    resumable=None,
+                )
+            )
+        stored.update(_generate(retries, worker_id=worker_id, concurrency=concurrency))
+        retried = {c.token.pk: c for c in retries}
+        calls = [retried.get(c.token.pk, c) for c in calls]
+
+    for c in calls:
+        prompt, fallback, attempts = plans[c.token.pk]
+        if c.lost:
+            report.lost += 1
+        elif c.error is not None:
+            error = c.error
+            if isinstance(error, ContentPolicyViolation):  # the safe prompt was refused as well
+                error = ProviderError(
+                    f"the fallback prompt was refused too: {error}",
+                    transient=False,
+                    error_class="content_policy",
+                )
+            retry_or_fail(
+                token=c.token,
+                worker_id=worker_id,
+                actor=ACTOR,
+                error=error,
+                provider=provider.name,
+                attempts_field="image_attempts",
+                attempts=attempts,
+                max_attempts=config.image_max_attempts,
+                report=report,
+            )
+        else:
+            done[c.token.pk] = Generated(
+                image=stored[c.token.pk], prompt=prompt, fallback=fallback, attempts=attempts
+            )
+
+    # Another worker that takes a token over reuses its stored image.
+    stage_hand_on(
+        fields={
+            pk: {
+                "image": g.image.path,
+                "image_content_type": g.image.content_type,
+                "image_attempts": g.attempts,
+                "prompt_text": g.prompt,
+                "fallback_prompt_used": g.fallback,
+                "image_cid": "",
+                "metadata_cid": "",
+            }
+            for pk, g in done.items()
+        },
         worker_id=worker_id,
         actor=ACTOR,
         source=TokenStatus.GENERATING,
         to=TokenStatus.UPLOADING,
         reason="image stored",
-        fields={
-            "image": image.path,
-            "image_content_type": image.content_type,
-            "image_attempts": attempts,
-            "prompt_text": prompt,
-            "fallback_prompt_used": fallback,
-            "image_cid": "",
-            "metadata_cid": "",
-        },
         next_stage="ipfs",
         report=report,
     )
+
+
+def image_generate_token(
+    *, token: Token, worker_id: str, provider: ImageProvider, report: StageReport
+) -> None:
+    """`image_generate_batch` for one claimed token."""
+    image_generate_batch(tokens=[token], worker_id=worker_id, provider=provider, report=report)
 
 
 def image_stage_run(
@@ -271,13 +376,13 @@ def image_stage_run(
 ) -> StageReport:
     """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
     provider = provider or image_provider()
+    concurrency = concurrency_for(provider)
     return run_stage(
         stage="image",
         worker_id=worker_id,
-        work=lambda token, worker, report: image_generate_token(
-            token=token, worker_id=worker, provider=provider, report=report
+        work=lambda tokens, worker, report: image_generate_batch(
+            tokens=tokens, worker_id=worker, provider=provider, report=report, concurrency=concurrency
         ),
-        max_concurrency=concurrency_for(provider),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
     )

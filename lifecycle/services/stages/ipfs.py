@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F
 
+from glisk.core.storage import storage_read_many
 from lifecycle.models import AttemptOutcome, IpfsRecord, Token, TokenStatus
 from lifecycle.providers.errors import ProviderError
 from lifecycle.providers.ipfs import (
@@ -20,14 +23,16 @@ from lifecycle.providers.ipfs import (
 )
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
+    Call,
     StageReport,
-    attempt_recorded,
+    calls_finish,
+    calls_run,
     concurrency_for,
-    lease_still_ours,
     retry_or_fail,
     run_stage,
-    stage_finish,
+    stage_hand_on,
 )
+from lifecycle.services.tokens import tokens_lease_update
 
 ACTOR = "stage:ipfs"
 
@@ -56,116 +61,173 @@ def metadata_bytes(metadata: dict[str, Any]) -> bytes:
     return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _pin_recorded(
+def _pinned_in_stint(tokens: list[Token]) -> set[tuple[int, str, str]]:
+    """(token, kind, CID) of every pin that succeeded since each token entered `uploading` (its
+    worker died before handing it on): not pinned again. One query for the batch."""
+    found = IpfsRecord.objects.filter(
+        token_id__in=[t.pk for t in tokens],
+        outcome=AttemptOutcome.SUCCEEDED,
+        created_at__gte=F("token__status_changed_at"),
+    ).values_list("token_id", "kind", "cid")
+    return set(found)
+
+
+def _pins(
+    wanted: dict[int, tuple[Token, bytes, str, str]],
     *,
-    token: Token,
+    kind: str,
+    cid_version: int,
+    attempts: dict[int, int],
+    pinned_before: set[tuple[int, str, str]],
     worker_id: str,
     pinner_: Pinner,
-    kind: str,
-    attempt: int,
-    data: bytes,
-    filename: str,
-    content_type: str,
-    cid_version: int,
-) -> str:
-    expected = cid_of(data, cid_version)
-    if IpfsRecord.objects.filter(
-        token=token,
-        kind=kind,
-        cid=expected,
-        outcome=AttemptOutcome.SUCCEEDED,
-        created_at__gte=token.status_changed_at,
-    ).exists():
-        return expected  # pinned in this stint already (its worker died before handing it on)
-    lease_still_ours(token, worker_id)
-    pinned: Pinned = attempt_recorded(
-        IpfsRecord,
-        started_row={"token": token, "kind": kind, "attempt": attempt, "provider": pinner_.name},
-        call=lambda _row: pin_verified(
-            pinner_,
-            data=data,
-            filename=filename,
-            content_type=content_type,
-            keyvalues={"token_id": str(token.pk), "kind": kind},
-            cid_version=cid_version,
-        ),
-        succeeded=lambda done: {"cid": done.cid, "size_bytes": done.size},
-    )
-    return pinned.cid
-
-
-def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: StageReport) -> None:
-    """Pin the image (unless already pinned) and the metadata; move the token to `ready`."""
-    attempts = token.ipfs_attempts + 1
-    try:
-        image_cid = token.image_cid
-        if not image_cid:
-            with token.image.open("rb") as handle:
-                data = handle.read()
-            extension = EXTENSIONS.get(token.image_content_type, "bin")
-            image_cid = _pin_recorded(
+    concurrency: int,
+) -> tuple[dict[int, str], list[Call[Pinned]]]:
+    """Pin each token's (data, filename, content type) of `kind` unless this stint pinned it
+    already; returns the CIDs pinned (or found pinned) and the calls made (failed ones included)."""
+    cids: dict[int, str] = {}
+    calls: list[Call[Pinned]] = []
+    for pk, (token, data, filename, content_type) in wanted.items():
+        expected = cid_of(data, cid_version)
+        if (pk, kind, expected) in pinned_before:
+            cids[pk] = expected
+            continue
+        calls.append(
+            Call(
                 token=token,
-                worker_id=worker_id,
-                pinner_=pinner_,
-                kind=IpfsRecord.Kind.IMAGE,
-                attempt=attempts,
-                data=data,
-                filename=f"glisk-s0-{token.pk}.{extension}",
-                content_type=token.image_content_type or "application/octet-stream",
-                cid_version=IMAGE_CID_VERSION,
+                started_row={"token": token, "kind": kind, "attempt": attempts[pk], "provider": pinner_.name},
+                call=functools.partial(
+                    _pin,
+                    pinner_,
+                    data=data,
+                    filename=filename,
+                    content_type=content_type,
+                    keyvalues={"token_id": str(pk), "kind": kind},
+                    cid_version=cid_version,
+                ),
             )
-            # Kept at once: a metadata failure must not pin the image again.
-            if not Token.objects.filter(pk=token.pk, claimed_by=worker_id).update(image_cid=image_cid):
-                report.lost += 1
-                return
-        metadata = token_metadata(token=token, image_cid=image_cid)
-        metadata_cid = _pin_recorded(
-            token=token,
+        )
+    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency)
+    calls_finish(IpfsRecord, calls, succeeded=lambda c: {"cid": c.result.cid, "size_bytes": c.result.size})  # type: ignore[union-attr]
+    cids.update({c.token.pk: c.result.cid for c in calls if c.error is None and c.result is not None})
+    return cids, calls
+
+
+def _pin(pinner_: Pinner, _row: IpfsRecord, **pin: Any) -> Pinned:
+    return pin_verified(pinner_, **pin)
+
+
+def ipfs_pin_batch(
+    *, tokens: list[Token], worker_id: str, pinner_: Pinner, report: StageReport, concurrency: int = 1
+) -> None:
+    """Pin a claimed batch's images (unless already pinned) and metadata; move it to `ready`.
+
+    As a set: one read of the batch's stored images, one query for what this stint pinned
+    already, per kind one INSERT of attempt rows and one UPDATE finishing them, one write keeping
+    the image CIDs, and one statement handing the batch on; only the pins are per token."""
+    attempts = {t.pk: t.ipfs_attempts + 1 for t in tokens}
+    pinned_before = _pinned_in_stint(tokens)
+    failures: dict[int, ProviderError] = {}
+    lost: set[int] = set()
+
+    def collect(calls: list[Call[Pinned]]) -> None:
+        for c in calls:
+            if c.lost:
+                lost.add(c.token.pk)
+            elif c.error is not None:
+                failures[c.token.pk] = c.error
+
+    image_cids = {t.pk: t.image_cid for t in tokens if t.image_cid}
+    unpinned = [t for t in tokens if not t.image_cid]
+    if unpinned:
+        images = storage_read_many(str(t.image.name) for t in unpinned)
+        wanted: dict[int, tuple[Token, bytes, str, str]] = {}
+        for t in unpinned:
+            data = images.get(str(t.image.name))
+            if data is None:
+                failures[t.pk] = MISSING_IMAGE
+                continue
+            extension = EXTENSIONS.get(t.image_content_type, "bin")
+            content_type = t.image_content_type or "application/octet-stream"
+            wanted[t.pk] = (t, data, f"glisk-s0-{t.pk}.{extension}", content_type)
+        pinned, calls = _pins(
+            wanted,
+            kind=IpfsRecord.Kind.IMAGE,
+            cid_version=IMAGE_CID_VERSION,
+            attempts=attempts,
+            pinned_before=pinned_before,
             worker_id=worker_id,
             pinner_=pinner_,
-            kind=IpfsRecord.Kind.METADATA,
-            attempt=attempts,
-            data=metadata_bytes(metadata),
-            filename=f"glisk-s0-{token.pk}.json",
-            content_type="application/json",
-            cid_version=METADATA_CID_VERSION,  # ipfs://Qm… is one storage slot shorter on chain
+            concurrency=concurrency,
         )
-    except (ProviderError, FileNotFoundError) as exc:
-        missing = isinstance(exc, FileNotFoundError)
+        collect(calls)
+        # Kept at once: a metadata failure must not pin the image again.
+        kept = tokens_lease_update(
+            fields={pk: {"image_cid": cid} for pk, cid in pinned.items()}, worker_id=worker_id
+        )
+        lost.update(set(pinned) - kept)
+        image_cids.update({pk: cid for pk, cid in pinned.items() if pk in kept})
+
+    metadata = {
+        t.pk: token_metadata(token=t, image_cid=image_cids[t.pk]) for t in tokens if t.pk in image_cids
+    }
+    by_pk = {t.pk: t for t in tokens}
+    metadata_cids, calls = _pins(
+        {
+            pk: (by_pk[pk], metadata_bytes(m), f"glisk-s0-{pk}.json", "application/json")
+            for pk, m in metadata.items()
+        },
+        kind=IpfsRecord.Kind.METADATA,
+        cid_version=METADATA_CID_VERSION,  # ipfs://Qm… is one storage slot shorter on chain
+        attempts=attempts,
+        pinned_before=pinned_before,
+        worker_id=worker_id,
+        pinner_=pinner_,
+        concurrency=concurrency,
+    )
+    collect(calls)
+
+    report.lost += len(lost)
+    for pk, error in failures.items():
         retry_or_fail(
-            token=token,
+            token=by_pk[pk],
             worker_id=worker_id,
             actor=ACTOR,
-            error=exc
-            if isinstance(exc, ProviderError)
-            else ProviderError(
-                "the stored image file is missing; regenerate the image",
-                transient=False,
-                error_class="image_missing",
-            ),
+            error=error,
             provider=pinner_.name,
             attempts_field="ipfs_attempts",
-            attempts=attempts,
-            max_attempts=1 if missing else settings.GLISK.ipfs_max_attempts,
+            attempts=attempts[pk],
+            max_attempts=1 if error is MISSING_IMAGE else settings.GLISK.ipfs_max_attempts,
             report=report,
         )
-        return
-    stage_finish(
-        token=token,
+    stage_hand_on(
+        fields={
+            pk: {
+                "image_cid": image_cids[pk],
+                "metadata_cid": cid,
+                "metadata": metadata[pk],
+                "ipfs_attempts": attempts[pk],
+            }
+            for pk, cid in metadata_cids.items()
+        },
         worker_id=worker_id,
         actor=ACTOR,
         source=TokenStatus.UPLOADING,
         to=TokenStatus.READY,
         reason="image and metadata pinned",
-        fields={
-            "image_cid": image_cid,
-            "metadata_cid": metadata_cid,
-            "metadata": metadata,
-            "ipfs_attempts": attempts,
-        },
         next_stage="reveal",
         report=report,
     )
+
+
+MISSING_IMAGE = ProviderError(
+    "the stored image file is missing; regenerate the image", transient=False, error_class="image_missing"
+)
+
+
+def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: StageReport) -> None:
+    """`ipfs_pin_batch` for one claimed token."""
+    ipfs_pin_batch(tokens=[token], worker_id=worker_id, pinner_=pinner_, report=report)
 
 
 def ipfs_stage_run(
@@ -173,13 +235,13 @@ def ipfs_stage_run(
 ) -> StageReport:
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
+    concurrency = concurrency_for(pinner_)
     return run_stage(
         stage="ipfs",
         worker_id=worker_id,
-        work=lambda token, worker, report: ipfs_pin_token(
-            token=token, worker_id=worker, pinner_=pinner_, report=report
+        work=lambda tokens, worker, report: ipfs_pin_batch(
+            tokens=tokens, worker_id=worker, pinner_=pinner_, report=report, concurrency=concurrency
         ),
-        max_concurrency=concurrency_for(pinner_),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
     )

@@ -15,25 +15,26 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from glisk.core.bulk import update_from_values
 from glisk.core.stages import stage_nudge, stage_waiting
 from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.services.tokens import (
-    InvalidStateTransition,
     LeaseLost,
     token_claim,
     token_fail,
-    token_lease_held,
     token_lease_release,
     token_leases_renew,
-    token_transition,
+    tokens_leases_held,
+    tokens_leases_release,
+    tokens_move,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,44 +84,67 @@ def _outcome_of(error: ProviderError) -> str:
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 
 
-def _without_urls(text: str) -> str:
+def without_urls(text: str) -> str:
     """An exception's text without URLs: they may carry keys, and this text reaches operators and
     the public token list (its generation_error)."""
     return _URL.sub("<url>", text)
 
 
-def attempt_recorded(
-    model: type[Model],
-    *,
-    started_row: dict[str, Any],
-    call: Callable[[Any], T],
-    succeeded: Callable[[T], dict[str, Any]],
-    failed: Callable[[ProviderError], dict[str, Any]] | None = None,
-    row: Model | None = None,
-) -> T:
-    """Run one provider `call(row)` as an attempt row of `model` (`ImageJob`, `IpfsRecord`): the
-    row is written before the call, so a crash mid-call leaves a trace (and whatever the call
-    records on it, such as a prediction to resume), and finished with the outcome, the duration
-    and what `succeeded` (or `failed`) says about the result. `row`: an earlier attempt's row that
-    this call takes over (its worker died)."""
-    if row is None:
-        row = model._default_manager.create(**started_row)
+@dataclass
+class Call(Generic[T]):
+    """One provider call of a stage's batch, recorded as an attempt row of the stage's model
+    (`ImageJob`, `IpfsRecord`). `call(row)` does the paid work; `row` is an earlier attempt's row
+    this call takes over (its worker died), else one is written for it before the call."""
+
+    token: Token
+    started_row: dict[str, Any]
+    call: Callable[[Any], T]
+    row: Any = None
+    result: T | None = None
+    error: ProviderError | None = None
+    lost: bool = False  # the lease was taken over before the call: nothing was paid for
+    duration_ms: int = 0
+    error_text: str = ""  # what the attempt row says of an unexpected error (operators only)
+
+
+def calls_run(model: type[Model], calls: list[Call[Any]], *, worker_id: str, concurrency: int) -> None:
+    """Run a batch's provider calls, each recorded as an attempt row before it starts.
+
+    Before anything is paid for, one query checks the batch's leases (a call whose token was
+    taken over is `lost` and not made) and one multi-row INSERT writes the attempt rows, so a
+    crash mid-call leaves a trace (and whatever the call records on its row, such as a
+    prediction to resume). Calls wait on the network, so a network-bound provider's calls run on
+    up to `concurrency` threads (each with its own database connection). Each call ends with a
+    `result` or an `error`; `calls_finish` records them."""
+    if not calls:
+        return
+    held = tokens_leases_held(token_ids=[c.token.pk for c in calls], worker_id=worker_id)
+    live = []
+    for c in calls:
+        if c.token.pk in held:
+            live.append(c)
+        else:
+            c.lost = True
+    new = [c for c in live if c.row is None]
+    if new:
+        rows = model._default_manager.bulk_create([model(**c.started_row) for c in new])
+        for c, row in zip(new, rows, strict=True):
+            c.row = row
+    workers = min(concurrency, len(live))
+    if workers <= 1:
+        for c in live:
+            _call_one(c)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage-call") as pool:
+        list(pool.map(functools.partial(_call_one, own_connection=True), live))
+
+
+def _call_one(c: Call[Any], *, own_connection: bool = False) -> None:
     started = time.monotonic()
-
-    def finish(**values: Any) -> None:
-        values.update(duration_ms=int((time.monotonic() - started) * 1000), finished_at=timezone.now())
-        model._default_manager.filter(pk=row.pk).update(**values)
-
     try:
-        result = call(row)
+        c.result = c.call(c.row)
     except ProviderError as exc:
-        finish(
-            outcome=_outcome_of(exc),
-            error=str(exc)[:2000],
-            error_class=exc.error_class,
-            **(failed(exc) if failed else {}),
-        )
-        raise
+        c.error = exc
     except Exception as exc:
         # Not the provider's answer (a full disk, a client library's own exception): recorded and
         # counted like a transient provider error, so it backs off and fails at the cap instead
@@ -128,67 +152,84 @@ def attempt_recorded(
         logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
         # The token's last error (which the public token list shows) names the class only; the
         # attempt row, which only operators see, keeps the message without URLs.
-        error = ProviderError(
+        c.error = ProviderError(
             f"unexpected {type(exc).__name__}",
             transient=True,
             error_class=f"unexpected_{type(exc).__name__}"[:64],
         )
-        detail = f"{error}: {_without_urls(str(exc))[:1000]}"
-        finish(outcome=AttemptOutcome.TRANSIENT_ERROR, error=detail, error_class=error.error_class)
-        raise error from exc
-    finish(outcome=AttemptOutcome.SUCCEEDED, **succeeded(result))
-    return result
+        c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
+    finally:
+        c.duration_ms = int((time.monotonic() - started) * 1000)
+        if own_connection:
+            connections.close_all()  # this thread's connections only
 
 
-HANDED_ON = {"last_error": "", "last_error_detail": None}
-
-
-def stage_finish(
+def calls_finish(
+    model: type[Model],
+    calls: list[Call[T]],
     *,
-    token: Token,
+    succeeded: Callable[[Call[T]], dict[str, Any]],
+    failed: Callable[[ProviderError], dict[str, Any]] | None = None,
+) -> None:
+    """Record how each call that was made ended, on its attempt row: the outcome, the duration,
+    and what `succeeded` (or `failed`) says about it. One UPDATE for the batch's successes, one
+    for its failures."""
+    now = timezone.now()
+    finished: dict[Any, dict[str, Any]] = {}
+    for c in calls:
+        if c.lost or c.row is None:
+            continue
+        values: dict[str, Any] = {"duration_ms": c.duration_ms, "finished_at": now}
+        if c.error is None:
+            values.update(outcome=AttemptOutcome.SUCCEEDED, **succeeded(c))
+        else:
+            values.update(
+                outcome=_outcome_of(c.error),
+                error=c.error_text or str(c.error)[:2000],
+                error_class=c.error.error_class,
+                **(failed(c.error) if failed else {}),
+            )
+        finished[c.row.pk] = values
+    update_from_values(model, finished)
+
+
+def stage_hand_on(
+    *,
+    fields: dict[int, dict[str, Any]],
     worker_id: str,
     actor: str,
     source: str,
     to: str,
     reason: str,
-    fields: dict[str, Any],
     next_stage: str,
     report: StageReport,
-) -> None:
-    """Hand a token on: the lease-checked move to `to` (clearing the last error, due now) and the
-    next stage's nudge in one transaction. A lease taken over meanwhile counts as lost; the new
-    owner reuses what this worker stored. The history names the worker (machine, process) that
-    did the stage's work."""
-    try:
-        with transaction.atomic():
-            token_transition(
-                token_id=token.pk,
-                to=to,
-                actor=actor,
-                reason=reason,
-                sources=[source],
-                lease_owner=worker_id,
-                detail={"worker": worker_id},
-                fields={
-                    **fields,
-                    "next_attempt_at": timezone.now(),
-                    "last_error": "",
-                    "last_error_detail": None,
-                },
-            )
-            stage_nudge(stage=next_stage)
-    except LeaseLost:
-        report.lost += 1
-        return
-    report.succeeded += 1
-
-
-def lease_still_ours(token: Token, worker_id: str) -> None:
-    """Before paying a provider: a worker whose lease was taken over stops here (`LeaseLost`)."""
-    if not token_lease_held(token_id=token.pk, worker_id=worker_id):
-        raise LeaseLost(
-            token_id=token.pk, current=token.status, wanted=token.status, allowed_from=[token.status]
+) -> set[int]:
+    """Hand a batch's finished tokens on: one lease-checked move of all of them to `to` (each with
+    its own `fields`, the last error cleared, due now) and the next stage's nudge, in one
+    transaction. A token whose lease was taken over meanwhile counts as lost; its new owner reuses
+    what this worker stored. The history names the worker (machine, process) that did the work.
+    Returns the tokens handed on."""
+    if not fields:
+        return set()
+    now = timezone.now()
+    with transaction.atomic():
+        moved = tokens_move(
+            fields={
+                pk: {**values, "next_attempt_at": now, "last_error": "", "last_error_detail": None}
+                for pk, values in fields.items()
+            },
+            to=to,
+            source=source,
+            lease_owner=worker_id,
+            actor=actor,
+            reason=reason,
+            detail={"worker": worker_id},
         )
+        if moved:
+            stage_nudge(stage=next_stage)
+    report.succeeded += len(moved)
+    report.lost += len(fields) - len(moved)
+    return moved
 
 
 def retry_or_fail(
@@ -257,7 +298,7 @@ def retry_or_fail(
     )
 
 
-StageWork = Callable[[Token, str, StageReport], None]
+StageWork = Callable[[list[Token], str, StageReport], None]
 
 
 @contextlib.contextmanager
@@ -309,7 +350,6 @@ def run_stage(
     stage: str,
     worker_id: str,
     work: StageWork,
-    max_concurrency: int,
     budget_seconds: float,
     batch_size: int,
 ) -> StageReport:
@@ -338,37 +378,26 @@ def run_stage(
             # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
             stage_nudge(stage=stage)
         report.claimed += len(claim.tokens)
-        tokens = Token.objects.select_related("author").in_bulk(claim.ids)
-        concurrency = min(len(claim.ids), max_concurrency)
         with lease_heartbeat(worker_id=worker_id, lease_seconds=lease):
-            if concurrency <= 1:
-                for token_id in claim.ids:
-                    report.add(_work_one(work, tokens[token_id], worker_id))
-            else:
-                # Provider calls wait on the network: a claimed batch is worked on concurrently.
-                # Each thread uses (and closes) its own database connection.
-                with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{stage}-stage") as pool:
-                    one_token = functools.partial(_work_one, work, worker_id=worker_id, own_connection=True)
-                    for one in pool.map(one_token, [tokens[t] for t in claim.ids]):
-                        report.add(one)
+            report.add(_work_batch(work, claim.tokens, worker_id))
     return report
 
 
-def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: bool = False) -> StageReport:
+def _work_batch(work: StageWork, tokens: list[Token], worker_id: str) -> StageReport:
     report = StageReport()
     try:
-        work(token, worker_id, report)
-    except InvalidStateTransition:
-        # The token moved away meanwhile (an operator's action, another worker after our lease
-        # expired): not ours any more; the rest of the batch goes on.
-        report.lost += 1
+        work(tokens, worker_id, report)
     except Exception as exc:
-        # Anything else for one token (a database error in its transition) must not end the batch
-        # or hold the token for a whole lease: give it back, due after the maximum backoff.
-        logger.exception("stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__})
+        # Anything unexpected for the batch (the database failing under it) must not end the task
+        # or hold its tokens for a whole lease: the tokens still leased to this worker go back,
+        # due after the maximum backoff. What was recorded stays (attempt rows, stored images,
+        # tokens already handed on), and the next worker resumes from it.
+        logger.exception(
+            "stage.batch_error", extra={"tokens": len(tokens), "error_class": type(exc).__name__}
+        )
         with contextlib.suppress(DatabaseError):  # the database itself may be what failed
-            token_lease_release(
-                token_id=token.pk,
+            released = tokens_leases_release(
+                token_ids=[t.pk for t in tokens],
                 worker_id=worker_id,
                 fields={
                     "last_error": f"unexpected {type(exc).__name__} in the stage; retried later"[:500],
@@ -376,10 +405,7 @@ def _work_one(work: StageWork, token: Token, worker_id: str, *, own_connection: 
                     + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
                 },
             )
-        report.lost += 1
-    finally:
-        if own_connection:
-            connections.close_all()  # this thread's connections only
+            report.lost += released
     return report
 
 
