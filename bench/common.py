@@ -238,6 +238,13 @@ def statement_stats(url: str) -> list[dict[str, Any]]:
 
 
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+# PostgreSQL's own foreign-key check, run inside the server for each inserted row (history,
+# attempt rows): pg_stat_statements lists it, but no client sent it.
+FOREIGN_KEY_CHECK = "FOR KEY SHARE OF x"
+
+
+def _sent(statement: dict[str, Any]) -> bool:
+    return FOREIGN_KEY_CHECK not in statement["query"]
 
 
 @dataclass
@@ -250,26 +257,33 @@ class Cost:
 
     @property
     def calls(self) -> int:
-        return sum(s["calls"] for s in self.statements)
+        """Statements our processes sent (the server's own foreign-key checks left out)."""
+        return sum(s["calls"] for s in self.statements if _sent(s))
 
     @property
     def calls_without_transaction_control(self) -> int:
         return sum(
             s["calls"]
             for s in self.statements
-            if not s["query"].lstrip().upper().startswith(TRANSACTION_CONTROL)
+            if _sent(s) and not s["query"].lstrip().upper().startswith(TRANSACTION_CONTROL)
         )
+
+    @property
+    def foreign_key_checks(self) -> int:
+        return sum(s["calls"] for s in self.statements if not _sent(s))
 
     def summary(self) -> dict[str, Any]:
         per = max(1, self.units)
         return {
             "statements_per_token": self.calls / per,
             "statements_per_token_without_begin_commit": self.calls_without_transaction_control / per,
+            "foreign_key_checks_per_token": self.foreign_key_checks / per,
             "database_ms_per_token": sum(s["ms"] for s in self.statements) / per,
             "cpu_ms_per_token": {role: seconds * 1000 / per for role, seconds in sorted(self.cpu.items())},
             "top_statements": [
                 {**s, "query": " ".join(s["query"].split())[:160], "calls_per_token": s["calls"] / per}
                 for s in self.statements[:12]
+                if _sent(s)
             ],
         }
 
@@ -277,7 +291,8 @@ class Cost:
         s = self.summary()
         print(
             f"  SQL: {s['statements_per_token']:.2f} statements per token "
-            f"({s['statements_per_token_without_begin_commit']:.2f} without BEGIN/COMMIT), "
+            f"({s['statements_per_token_without_begin_commit']:.2f} without BEGIN/COMMIT; the server's own "
+            f"foreign-key checks, {s['foreign_key_checks_per_token']:.1f} per token, not counted), "
             f"{s['database_ms_per_token']:.2f} ms of database execution per token"
         )
         cpu = ", ".join(f"{role} {ms:.2f}" for role, ms in s["cpu_ms_per_token"].items())

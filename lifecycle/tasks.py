@@ -46,21 +46,32 @@ def image_stage() -> dict[str, Any]:
     stage_started(stage="image")
     worker = worker_id()
     started = time.monotonic()
-    report = image_stage_run(worker_id=worker, budget_seconds=IMAGE_BUDGET_SECONDS)
-    result = vars(report)
-    # The tokens it just handed on are due in the IPFS stage now: this worker pins them at once
-    # instead of waiting for the queued IPFS task to reach a worker. Claims are the same
-    # skip-locked ones, so the two never share a token, and the queued task takes what is left.
-    # Not when the keeper is waiting for a worker (the stage runner yields to it), and within
-    # what is left of the task's budget.
-    budget = min(CARRY_ON_SECONDS, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
-    keeper_waiting = stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS)
-    if report.succeeded and budget > 1 and not keeper_waiting:
+    carried = 0
+
+    def carry_on(budget: float) -> None:
+        # Tokens handed on are due in the IPFS stage now: this worker pins them at once instead of
+        # waiting for the queued IPFS task to reach a worker (every worker may be busy generating
+        # through a mint-out, and then nothing would be ready for the keeper until the last image
+        # is made). Claims are the same skip-locked ones, so the two never share a token, and the
+        # queued task takes what is left. Not while the keeper waits for a worker (the stage
+        # runner yields to it), and within what is left of the task's budget.
+        nonlocal carried
+        budget = min(budget, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
+        if budget <= 1 or stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS):
+            return
         try:
-            carried = ipfs_stage_run(worker_id=worker, budget_seconds=budget)
-            result["carried_to_ipfs"] = carried.succeeded
+            carried += ipfs_stage_run(worker_id=worker, budget_seconds=budget, max_batches=1).succeeded
         except Exception:  # the image work is committed; the queued IPFS task does the rest
             logger.exception("stage.carry_on_failed")
+
+    # After each image batch, one IPFS batch; when no image work is left, the rest.
+    report = image_stage_run(
+        worker_id=worker, budget_seconds=IMAGE_BUDGET_SECONDS, after_batch=lambda: carry_on(CARRY_ON_SECONDS)
+    )
+    if report.succeeded:
+        carry_on(CARRY_ON_SECONDS)
+    result = vars(report)
+    result["carried_to_ipfs"] = carried
     return result
 
 

@@ -512,9 +512,10 @@ def reveal_run(
             return None
         deadline = time.monotonic() + budget_seconds
         backoff = poll_seconds
-        # A receipt is polled for soon after sending, then less often: a chain that mines at once
-        # (a devnet) confirms within milliseconds, and a 0.25 s first poll was half of every
-        # batch's cycle there; on a 2 s chain it adds about four receipt reads per transaction.
+        # A receipt is polled for soon after sending, then less often (10 ms, ×1.5 up to the poll
+        # interval): a chain that mines at once (a devnet) confirms within milliseconds, and a
+        # 0.25 s first poll was half of every batch's cycle there; on a 2 s chain it adds about
+        # six receipt reads per transaction.
         receipt_wait = RECEIPT_FIRST_POLL_SECONDS
         guard = ChainGuard(chain=keeper.chain, actor="keeper")
         while time.monotonic() < deadline:
@@ -554,7 +555,7 @@ def reveal_run(
                 continue
             if outcome == "waiting":
                 sleep(min(poll_seconds, receipt_wait))
-                receipt_wait *= 2
+                receipt_wait *= 1.5
                 continue
             if outcome == "idle" and not reveal_waiting_exists():
                 break

@@ -675,7 +675,59 @@ def test_the_image_task_leaves_the_ipfs_stage_to_its_own_task_while_the_keeper_w
     tokens = TokenFactory.create_batch(2)
     result = image_stage()
     assert result["succeeded"] == 2
-    assert "carried_to_ipfs" not in result
+    assert result["carried_to_ipfs"] == 0
     assert set(Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", flat=True)) == {
         "uploading"
     }
+
+
+def test_the_image_task_pins_each_batch_before_generating_the_next(settings):
+    """Through a mint-out every worker is generating: a batch pinned as soon as it is made gives
+    the keeper tokens to reveal from the first batch on, not after the last image."""
+    from lifecycle.tasks import image_stage
+
+    configure(settings, worker_batch_size=2)
+    tokens = TokenFactory.create_batch(6)
+    result = image_stage()
+    assert (result["succeeded"], result["carried_to_ipfs"]) == (6, 6)
+    moves = list(
+        TokenTransition.objects.filter(token__in=tokens, to_status__in=["uploading", "ready"])
+        .order_by("created_at", "pk")
+        .values_list("to_status", flat=True)
+    )
+    assert moves == ["uploading", "uploading", "ready", "ready"] * 3
+
+
+@pytest.mark.parametrize("stage", ["image", "ipfs"])
+def test_a_batch_costs_the_same_statements_however_many_tokens_it_holds(settings, tmp_path, stage):
+    """The stages are set-based: a batch of 20 takes exactly the statements a batch of 2 does
+    (each provider call is per token; nothing in the database is)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from lifecycle.providers.ipfs import LocalPinner
+    from lifecycle.services.stages import StageReport
+    from lifecycle.services.stages.image import image_generate_batch
+    from lifecycle.services.stages.ipfs import ipfs_pin_batch
+
+    statements = []
+    for size in (1, 2, 20):  # the first round queues the next stage's task; the others find it queued
+        tokens = TokenFactory.create_batch(size)
+        image_stage_run(worker_id="setup", provider=LocalImageProvider(size=16)) if stage == "ipfs" else None
+        status = "uploading" if stage == "ipfs" else "detected"
+        claim = token_claim(statuses=[status], worker_id="w", limit=size, lease_seconds=60)
+        assert len(claim.tokens) == size
+        report = StageReport()
+        with CaptureQueriesContext(connection) as queries:
+            if stage == "image":
+                image_generate_batch(
+                    tokens=claim.tokens, worker_id="w", provider=LocalImageProvider(size=16), report=report
+                )
+            else:
+                ipfs_pin_batch(
+                    tokens=claim.tokens, worker_id="w", pinner_=LocalPinner(tmp_path), report=report
+                )
+        assert report.succeeded == size
+        statements.append(len(queries.captured_queries))
+        Token.objects.filter(pk__in=[t.pk for t in tokens]).update(status="revealed")
+    assert statements[1] == statements[2], statements

@@ -372,7 +372,11 @@ def image_generate_token(
 
 
 def image_stage_run(
-    *, worker_id: str, budget_seconds: float = 120.0, provider: ImageProvider | None = None
+    *,
+    worker_id: str,
+    budget_seconds: float = 120.0,
+    provider: ImageProvider | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> StageReport:
     """Drain due `detected`/`generating` tokens in batches of WORKER_BATCH_SIZE."""
     provider = provider or image_provider()
@@ -385,4 +389,5 @@ def image_stage_run(
         ),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
+        after_batch=after_batch,
     )

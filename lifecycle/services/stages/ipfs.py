@@ -231,7 +231,11 @@ def ipfs_pin_token(*, token: Token, worker_id: str, pinner_: Pinner, report: Sta
 
 
 def ipfs_stage_run(
-    *, worker_id: str, budget_seconds: float = 120.0, pinner_: Pinner | None = None
+    *,
+    worker_id: str,
+    budget_seconds: float = 120.0,
+    pinner_: Pinner | None = None,
+    max_batches: int | None = None,
 ) -> StageReport:
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
@@ -244,4 +248,5 @@ def ipfs_stage_run(
         ),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
+        max_batches=max_batches,
     )

@@ -352,12 +352,17 @@ def run_stage(
     work: StageWork,
     budget_seconds: float,
     batch_size: int,
+    max_batches: int | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> StageReport:
-    """Claim and work batches of `stage`'s due tokens until none is due soon or the budget ends."""
+    """Claim and work batches of `stage`'s due tokens until none is due soon, the budget ends or
+    `max_batches` were worked. `after_batch` runs after each batch (the image task carries work
+    on into the next stage there)."""
     statuses = STAGE_STATUSES[stage]
     report = StageReport()
     deadline = time.monotonic() + budget_seconds
     lease = settings.GLISK.stage_lease_seconds
+    batches = 0
     while time.monotonic() < deadline:
         if report.claimed and stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS):
             # The keeper's task has waited for a worker while every worker was busy with stages:
@@ -378,8 +383,13 @@ def run_stage(
             # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
             stage_nudge(stage=stage)
         report.claimed += len(claim.tokens)
+        batches += 1
         with lease_heartbeat(worker_id=worker_id, lease_seconds=lease):
             report.add(_work_batch(work, claim.tokens, worker_id))
+        if after_batch is not None:
+            after_batch()
+        if max_batches is not None and batches >= max_batches:
+            break
     return report
 
 
