@@ -60,7 +60,9 @@ def image_stage() -> dict[str, Any]:
         if budget <= 1 or stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS):
             return
         try:
-            carried += ipfs_stage_run(worker_id=worker, budget_seconds=budget, max_batches=1).succeeded
+            carried += ipfs_stage_run(
+                worker_id=worker, budget_seconds=budget, max_batches=1, wait_for_backoff=False
+            ).succeeded
         except Exception:  # the image work is committed; the queued IPFS task does the rest
             logger.exception("stage.carry_on_failed")
 

@@ -8,6 +8,7 @@ with the same compare-and-swap predicate (status, lease) the per-token UPDATE ha
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,10 @@ def _cell(model: type[Model], name: str) -> tuple[str, str, Field[Any, Any]]:
     that PostgreSQL never has to guess the type of a literal (a NULL, a JSON text)."""
     field = model._meta.get_field(name)
     assert isinstance(field, Field), f"{name} is not a column of {model.__name__}"
-    return str(field.column), field.db_type(connection) or "text", field
+    # Without a length (varchar, not varchar(500)): a cast to varchar(n) would cut a longer text
+    # silently, where the assignment to the column refuses it, as the ORM's UPDATE does.
+    cast = re.sub(r"\(\d+\)$", "", field.db_type(connection) or "text")
+    return str(field.column), cast, field
 
 
 def update_from_values(
@@ -55,6 +59,8 @@ def update_from_values(
         # ones made it scan every row of a status for each batch).
         conditions = [f"t.{pk_column} = v.__key", f"t.{pk_column} = ANY(%s::{pk_cast}[])"]
         for name, value in (where or {}).items():
+            if value is None:
+                raise ValueError(f"where {name} is None: = NULL matches no row; not supported")
             column, _, field = _cell(model, name)
             conditions.append(f"t.{quote(column)} = %s")
             params.append(field.get_db_prep_save(value, connection))

@@ -12,11 +12,15 @@ from typing import IO, Any
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
 from glisk.core.models import StoredFile
+
+# The most content one INSERT carries: the values travel as text (bytea in hex, twice the size),
+# and PostgreSQL refuses a statement over 1 GB.
+SAVE_MANY_BYTES = 32 * 1024 * 1024
 
 
 @deconstructible(path="glisk.core.storage.DatabaseStorage")
@@ -54,12 +58,50 @@ class DatabaseStorage(Storage):
     def url(self, name: str | None) -> str:
         raise ValueError("files in the database have no URL; the admin serves token images itself")
 
-    def save_many(self, files: Mapping[str, bytes]) -> dict[str, str]:
-        """Save several files in one statement (a stage's batch of images); returns each name as
-        stored. A name saved before keeps its row, which must hold the same bytes (names carry a
-        digest of the content, so two workers on one token save the same thing)."""
-        if not files:
-            return {}
+    def save_many(self, files: Mapping[str, bytes]) -> tuple[dict[str, str], dict[str, Exception]]:
+        """Save several files (a stage's batch of images): one statement per SAVE_MANY_BYTES of
+        content. Returns the names saved and, apart, the error of each file that could not be:
+        a statement that fails is tried again file by file, so one bad file costs only itself.
+        A name saved before keeps its row, which must hold the same bytes (names carry a digest
+        of the content, so two workers on one token save the same thing)."""
+        saved: dict[str, str] = {}
+        failed: dict[str, Exception] = {}
+        chunk: dict[str, bytes] = {}
+        for name, data in files.items():
+            if chunk and sum(map(len, chunk.values())) + len(data) > SAVE_MANY_BYTES:
+                self._save_chunk(chunk, saved, failed)
+                chunk = {}
+            chunk[name] = data
+        if chunk:
+            self._save_chunk(chunk, saved, failed)
+        return saved, failed
+
+    def _save_chunk(
+        self, files: dict[str, bytes], saved: dict[str, str], failed: dict[str, Exception]
+    ) -> None:
+        try:
+            with transaction.atomic():
+                inserted = self._insert(files)
+        except DatabaseError as exc:
+            if len(files) == 1:
+                failed.update(dict.fromkeys(files, exc))
+            else:  # which file it was: each on its own
+                for name, data in files.items():
+                    self._save_chunk({name: data}, saved, failed)
+            return
+        existing = [name for name in files if name not in inserted]
+        stored = (
+            dict(StoredFile.objects.filter(name__in=existing).values_list("name", "content"))
+            if existing
+            else {}
+        )
+        for name in files:
+            if name in inserted or bytes(stored.get(name) or b"") == files[name]:
+                saved[name] = name
+            else:
+                failed[name] = FileExistsError(f"{name} is stored already with other content")
+
+    def _insert(self, files: dict[str, bytes]) -> set[str]:
         now = timezone.now()
         rows = ", ".join(["(%s, %s, %s, %s)"] * len(files))
         params: list[Any] = []
@@ -70,14 +112,7 @@ class DatabaseStorage(Storage):
         sql = f"INSERT INTO {table} (name, content, size, created_at) VALUES {rows}"  # noqa: S608
         with connection.cursor() as cursor:
             cursor.execute(f"{sql} ON CONFLICT (name) DO NOTHING RETURNING name", params)
-            inserted = {row[0] for row in cursor.fetchall()}
-        existing = [name for name in files if name not in inserted]
-        if existing:
-            stored = dict(StoredFile.objects.filter(name__in=existing).values_list("name", "content"))
-            clashes = [name for name in existing if bytes(stored.get(name) or b"") != files[name]]
-            if clashes:
-                raise FileExistsError(f"{clashes[0]} is stored already with other content")
-        return {name: name for name in files}
+            return {row[0] for row in cursor.fetchall()}
 
     def read_many(self, names: Iterable[str]) -> dict[str, bytes]:
         """The stored bytes of each of `names` that exists, in one query."""
@@ -85,13 +120,21 @@ class DatabaseStorage(Storage):
         return {name: bytes(content) for name, content in found}
 
 
-def storage_save_many(files: Mapping[str, bytes]) -> dict[str, str]:
-    """Save several files on the default storage; returns each requested name as stored. One
-    statement on the database storage, one `save` each on the others."""
+def storage_save_many(files: Mapping[str, bytes]) -> tuple[dict[str, str], dict[str, Exception]]:
+    """Save several files on the default storage; returns each requested name as stored and,
+    apart, the error of each file that could not be saved (the others are saved regardless). One
+    statement per chunk on the database storage, one `save` each on the others."""
     storage = default_storage
     if isinstance(storage, DatabaseStorage):
         return storage.save_many(files)
-    return {name: str(storage.save(name, ContentFile(data))) for name, data in files.items()}
+    saved: dict[str, str] = {}
+    failed: dict[str, Exception] = {}
+    for name, data in files.items():
+        try:
+            saved[name] = str(storage.save(name, ContentFile(data)))
+        except Exception as exc:  # a full disk, an unreachable bucket: that file, not the batch
+            failed[name] = exc
+    return saved, failed
 
 
 def storage_read_many(names: Iterable[str]) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -428,11 +428,21 @@ def token_lease_held(*, token_id: int, worker_id: str) -> bool:
 
 def token_leases_renew(*, worker_id: str, lease_seconds: int) -> int:
     """Push back the expiry of every lease `worker_id` still holds (its heartbeat). Returns how
-    many it holds; a lease another worker took over is not this worker's any more."""
+    many it renewed; a lease another worker took over is not this worker's any more.
+
+    Rows are taken in key order and rows locked at this moment are skipped (this worker's own
+    batch statement holds them, or an operator's action): a heartbeat never waits on, or
+    deadlocks with, a multi-row statement over the same tokens; the next beat renews them."""
     now = timezone.now()
-    return Token.objects.filter(claimed_by=worker_id, lease_expires_at__gt=now).update(
-        lease_expires_at=now + timedelta(seconds=lease_seconds)
-    )
+    table = Token._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET lease_expires_at = %s WHERE token_id IN ("  # noqa: S608 (our table name)
+            f"SELECT token_id FROM {table} WHERE claimed_by = %s AND lease_expires_at > %s "
+            "ORDER BY token_id FOR UPDATE SKIP LOCKED)",
+            [now + timedelta(seconds=lease_seconds), worker_id, now],
+        )
+        return int(cursor.rowcount)
 
 
 def token_leases_release_dead(*, host: str, alive: Callable[[int], bool]) -> dict[str, int]:

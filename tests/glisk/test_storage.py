@@ -140,14 +140,15 @@ def test_database_storage_saves_and_reads_a_batch_in_one_statement_each():
 
     files = {f"images/{n}-d{n}.png": bytes([n]) * (n + 1) for n in range(5)}
     with CaptureQueriesContext(connection) as saved:
-        assert storage_save_many(files) == {name: name for name in files}
-    assert len(saved.captured_queries) == 1
-    # Saving again (a worker that took the batch over) keeps the rows; other bytes are refused.
-    assert storage_save_many({"images/0-d0.png": files["images/0-d0.png"]}) == {
-        "images/0-d0.png": "images/0-d0.png"
-    }
-    with pytest.raises(FileExistsError, match=r"images/1-d1\.png"):
-        storage_save_many({"images/1-d1.png": b"other bytes"})
+        assert storage_save_many(files) == ({name: name for name in files}, {})
+    assert [q["sql"][:6] for q in saved.captured_queries if "SAVEPOINT" not in q["sql"]] == ["INSERT"]
+    # Saving again (a worker that took the batch over) keeps the rows; other bytes are refused,
+    # and only that file is.
+    again, failed = storage_save_many(
+        {"images/0-d0.png": files["images/0-d0.png"], "images/1-d1.png": b"other"}
+    )
+    assert again == {"images/0-d0.png": "images/0-d0.png"}
+    assert list(failed) == ["images/1-d1.png"] and isinstance(failed["images/1-d1.png"], FileExistsError)
     with CaptureQueriesContext(connection) as read:
         found = storage_read_many([*files, "images/missing.png"])
     assert len(read.captured_queries) == 1
@@ -155,12 +156,24 @@ def test_database_storage_saves_and_reads_a_batch_in_one_statement_each():
     assert StoredFile.objects.filter(name__in=list(files)).count() == 5
 
 
+def test_a_file_the_database_refuses_costs_only_itself(monkeypatch):
+    """A statement that fails (here: a name longer than the column) is tried file by file."""
+    from glisk.core import storage as storage_module
+    from glisk.core.storage import storage_save_many
+
+    monkeypatch.setattr(storage_module, "SAVE_MANY_BYTES", 10)  # chunks of two 4-byte files
+    files = {"images/a.png": b"aaaa", "x" * 300: b"bbbb", "images/c.png": b"cccc"}
+    saved, failed = storage_save_many(files)
+    assert set(saved) == {"images/a.png", "images/c.png"} and list(failed) == ["x" * 300]
+    assert StoredFile.objects.filter(name__in=["images/a.png", "images/c.png"]).count() == 2
+
+
 def test_filesystem_storage_saves_and_reads_a_batch_file_by_file(settings, tmp_path):
     from glisk.core.storage import storage_read_many, storage_save_many
 
     machine(settings, tmp_path, "a", FILESYSTEM)
-    saved = storage_save_many({"images/1-x.png": b"one", "images/2-y.png": b"two"})
-    assert set(saved) == {"images/1-x.png", "images/2-y.png"}
+    saved, failed = storage_save_many({"images/1-x.png": b"one", "images/2-y.png": b"two"})
+    assert set(saved) == {"images/1-x.png", "images/2-y.png"} and failed == {}
     assert storage_read_many([*saved.values(), "images/none.png"]) == {
         saved["images/1-x.png"]: b"one",
         saved["images/2-y.png"]: b"two",

@@ -296,3 +296,37 @@ def test_update_from_values_writes_nulls_json_and_checks_its_precondition_per_ro
     assert update_from_values(Token, {a.pk: {"last_error": "x"}}, where={"claimed_by": "w2"}) == set()
     a.refresh_from_db()
     assert a.last_error == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_skips_a_token_another_statement_holds_instead_of_waiting():
+    """Found in review: the heartbeat's UPDATE and a batch's UPDATE over the same tokens locked
+    them in different orders and could deadlock. A locked token is now left to the next beat."""
+    import time
+
+    from lifecycle.services.tokens import token_leases_renew
+
+    tokens = TokenFactory.create_batch(3, status=S.GENERATING)
+    token_claim(statuses=[S.GENERATING], worker_id="w1", limit=3, lease_seconds=60)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_one_row():
+        from django.db import transaction
+
+        with transaction.atomic():
+            Token.objects.select_for_update().get(pk=tokens[0].pk)
+            locked.set()
+            release.wait(10)
+        connections.close_all()
+
+    holder = threading.Thread(target=hold_one_row)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        assert token_leases_renew(worker_id="w1", lease_seconds=120) == 2
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        holder.join()
+    assert token_leases_renew(worker_id="w1", lease_seconds=120) == 3

@@ -731,3 +731,119 @@ def test_a_batch_costs_the_same_statements_however_many_tokens_it_holds(settings
         statements.append(len(queries.captured_queries))
         Token.objects.filter(pk__in=[t.pk for t in tokens]).update(status="revealed")
     assert statements[1] == statements[2], statements
+
+
+class _Billing(LocalImageProvider):
+    """A provider that bills per call (as Replicate does), recording each; `during` runs in the
+    first call."""
+
+    network_bound = True
+
+    def __init__(self, during=None):
+        super().__init__(size=16)
+        self.paid, self.during = [], during
+
+    def generate(self, *, prompt, token_id, **options):
+        self.paid.append(token_id)
+        if self.during and len(self.paid) == 1:
+            self.during()
+        return super().generate(prompt=prompt, token_id=token_id, **options)
+
+
+def test_a_call_queued_behind_others_is_not_bought_for_a_token_failed_meanwhile():
+    """Found in review: the batch's leases were checked once, before all its calls."""
+    from lifecycle.services.operator import operator_mark_failed
+    from lifecycle.services.stages import StageReport
+    from lifecycle.services.stages.image import image_generate_batch
+
+    tokens = [TokenFactory.create(status="generating", prompt_text="p") for _ in range(3)]
+    claim = token_claim(statuses=["generating"], worker_id="w1", limit=3, lease_seconds=60)
+    first = claim.tokens[0].pk
+
+    def operator_fails_the_others():
+        for t in tokens:
+            if t.pk != first:
+                operator_mark_failed(token_id=t.pk, operator="op", reason="stop it")
+
+    provider = _Billing(during=operator_fails_the_others)
+    report = StageReport()
+    image_generate_batch(tokens=claim.tokens, worker_id="w1", provider=provider, report=report)
+    assert provider.paid == [first]
+    assert (report.succeeded, report.lost) == (1, 2)
+    assert {t.status for t in Token.objects.exclude(pk=first).filter(pk__in=[t.pk for t in tokens])} == {
+        "failed"
+    }
+
+
+class _OneBadDisk:
+    """A per-file storage (the S3 path) whose save fails for one token's image."""
+
+    failing = None
+
+    def __new__(cls, **options):
+        from django.core.files.storage import FileSystemStorage
+
+        class Flaky(FileSystemStorage):
+            def _save(self, name, content):
+                if cls.failing and name.startswith(f"images/{cls.failing}-"):
+                    raise OSError(5, "I/O error")
+                return super()._save(name, content)
+
+        return Flaky(**options)
+
+
+def test_one_image_the_storage_refuses_costs_only_that_token(settings, tmp_path):
+    """Found in review: one failed save failed the whole batch, and its stored images were paid
+    for again."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}._OneBadDisk", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    tokens = [TokenFactory.create(status="generating", prompt_text="p") for _ in range(3)]
+    _OneBadDisk.failing = tokens[2].pk
+    try:
+        provider = _Billing()
+        report = image_stage_run(worker_id="w1", budget_seconds=1, provider=provider)
+    finally:
+        _OneBadDisk.failing = None
+    assert (report.succeeded, report.retried) == (2, 1)
+    bad = ImageJob.objects.get(token=tokens[2])
+    assert bad.outcome == "transient_error" and bad.error_class == "unexpected_OSError"
+    assert Token.objects.get(pk=tokens[2].pk).status == "generating"
+    assert {t.status for t in Token.objects.filter(pk__in=[t.pk for t in tokens[:2]])} == {"uploading"}
+
+
+def test_the_carry_on_does_not_wait_for_ipfs_tokens_backing_off(settings, monkeypatch):
+    """Found in review: with the handed-on tokens taken by the queued IPFS task, each carry-on
+    waited for a backing-off token before the next image batch."""
+    import time
+
+    import lifecycle.tasks as tasks
+
+    real = tasks.ipfs_stage_run
+
+    def another_worker_took_them(**options):
+        token_claim(statuses=["uploading"], worker_id="other", limit=100, lease_seconds=600)
+        return real(**options)
+
+    monkeypatch.setattr(tasks, "ipfs_stage_run", another_worker_took_them)
+    configure(settings, worker_batch_size=2)
+    for seconds in (4, 8, 12):
+        TokenFactory.create(status="uploading", next_attempt_at=timezone.now() + timedelta(seconds=seconds))
+    TokenFactory.create_batch(6)
+    started = time.monotonic()
+    assert tasks.image_stage()["succeeded"] == 6
+    assert time.monotonic() - started < 3
+
+
+def test_update_from_values_refuses_what_the_orm_refuses():
+    """Found in review: the VALUES casts cut a text longer than its column; `where` None."""
+    from django.db import DataError, transaction
+
+    from glisk.core.bulk import update_from_values
+
+    token = TokenFactory.create(status="generating")
+    with pytest.raises(DataError), transaction.atomic():
+        update_from_values(Token, {token.pk: {"last_error": "x" * 600}})
+    with pytest.raises(ValueError, match="None"):
+        update_from_values(Token, {token.pk: {"last_error": "a"}}, where={"lease_expires_at": None})

@@ -117,30 +117,30 @@ def _generation(
 
 
 def _generate(
-    calls: list[Call[GeneratedImage]], *, worker_id: str, concurrency: int
+    calls: list[Call[GeneratedImage]], *, worker_id: str, concurrency: int, paid: bool = False
 ) -> dict[int, StoredImage]:
     """Make a batch's generations, store their images (one write for the batch on the database
     storage) and record each attempt with where its image is. Returns the stored images."""
-    calls_run(ImageJob, calls, worker_id=worker_id, concurrency=concurrency)
+    calls_run(ImageJob, calls, worker_id=worker_id, concurrency=concurrency, paid=paid)
     made = {c.token.pk: (c, c.result) for c in calls if c.result is not None and c.error is None}
     names = {pk: _image_name(pk, image) for pk, (_, image) in made.items()}
     stored: dict[int, StoredImage] = {}
-    try:
-        saved = storage_save_many({names[pk]: image.data for pk, (_, image) in made.items()})
-    except Exception as exc:
+    saved, failed = storage_save_many({names[pk]: image.data for pk, (_, image) in made.items()})
+    for pk, (c, image) in list(made.items()):
+        if names[pk] in saved:
+            stored[pk] = StoredImage(path=saved[names[pk]], content_type=image.content_type)
+            continue
         # Paid for but not stored (a full disk): an attempt that failed like any unexpected
         # error, so it backs off and fails at the cap instead of being bought at every lease.
-        logger.exception("stage.image_store_failed", extra={"error_class": type(exc).__name__})
-        for c, _ in made.values():
-            c.error = ProviderError(
-                f"unexpected {type(exc).__name__}",
-                transient=True,
-                error_class=f"unexpected_{type(exc).__name__}"[:64],
-            )
-            c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
-        made = {}
-    for pk, (_, image) in made.items():
-        stored[pk] = StoredImage(path=saved[names[pk]], content_type=image.content_type)
+        exc = failed[names[pk]]
+        logger.error("stage.image_store_failed", extra={"token_id": pk, "error_class": type(exc).__name__})
+        c.error = ProviderError(
+            f"unexpected {type(exc).__name__}",
+            transient=True,
+            error_class=f"unexpected_{type(exc).__name__}"[:64],
+        )
+        c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
+        del made[pk]
 
     def succeeded(c: Call[GeneratedImage]) -> dict[str, Any]:
         image = made[c.token.pk][1]
@@ -282,7 +282,8 @@ def image_generate_batch(
                 t, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback, resumable=resumable
             )
         )
-    stored = _generate(calls, worker_id=worker_id, concurrency=concurrency)
+    paid = bool(getattr(provider, "network_bound", False))
+    stored = _generate(calls, worker_id=worker_id, concurrency=concurrency, paid=paid)
 
     # A refused prompt is retried once with the safe prompt, recorded on the token first.
     refused = [c for c in calls if isinstance(c.error, ContentPolicyViolation) and not plans[c.token.pk][1]]
@@ -308,7 +309,7 @@ def image_generate_batch(
                     resumable=None,
                 )
             )
-        stored.update(_generate(retries, worker_id=worker_id, concurrency=concurrency))
+        stored.update(_generate(retries, worker_id=worker_id, concurrency=concurrency, paid=paid))
         retried = {c.token.pk: c for c in retries}
         calls = [retried.get(c.token.pk, c) for c in calls]
 

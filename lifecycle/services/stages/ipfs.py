@@ -107,7 +107,8 @@ def _pins(
                 ),
             )
         )
-    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency)
+    paid = bool(getattr(pinner_, "network_bound", False))
+    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency, paid=paid)
     calls_finish(IpfsRecord, calls, succeeded=lambda c: {"cid": c.result.cid, "size_bytes": c.result.size})  # type: ignore[union-attr]
     cids.update({c.token.pk: c.result.cid for c in calls if c.error is None and c.result is not None})
     return cids, calls
@@ -236,6 +237,7 @@ def ipfs_stage_run(
     budget_seconds: float = 120.0,
     pinner_: Pinner | None = None,
     max_batches: int | None = None,
+    wait_for_backoff: bool = True,
 ) -> StageReport:
     """Drain due `uploading` tokens in batches of WORKER_BATCH_SIZE."""
     pinner_ = pinner_ or pinner()
@@ -249,4 +251,5 @@ def ipfs_stage_run(
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
         max_batches=max_batches,
+        wait_for_backoff=wait_for_backoff,
     )

@@ -30,6 +30,7 @@ from lifecycle.services.tokens import (
     LeaseLost,
     token_claim,
     token_fail,
+    token_lease_held,
     token_lease_release,
     token_leases_renew,
     tokens_leases_held,
@@ -107,7 +108,9 @@ class Call(Generic[T]):
     error_text: str = ""  # what the attempt row says of an unexpected error (operators only)
 
 
-def calls_run(model: type[Model], calls: list[Call[Any]], *, worker_id: str, concurrency: int) -> None:
+def calls_run(
+    model: type[Model], calls: list[Call[Any]], *, worker_id: str, concurrency: int, paid: bool = False
+) -> None:
     """Run a batch's provider calls, each recorded as an attempt row before it starts.
 
     Before anything is paid for, one query checks the batch's leases (a call whose token was
@@ -131,17 +134,23 @@ def calls_run(model: type[Model], calls: list[Call[Any]], *, worker_id: str, con
         for c, row in zip(new, rows, strict=True):
             c.row = row
     workers = min(concurrency, len(live))
+    check = worker_id if paid else None
     if workers <= 1:
         for c in live:
-            _call_one(c)
+            _call_one(c, check_lease_of=check)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage-call") as pool:
-        list(pool.map(functools.partial(_call_one, own_connection=True), live))
+        list(pool.map(functools.partial(_call_one, check_lease_of=check, own_connection=True), live))
 
 
-def _call_one(c: Call[Any], *, own_connection: bool = False) -> None:
+def _call_one(c: Call[Any], *, check_lease_of: str | None = None, own_connection: bool = False) -> None:
     started = time.monotonic()
     try:
+        if check_lease_of is not None and not token_lease_held(token_id=c.token.pk, worker_id=check_lease_of):
+            # Its attempt row stays `started` without an id: a later worker searches for the
+            # work by the row's seed before buying any, and finds none.
+            c.lost = True
+            return
         c.result = c.call(c.row)
     except ProviderError as exc:
         c.error = exc
@@ -232,7 +241,24 @@ def stage_hand_on(
     return moved
 
 
-def retry_or_fail(
+def retry_or_fail(**kwargs: Any) -> None:
+    """A transient error under the cap backs off (lease given back); anything else fails the token.
+
+    A failure to record that (the database failing under it) costs this token only: it is
+    logged and counted lost, and the rest of the batch is still handed on; the token's lease
+    runs out and the next worker takes it over."""
+    report: StageReport = kwargs["report"]
+    try:
+        _retry_or_fail(**kwargs)
+    except DatabaseError as exc:
+        logger.exception(
+            "stage.failure_not_recorded",
+            extra={"token_id": kwargs["token"].pk, "error_class": type(exc).__name__},
+        )
+        report.lost += 1
+
+
+def _retry_or_fail(
     *,
     token: Token,
     worker_id: str,
@@ -354,10 +380,12 @@ def run_stage(
     batch_size: int,
     max_batches: int | None = None,
     after_batch: Callable[[], None] | None = None,
+    wait_for_backoff: bool = True,
 ) -> StageReport:
     """Claim and work batches of `stage`'s due tokens until none is due soon, the budget ends or
     `max_batches` were worked. `after_batch` runs after each batch (the image task carries work
-    on into the next stage there)."""
+    on into the next stage there). `wait_for_backoff` False: stop when nothing is due rather than
+    wait for a token backing off (a carry-on between batches of another stage must not)."""
     statuses = STAGE_STATUSES[stage]
     report = StageReport()
     deadline = time.monotonic() + budget_seconds
@@ -374,7 +402,7 @@ def run_stage(
         if not claim.tokens:
             # Tokens backing off after a transient error would otherwise wait for the sweeper
             # (a minute): wait here for the next one that is due soon, holding no lock.
-            wait = _next_due_in(statuses)
+            wait = _next_due_in(statuses) if wait_for_backoff else None
             if wait is None or wait > MAX_BACKOFF_WAIT_SECONDS or time.monotonic() + wait > deadline:
                 break
             time.sleep(max(0.05, wait))
