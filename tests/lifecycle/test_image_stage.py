@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -775,21 +776,15 @@ def test_a_call_queued_behind_others_is_not_bought_for_a_token_failed_meanwhile(
     }
 
 
-class _OneBadDisk:
+class _OneBadDisk(FileSystemStorage):
     """A per-file storage (the S3 path) whose save fails for one token's image."""
 
-    failing = None
+    failing: int | None = None
 
-    def __new__(cls, **options):
-        from django.core.files.storage import FileSystemStorage
-
-        class Flaky(FileSystemStorage):
-            def _save(self, name, content):
-                if cls.failing and name.startswith(f"images/{cls.failing}-"):
-                    raise OSError(5, "I/O error")
-                return super()._save(name, content)
-
-        return Flaky(**options)
+    def save(self, name, content, max_length=None):
+        if self.failing and str(name).startswith(f"images/{self.failing}-"):
+            raise OSError(5, "I/O error")
+        return super().save(name, content, max_length=max_length)
 
 
 def test_one_image_the_storage_refuses_costs_only_that_token(settings, tmp_path):
