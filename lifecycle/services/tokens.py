@@ -102,6 +102,20 @@ def _moved_values(
     return values
 
 
+def _history_row(
+    token_id: int, from_status: str, to: str, *, reason: str, actor: str, detail: Any, now: datetime
+) -> TokenTransition:
+    return TokenTransition(
+        token_id=token_id,
+        from_status=from_status,
+        to_status=to,
+        reason=reason[:500],
+        actor=actor[:128],
+        detail=detail,
+        created_at=now,
+    )
+
+
 def token_transition(
     *,
     token_id: int,
@@ -126,15 +140,7 @@ def token_transition(
     values = _moved_values(to, now, fields, release_lease=lease_owner is not None and release_lease)
 
     def history(current: str) -> TokenTransition:
-        return TokenTransition(
-            token_id=token_id,
-            from_status=current,
-            to_status=to,
-            reason=reason[:500],
-            actor=actor[:128],
-            detail=detail,
-            created_at=now,
-        )
+        return _history_row(token_id, current, to, reason=reason, actor=actor, detail=detail, now=now)
 
     if len(allowed) == 1:
         # One possible source (every stage's own moves): the conditional UPDATE is the
@@ -201,15 +207,7 @@ def tokens_transition(
         if moving:
             Token.objects.filter(pk__in=moving).update(**values)
             TokenTransition.objects.bulk_create(
-                TokenTransition(
-                    token_id=t,
-                    from_status=found[t],
-                    to_status=to,
-                    reason=reason[:500],
-                    actor=actor[:128],
-                    detail=detail,
-                    created_at=now,
-                )
+                _history_row(t, found[t], to, reason=reason, actor=actor, detail=detail, now=now)
                 for t in moving
             )
     for t in moving:
@@ -244,15 +242,7 @@ def tokens_move(
             where={"status": source, "claimed_by": lease_owner},
         )
         TokenTransition.objects.bulk_create(
-            TokenTransition(
-                token_id=pk,
-                from_status=source,
-                to_status=to,
-                reason=reason[:500],
-                actor=actor[:128],
-                detail=detail,
-                created_at=now,
-            )
+            _history_row(pk, source, to, reason=reason, actor=actor, detail=detail, now=now)
             for pk in sorted(moved)
         )
     for pk in sorted(moved):

@@ -127,7 +127,14 @@ def ipfs_pin_batch(
     already, per kind one INSERT of attempt rows and one UPDATE finishing them, one write keeping
     the image CIDs, and one statement handing the batch on; only the pins are per token."""
     attempts = {t.pk: t.ipfs_attempts + 1 for t in tokens}
-    pinned_before = _pinned_in_stint(tokens)
+    pins = functools.partial(
+        _pins,
+        attempts=attempts,
+        pinned_before=_pinned_in_stint(tokens),
+        worker_id=worker_id,
+        pinner_=pinner_,
+        concurrency=concurrency,
+    )
     failures: dict[int, ProviderError] = {}
     lost: set[int] = set()
 
@@ -151,16 +158,7 @@ def ipfs_pin_batch(
             extension = EXTENSIONS.get(t.image_content_type, "bin")
             content_type = t.image_content_type or "application/octet-stream"
             wanted[t.pk] = (t, data, f"glisk-s0-{t.pk}.{extension}", content_type)
-        pinned, calls = _pins(
-            wanted,
-            kind=IpfsRecord.Kind.IMAGE,
-            cid_version=IMAGE_CID_VERSION,
-            attempts=attempts,
-            pinned_before=pinned_before,
-            worker_id=worker_id,
-            pinner_=pinner_,
-            concurrency=concurrency,
-        )
+        pinned, calls = pins(wanted, kind=IpfsRecord.Kind.IMAGE, cid_version=IMAGE_CID_VERSION)
         collect(calls)
         # Kept at once: a metadata failure must not pin the image again.
         kept = tokens_lease_update(
@@ -173,18 +171,13 @@ def ipfs_pin_batch(
         t.pk: token_metadata(token=t, image_cid=image_cids[t.pk]) for t in tokens if t.pk in image_cids
     }
     by_pk = {t.pk: t for t in tokens}
-    metadata_cids, calls = _pins(
+    metadata_cids, calls = pins(
         {
             pk: (by_pk[pk], metadata_bytes(m), f"glisk-s0-{pk}.json", "application/json")
             for pk, m in metadata.items()
         },
         kind=IpfsRecord.Kind.METADATA,
         cid_version=METADATA_CID_VERSION,  # ipfs://Qm… is one storage slot shorter on chain
-        attempts=attempts,
-        pinned_before=pinned_before,
-        worker_id=worker_id,
-        pinner_=pinner_,
-        concurrency=concurrency,
     )
     collect(calls)
 
