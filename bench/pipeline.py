@@ -29,14 +29,11 @@ from bench.common import ROOT, fresh_database, measured, median, percentile, set
 
 BATCH_WAIT = 1.0
 IMAGE_SIZE = 32
-BATCH_SIZE: list[int] = []  # WORKER_BATCH_SIZE for the stack, when --batch-size names one
 
 
 def provider_cpu_ms(size: int, samples: int = 300) -> float:
     """CPU milliseconds per token of the local providers themselves: render one image, pin it and
     a metadata document (content addressing and a file write each)."""
-    import time as clock
-
     from lifecycle.providers.images import LocalImageProvider
     from lifecycle.providers.ipfs import LocalPinner
 
@@ -44,7 +41,7 @@ def provider_cpu_ms(size: int, samples: int = 300) -> float:
         LocalImageProvider(size=size),
         LocalPinner(Path(tempfile.mkdtemp(prefix="glisk-pins-"))),
     )
-    started = clock.process_time()
+    started = time.process_time()
     for n in range(samples):
         image = provider.generate(prompt=f"calibration {n}", token_id=n + 1)
         pinner.pin(data=image.data, filename="i.png", content_type="image/png", keyvalues={}, cid_version=1)
@@ -52,10 +49,10 @@ def provider_cpu_ms(size: int, samples: int = 300) -> float:
         pinner.pin(
             data=document, filename="m.json", content_type="application/json", keyvalues={}, cid_version=0
         )
-    return (clock.process_time() - started) * 1000 / samples
+    return (time.process_time() - started) * 1000 / samples
 
 
-def stack_for(url: str, *, clusters: int, web: bool) -> object:
+def stack_for(url: str, *, clusters: int, web: bool, batch_size: int | None = None) -> object:
     from glisk.devtools.stack import Stack
 
     stack = Stack(
@@ -67,7 +64,7 @@ def stack_for(url: str, *, clusters: int, web: bool) -> object:
             "WATCHER_CONFIRMATIONS": "0",
             "LOG_LEVEL": "WARNING",
             "LOCAL_IMAGE_SIZE": str(IMAGE_SIZE),
-            **({"WORKER_BATCH_SIZE": str(BATCH_SIZE[0])} if BATCH_SIZE else {}),
+            **({"WORKER_BATCH_SIZE": str(batch_size)} if batch_size else {}),
         },
     )
     stack.start_chain()
@@ -80,7 +77,11 @@ def stack_for(url: str, *, clusters: int, web: bool) -> object:
 
 
 def throughput(
-    tokens: int, clusters: int, *, watch: Callable[[list[int]], Callable[[], None]] | None = None
+    tokens: int,
+    clusters: int,
+    *,
+    batch_size: int | None = None,
+    watch: Callable[[list[int]], Callable[[], None]] | None = None,
 ) -> dict[str, Any]:
     """`watch`, given the clusters' pids, starts watching them and returns how to stop (profiling)."""
     url = fresh_database("glisk_bench_pipeline")
@@ -90,7 +91,7 @@ def throughput(
     from glisk.devtools.stack import mint_many, mint_plan, wait_until
     from lifecycle.models import Token
 
-    stack = stack_for(url, clusters=0, web=False)
+    stack = stack_for(url, clusters=0, web=False, batch_size=batch_size)
     try:
         chain = stack.chain()  # type: ignore[attr-defined]
         accounts = devnet.dev_accounts(chain)
@@ -172,8 +173,7 @@ def main() -> None:
     lat.add_argument("--samples", type=int, default=5)
     args = parser.parse_args()
     if args.mode == "throughput":
-        BATCH_SIZE[:] = [args.batch_size] if args.batch_size else []
-        runs = [throughput(args.tokens, args.clusters) for _ in range(args.runs)]
+        runs = [throughput(args.tokens, args.clusters, batch_size=args.batch_size) for _ in range(args.runs)]
         result: dict[str, Any] = {
             k: median([r[k] for r in runs]) for k in ("tokens", "clusters", "seconds", "tokens_per_s")
         }

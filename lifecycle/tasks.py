@@ -48,30 +48,36 @@ def image_stage() -> dict[str, Any]:
     started = time.monotonic()
     carried = 0
 
-    def carry_on(budget: float) -> None:
+    def carry_on(*, between_batches: bool) -> None:
         # Tokens handed on are due in the IPFS stage now: this worker pins them at once instead of
         # waiting for the queued IPFS task to reach a worker (every worker may be busy generating
         # through a mint-out, and then nothing would be ready for the keeper until the last image
         # is made). Claims are the same skip-locked ones, so the two never share a token, and the
-        # queued task takes what is left. Not while the keeper waits for a worker (the stage
-        # runner yields to it), and within what is left of the task's budget.
+        # queued task takes what is left. Between image batches: one IPFS batch, never waiting
+        # for tokens backing off; after the last one, up to CARRY_ON_SECONDS of IPFS work. Not
+        # while the keeper waits for a worker (the stage runner yields to it), and within what
+        # is left of the task's budget.
         nonlocal carried
-        budget = min(budget, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
+        budget = min(CARRY_ON_SECONDS, IMAGE_BUDGET_SECONDS - (time.monotonic() - started))
         if budget <= 1 or stage_waiting(stage=YIELD_TO, longer_than=YIELD_AFTER_SECONDS):
             return
         try:
             carried += ipfs_stage_run(
-                worker_id=worker, budget_seconds=budget, max_batches=1, wait_for_backoff=False
+                worker_id=worker,
+                budget_seconds=budget,
+                max_batches=1 if between_batches else None,
+                wait_for_backoff=not between_batches,
             ).succeeded
         except Exception:  # the image work is committed; the queued IPFS task does the rest
             logger.exception("stage.carry_on_failed")
 
-    # After each image batch, one IPFS batch; when no image work is left, the rest.
     report = image_stage_run(
-        worker_id=worker, budget_seconds=IMAGE_BUDGET_SECONDS, after_batch=lambda: carry_on(CARRY_ON_SECONDS)
+        worker_id=worker,
+        budget_seconds=IMAGE_BUDGET_SECONDS,
+        after_batch=lambda: carry_on(between_batches=True),
     )
     if report.succeeded:
-        carry_on(CARRY_ON_SECONDS)
+        carry_on(between_batches=False)
     result = vars(report)
     result["carried_to_ipfs"] = carried
     return result

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
@@ -32,16 +32,12 @@ class DatabaseStorage(Storage):
         return ContentFile(bytes(content), name=name)
 
     def _save(self, name: str, content: IO[Any]) -> str:
-        data = b"".join(chunk for chunk in File(content).chunks())
-        try:
-            with transaction.atomic():
-                StoredFile.objects.create(name=name, content=data, size=len(data))
-        except IntegrityError:
-            # Saved meanwhile under this name (two workers on one token: names carry the digest).
-            existing = StoredFile.objects.filter(name=name).values_list("content", flat=True).first()
-            if existing is None or bytes(existing) != data:
-                raise
-        return name
+        # Saved meanwhile under this name with the same bytes (two workers on one token: names
+        # carry the digest) is a success; other bytes are refused.
+        saved, failed = self.save_many({name: b"".join(chunk for chunk in File(content).chunks())})
+        if name in failed:
+            raise failed[name]
+        return saved[name]
 
     def exists(self, name: str) -> bool:
         return StoredFile.objects.filter(name=name).exists()
@@ -67,11 +63,13 @@ class DatabaseStorage(Storage):
         saved: dict[str, str] = {}
         failed: dict[str, Exception] = {}
         chunk: dict[str, bytes] = {}
+        size = 0
         for name, data in files.items():
-            if chunk and sum(map(len, chunk.values())) + len(data) > SAVE_MANY_BYTES:
+            if chunk and size + len(data) > SAVE_MANY_BYTES:
                 self._save_chunk(chunk, saved, failed)
-                chunk = {}
+                chunk, size = {}, 0
             chunk[name] = data
+            size += len(data)
         if chunk:
             self._save_chunk(chunk, saved, failed)
         return saved, failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -24,10 +25,10 @@ from lifecycle.services.stages.runner import (
     calls_finish,
     calls_run,
     concurrency_for,
+    network_bound,
     retry_or_fail,
     run_stage,
     stage_hand_on,
-    without_urls,
 )
 from lifecycle.services.tokens import tokens_lease_update, tokens_move
 
@@ -134,12 +135,7 @@ def _generate(
         # error, so it backs off and fails at the cap instead of being bought at every lease.
         exc = failed[names[pk]]
         logger.error("stage.image_store_failed", extra={"token_id": pk, "error_class": type(exc).__name__})
-        c.error = ProviderError(
-            f"unexpected {type(exc).__name__}",
-            transient=True,
-            error_class=f"unexpected_{type(exc).__name__}"[:64],
-        )
-        c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
+        c.failed_unexpectedly(exc)
         del made[pk]
 
     def succeeded(c: Call[GeneratedImage]) -> dict[str, Any]:
@@ -232,14 +228,8 @@ def image_generate_batch(
     config = settings.GLISK
     fresh = [t for t in tokens if t.status == TokenStatus.DETECTED]
     resuming = [t for t in tokens if t.status == TokenStatus.GENERATING]
+    batch_default = functools.cache(_default_prompt)  # once per batch, only if an author has none
     if fresh:
-        default: list[str] = []
-
-        def batch_default() -> str:  # looked up once per batch, and only if an author has none
-            if not default:
-                default.append(_default_prompt())
-            return default[0]
-
         prompts = {t.pk: prompt_for(t, fallback=batch_default) for t in fresh}
         started = tokens_move(
             fields={
@@ -253,9 +243,9 @@ def image_generate_batch(
             reason="generation started",
         )
         report.lost += len(fresh) - len(started)
+        fresh = [t for t in fresh if t.pk in started]
         for t in fresh:
             t.status, t.prompt_text, t.fallback_prompt_used = TokenStatus.GENERATING, prompts[t.pk], False
-        fresh = [t for t in fresh if t.pk in started]
 
     done: dict[int, Generated] = {}
     calls: list[Call[GeneratedImage]] = []
@@ -263,7 +253,7 @@ def image_generate_batch(
     earlier = _stint_jobs(resuming)  # a token just started has no earlier attempt in this stint
     for t in fresh + resuming:
         attempts = t.image_attempts + 1
-        prompt, fallback = t.prompt_text or prompt_for(t), t.fallback_prompt_used
+        prompt, fallback = t.prompt_text or prompt_for(t, fallback=batch_default), t.fallback_prompt_used
         jobs = earlier.get(t.pk, [])
         reused = _finished(jobs)
         if reused is not None:
@@ -282,7 +272,7 @@ def image_generate_batch(
                 t, provider=provider, prompt=prompt, attempt=attempts, fallback=fallback, resumable=resumable
             )
         )
-    paid = bool(getattr(provider, "network_bound", False))
+    paid = network_bound(provider)
     stored = _generate(calls, worker_id=worker_id, concurrency=concurrency, paid=paid)
 
     # A refused prompt is retried once with the safe prompt, recorded on the token first.

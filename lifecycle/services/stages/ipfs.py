@@ -28,6 +28,7 @@ from lifecycle.services.stages.runner import (
     calls_finish,
     calls_run,
     concurrency_for,
+    network_bound,
     retry_or_fail,
     run_stage,
     stage_hand_on,
@@ -107,8 +108,7 @@ def _pins(
                 ),
             )
         )
-    paid = bool(getattr(pinner_, "network_bound", False))
-    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency, paid=paid)
+    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency, paid=network_bound(pinner_))
     calls_finish(IpfsRecord, calls, succeeded=lambda c: {"cid": c.result.cid, "size_bytes": c.result.size})  # type: ignore[union-attr]
     cids.update({c.token.pk: c.result.cid for c in calls if c.error is None and c.result is not None})
     return cids, calls

@@ -107,6 +107,18 @@ class Call(Generic[T]):
     duration_ms: int = 0
     error_text: str = ""  # what the attempt row says of an unexpected error (operators only)
 
+    def failed_unexpectedly(self, exc: Exception) -> None:
+        """Not the provider's answer (a full disk, a client library's own exception): recorded
+        and counted like a transient provider error. The token's last error (which the public
+        token list shows) names the class only; the attempt row, which only operators see, keeps
+        the message without URLs."""
+        self.error = ProviderError(
+            f"unexpected {type(exc).__name__}",
+            transient=True,
+            error_class=f"unexpected_{type(exc).__name__}"[:64],
+        )
+        self.error_text = f"{self.error}: {without_urls(str(exc))[:1000]}"
+
 
 def calls_run(
     model: type[Model], calls: list[Call[Any]], *, worker_id: str, concurrency: int, paid: bool = False
@@ -159,14 +171,7 @@ def _call_one(c: Call[Any], *, check_lease_of: str | None = None, own_connection
         # counted like a transient provider error, so it backs off and fails at the cap instead
         # of being paid for again at every lease expiry.
         logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
-        # The token's last error (which the public token list shows) names the class only; the
-        # attempt row, which only operators see, keeps the message without URLs.
-        c.error = ProviderError(
-            f"unexpected {type(exc).__name__}",
-            transient=True,
-            error_class=f"unexpected_{type(exc).__name__}"[:64],
-        )
-        c.error_text = f"{c.error}: {without_urls(str(exc))[:1000]}"
+        c.failed_unexpectedly(exc)
     finally:
         c.duration_ms = int((time.monotonic() - started) * 1000)
         if own_connection:
@@ -241,19 +246,38 @@ def stage_hand_on(
     return moved
 
 
-def retry_or_fail(**kwargs: Any) -> None:
+def retry_or_fail(
+    *,
+    token: Token,
+    worker_id: str,
+    actor: str,
+    error: ProviderError,
+    provider: str,
+    attempts_field: str,
+    attempts: int,
+    max_attempts: int,
+    report: StageReport,
+) -> None:
     """A transient error under the cap backs off (lease given back); anything else fails the token.
 
     A failure to record that (the database failing under it) costs this token only: it is
     logged and counted lost, and the rest of the batch is still handed on; the token's lease
     runs out and the next worker takes it over."""
-    report: StageReport = kwargs["report"]
     try:
-        _retry_or_fail(**kwargs)
+        _retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=actor,
+            error=error,
+            provider=provider,
+            attempts_field=attempts_field,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            report=report,
+        )
     except DatabaseError as exc:
         logger.exception(
-            "stage.failure_not_recorded",
-            extra={"token_id": kwargs["token"].pk, "error_class": type(exc).__name__},
+            "stage.failure_not_recorded", extra={"token_id": token.pk, "error_class": type(exc).__name__}
         )
         report.lost += 1
 
@@ -270,7 +294,6 @@ def _retry_or_fail(
     max_attempts: int,
     report: StageReport,
 ) -> None:
-    """A transient error under the cap backs off (lease given back); anything else fails the token."""
     detail = {
         "provider": provider,
         "error_class": error.error_class,
@@ -447,6 +470,11 @@ def _work_batch(work: StageWork, tokens: list[Token], worker_id: str) -> StageRe
     return report
 
 
+def network_bound(provider: object) -> bool:
+    """A provider that waits on the network and bills each call (Replicate, Pinata)."""
+    return bool(getattr(provider, "network_bound", False))
+
+
 def concurrency_for(provider: object) -> int:
     """Threads only help providers that wait on the network; a local one is CPU-bound."""
-    return settings.GLISK.stage_concurrency if getattr(provider, "network_bound", False) else 1
+    return settings.GLISK.stage_concurrency if network_bound(provider) else 1
