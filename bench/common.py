@@ -182,6 +182,7 @@ ROLES = (  # a process's role, from its command line; the first match wins
     ("webhook_relay", "relay"),
     ("postgres", "PostgreSQL"),
     ("anvil", "anvil"),
+    ("read_load.mjs", "load client (node)"),
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -254,6 +255,7 @@ class Cost:
     units: int
     statements: list[dict[str, Any]]
     cpu: dict[str, float]
+    unit: str = "token"
 
     @property
     def calls(self) -> int:
@@ -290,14 +292,14 @@ class Cost:
     def print(self) -> None:
         s = self.summary()
         print(
-            f"  SQL: {s['statements_per_token']:.2f} statements per token "
+            f"  SQL: {s['statements_per_token']:.2f} statements per {self.unit} "
             f"({s['statements_per_token_without_begin_commit']:.2f} without BEGIN/COMMIT; the server's own "
-            f"foreign-key checks, {s['foreign_key_checks_per_token']:.1f} per token, not counted), "
-            f"{s['database_ms_per_token']:.2f} ms of database execution per token"
+            f"foreign-key checks, {s['foreign_key_checks_per_token']:.1f} per {self.unit}, not counted), "
+            f"{s['database_ms_per_token']:.2f} ms of database execution per {self.unit}"
         )
         cpu = ", ".join(f"{role} {ms:.2f}" for role, ms in s["cpu_ms_per_token"].items())
-        print(f"  CPU ms per token: {cpu}")
-        print("  statements by database time (calls per token, ms in all):")
+        print(f"  CPU ms per {self.unit}: {cpu}")
+        print(f"  statements by database time (calls per {self.unit}, ms in all):")
         for top in s["top_statements"][:8]:
             print(f"    {top['calls_per_token']:6.2f}  {top['ms']:8.0f} ms  {top['query'][:110]}")
 

@@ -1,30 +1,33 @@
 """The frontend's read API under reveal-watching load: N watchers, each polling its author's token
 list (`GET /api/authors/{wallet}/tokens?limit=20`) every 2 s, on a collection of M tokens.
 
-    .venv/bin/python bench/read_api.py [--watchers 1000] [--tokens 10000] [--seconds 30] [--web-workers 3]
+    .venv/bin/python bench/read_api.py [--watchers 1000 ...] [--tokens 10000] [--seconds 30] [--web-workers 3]
 
-An open-loop load (a request is due every 2 s per watcher whatever the answers take, from an
-asyncio client in its own process) against gunicorn on the same 2 cores as PostgreSQL; reports the
-request rate reached, p50/p95/p99 latency, errors, and the client's own CPU time (it shares the
-machine), and writes them to bench/results/. With Debian's `wrk` installed it then measures the
-capacity too: as many requests as 64 connections get answered, each for a random author (wrk is
-written in C, so the client costs the server little).
+An open-loop load (a request is due every 2 s per watcher whatever the answers take) from
+`bench/read_load.mjs`, a Node client that costs the machine little, against gunicorn on the same
+2 cores as PostgreSQL. For each number of watchers it reports the request rate, p50/p95/p99
+latency counted from when each request was due, errors, the statements per request and the CPU
+per request of the web workers, PostgreSQL and the load client, and writes them to
+bench/results/. With Debian's `wrk` installed it then measures the capacity too: as many requests
+as 64 connections get answered, each for a random author.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import random
-import resource
+import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, gunicorn, percentile, setup_django, write_results
+from typing import Any
+
+from bench.common import ROOT, fresh_database, gunicorn, measured, setup_django, write_results
 
 PERIOD = 2.0
 
@@ -53,40 +56,33 @@ def seed(tokens: int, authors: int) -> list[str]:
     return [str(known[w.lower()].wallet_address) for w in wallets]
 
 
-async def load(base: str, wallets: list[str], watchers: int, seconds: float) -> tuple[list[float], int, int]:
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-    sent = 0
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
-        deadline = time.monotonic() + seconds
-
-        async def watcher(wallet: str) -> None:
-            nonlocal errors, sent
-            await asyncio.sleep(random.uniform(0, PERIOD))
-            while time.monotonic() < deadline:
-                due = time.monotonic() + PERIOD
-                started = time.perf_counter()
-                sent += 1
-                try:
-                    response = await client.get(f"/api/authors/{wallet}/tokens", params={"limit": 20})
-                    if response.status_code != 200:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append(time.perf_counter() - started)
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-        await asyncio.gather(*(watcher(random.choice(wallets)) for _ in range(watchers)))
-    return latencies, errors, sent
+def load(base: str, wallets: list[str], watchers: int, seconds: float) -> dict[str, Any]:
+    """Run the Node load client; its JSON figures."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("the read benchmark's load client needs Node (node on PATH)")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("\n".join(wallets))
+    done = subprocess.run(
+        [
+            node,
+            str(ROOT / "bench" / "read_load.mjs"),
+            base,
+            handle.name,
+            str(watchers),
+            str(PERIOD),
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    return dict(json.loads(done.stdout))
 
 
 def wrk_capacity(base: str, wallets: list[str], seconds: float) -> dict[str, float] | None:
     import re
-    import shutil
-    import tempfile
 
     if shutil.which("wrk") is None:
         return None
@@ -131,7 +127,7 @@ def wrk_capacity(base: str, wallets: list[str], seconds: float) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--watchers", type=int, nargs="+", default=[1000])
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--authors", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -141,39 +137,42 @@ def main() -> None:
     url = fresh_database("glisk_bench_read")
     setup_django(url)
     wallets = seed(args.tokens, args.authors)
+    runs = []
     with gunicorn(url, workers=args.web_workers, worker_class="gthread", threads=4) as base:
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        latencies, errors, sent = asyncio.run(load(base, wallets, args.watchers, args.seconds))
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-        capacity = wrk_capacity(base, wallets, args.seconds)
-    client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    rate = sent / args.seconds
-    figures = {
-        "watchers": args.watchers,
-        "tokens": args.tokens,
-        "offered_rate": args.watchers / PERIOD,
-        "rate": rate,
-        "requests": sent,
-        "errors": errors,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p95_ms": percentile(latencies, 95) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "client_cpu_seconds": client_cpu,
-        "web_workers": args.web_workers,
-        "wrk": capacity,
-    }
-    print(
-        f"{args.watchers} watchers polling every {PERIOD:g} s on {args.tokens} tokens: {rate:.0f} req/s "
-        f"(offered {args.watchers / PERIOD:.0f}), {errors} errors, p50 {figures['p50_ms']:.0f} ms, "
-        f"p95 {figures['p95_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms "
-        f"(the load client itself used {client_cpu:.1f} s of CPU on the same cores)"
-    )
+        load(base, wallets, 100, 4.0)  # warm every worker's connection and code paths
+        for watchers in args.watchers:
+            with measured(url, units=1) as cost:
+                figures = load(base, wallets, watchers, args.seconds)
+            cost[0].units = max(1, figures["answered"])
+            cost[0].unit = "request"
+            print(
+                f"{watchers} watchers polling every {PERIOD:g} s on {args.tokens} tokens: "
+                f"{figures['rate']:.0f} req/s (offered {watchers / PERIOD:.0f}), {figures['errors']} errors, "
+                f"p50 {figures['p50_ms']:.0f} ms, p95 {figures['p95_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms, "
+                f"max {figures['max_ms']:.0f} ms; the load client used "
+                f"{figures['client_cpu_seconds'] * 1000 / max(1, figures['answered']):.2f} ms of CPU per request"
+            )
+            cost[0].print()
+            runs.append(
+                {"watchers": watchers, "offered_rate": watchers / PERIOD, **figures, **cost[0].summary()}
+            )
+            time.sleep(2)
+        capacity = wrk_capacity(base, wallets, min(args.seconds, 15))
     if capacity:
         print(
             f"capacity (wrk, 64 connections, random authors): {capacity['rate']:.0f} req/s, "
             f"p50 {capacity['p50_ms']:.0f} ms, p99 {capacity['p99_ms']:.0f} ms, {capacity['errors']} errors"
         )
-    path = write_results("read_api", figures)
+    path = write_results(
+        "read_api",
+        {
+            "tokens": args.tokens,
+            "authors": args.authors,
+            "web_workers": args.web_workers,
+            "runs": runs,
+            "wrk": capacity,
+        },
+    )
     print(f"results: {path.relative_to(ROOT)}")
 
 

@@ -74,6 +74,7 @@ class Config:
     conn_max_age: int
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
+    token_list_cache_seconds: float
 
     alchemy_api_key: str = field(repr=False)  # secret (or may hold one)
     alchemy_webhook_secret: str = field(repr=False)  # secret (or may hold one)
@@ -358,6 +359,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         conn_max_age=r.integer("CONN_MAX_AGE", 60),
         secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", False),
         secure_hsts_seconds=r.integer("SECURE_HSTS_SECONDS", 0),
+        token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0),
         alchemy_api_key=alchemy_api_key,
         alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),
         rpc_url=rpc_url,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.http import QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from eth_utils import is_address, to_checksum_address
@@ -28,10 +32,11 @@ from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ApiError, ErrorOutput
 from glisk.config import PROMPT_MAX_LENGTH
 from glisk.core.errors import ApplicationError
+from glisk.core.recent import Recent
 from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
 from lifecycle.display import ipfs_http_url
-from lifecycle.models import STAGE_STATUSES, Token, TokenStatus
-from lifecycle.selectors import author_tokens
+from lifecycle.models import STAGE_STATUSES, TokenStatus
+from lifecycle.selectors import PageToken, author_token_page
 
 LEADERBOARD_SIZE = 50
 WALLET_PARAMETER = OpenApiParameter(
@@ -52,9 +57,18 @@ class PayloadTooLarge(ApplicationError):
 
 
 def _checksummed(wallet: object, name: str = "wallet_address") -> str:
-    if not isinstance(wallet, str) or not is_address(wallet):
+    checksummed = _checksum(wallet) if isinstance(wallet, str) and len(wallet) <= 42 else None
+    if checksummed is None:
         raise ApiError(f"{name} must be a 0x-prefixed 20-byte address", error_type="invalid_wallet")
-    return str(to_checksum_address(wallet))
+    return checksummed
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(wallet: str) -> str | None:
+    """The EIP-55 form of `wallet` (in any letter case), or None if it is no address.
+    Remembered: a watched author's wallet comes back every 2 s per watcher, and the Keccak hash
+    of a checksum cost more than the rest of a token list's parsing."""
+    return str(to_checksum_address(wallet)) if is_address(wallet) else None
 
 
 # --- the leaderboard ---------------------------------------------------------------------------
@@ -89,39 +103,50 @@ class LeaderboardApi(APIView):
 
 
 class FrontendToken(serializers.Serializer):
+    """The token list's item, as the frontend reads it: the schema's description of what
+    `frontend_token` renders (a test holds the two to the same fields)."""
+
     token_id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=TokenStatus.choices)
-    image_cid = serializers.SerializerMethodField()
-    metadata_cid = serializers.SerializerMethodField()
-    image_url = serializers.SerializerMethodField()
-    generation_attempts = serializers.IntegerField(source="image_attempts")
-    generation_error = serializers.SerializerMethodField()
-    reveal_tx_hash = serializers.SerializerMethodField()
+    image_cid = serializers.CharField(allow_null=True)
+    metadata_cid = serializers.CharField(allow_null=True)
+    image_url = serializers.CharField(allow_null=True, help_text="a URL a browser can load")
+    generation_attempts = serializers.IntegerField()
+    generation_error = serializers.CharField(
+        allow_null=True, help_text="the image stage's last error while the token is in it or failed there"
+    )
+    reveal_tx_hash = serializers.CharField(allow_null=True, help_text="set once the token is revealed")
     created_at = serializers.DateTimeField()
 
-    def get_image_cid(self, obj: Token) -> str | None:
-        return obj.image_cid or None
 
-    def get_metadata_cid(self, obj: Token) -> str | None:
-        return obj.metadata_cid or None
+IMAGE_STAGE = frozenset(STAGE_STATUSES["image"])
 
-    def get_image_url(self, obj: Token) -> str | None:
-        url = ipfs_http_url(obj.image_cid)
-        request = self.context.get("request")
-        if url and url.startswith("/") and request is not None:
-            return str(request.build_absolute_uri(url))  # the frontend is on another origin
-        return url
 
-    def get_generation_error(self, obj: Token) -> str | None:
-        """The image stage's last error while the token is in it or failed there."""
-        in_image_stage = obj.status in STAGE_STATUSES["image"] or (
-            obj.status == TokenStatus.FAILED and obj.failed_stage in STAGE_STATUSES["image"]
-        )
-        return (obj.last_error or None) if in_image_stage else None
+def frontend_token(token: PageToken, *, site: str) -> dict[str, Any]:
+    """A FrontendToken, rendered by hand rather than by the serializer: this list is what every
+    collector watching a reveal polls, and DRF's per-field machinery was most of its cost.
+    `site` (scheme and host) makes a local gateway path a full URL, since the frontend is on
+    another origin."""
+    status = token.status
+    url = ipfs_http_url(token.image_cid)
+    failed_there = status == TokenStatus.FAILED and token.failed_stage in IMAGE_STAGE
+    return {
+        "token_id": token.token_id,
+        "status": status,
+        "image_cid": token.image_cid or None,
+        "metadata_cid": token.metadata_cid or None,
+        "image_url": site + url if url and url.startswith("/") else url,
+        "generation_attempts": token.image_attempts,
+        "generation_error": (token.last_error or None) if status in IMAGE_STAGE or failed_there else None,
+        "reveal_tx_hash": token.reveal_tx_hash if status == TokenStatus.REVEALED else None,
+        "created_at": iso_datetime(token.created_at),
+    }
 
-    def get_reveal_tx_hash(self, obj: Token) -> str | None:
-        tx = obj.reveal_transaction
-        return tx.tx_hash if tx is not None and obj.status == TokenStatus.REVEALED else None
+
+def iso_datetime(value: datetime) -> str:
+    """As DRF writes every other date of the API: ISO 8601 in UTC, `Z` for the offset."""
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class AuthorTokensPage(serializers.Serializer):
@@ -131,9 +156,36 @@ class AuthorTokensPage(serializers.Serializer):
     limit = serializers.IntegerField()
 
 
+PAGE_OFFSET_MAX, PAGE_LIMIT_MAX = 10**9, 100
+
+
 class PageQuery(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+    offset = serializers.IntegerField(min_value=0, max_value=PAGE_OFFSET_MAX, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=PAGE_LIMIT_MAX, default=20)
+
+
+PLAIN_NUMBER = re.compile(r"[0-9]{1,10}")
+# Pages read in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset, limit and site: each
+# collector watching a reveal polls its author's list every 2 s, so a popular author's watchers
+# cost this worker one query per period instead of one per poll.
+TOKEN_PAGES: Recent[tuple[str, int, int, str], dict[str, Any]] = Recent(max_entries=10_000)
+
+
+def _page_query(params: QueryDict) -> tuple[int, int]:
+    """`offset` and `limit`. Plain numbers in range, what the frontend sends on every poll, are
+    read directly; anything else goes through PageQuery for its validation and messages."""
+    offset, limit = params.get("offset", "0"), params.get("limit", "20")
+    if PLAIN_NUMBER.fullmatch(offset) and PLAIN_NUMBER.fullmatch(limit):
+        values = int(offset), int(limit)
+        if values[0] <= PAGE_OFFSET_MAX and 1 <= values[1] <= PAGE_LIMIT_MAX:
+            return values
+    for name in ("offset", "limit"):
+        value = params.get(name)
+        if value is not None and not value.strip():
+            raise ApiError(f"{name} must be an integer", error_type="invalid_query")
+    query = PageQuery(data=params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data["offset"], query.validated_data["limit"]
 
 
 class AuthorTokensApi(APIView):
@@ -144,21 +196,20 @@ class AuthorTokensApi(APIView):
     )
     def get(self, request: Request, wallet: str) -> Response:
         checksummed = _checksummed(wallet, "wallet")
-        for name in ("offset", "limit"):
-            if name in request.query_params and not request.query_params[name].strip():
-                raise ApiError(f"{name} must be an integer", error_type="invalid_query")
-        query = PageQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        offset, limit = query.validated_data["offset"], query.validated_data["limit"]
-        author = author_get_by_wallet(wallet=checksummed)
-        tokens = author_tokens(author_id=author.pk) if author is not None else Token.objects.none()
-        page = {
-            "tokens": tokens[offset : offset + limit],
-            "total": tokens.count(),
-            "offset": offset,
-            "limit": limit,
-        }
-        return Response(AuthorTokensPage(page, context={"request": request}).data)
+        offset, limit = _page_query(request.query_params)
+        site = request.build_absolute_uri("/")[:-1]
+
+        def read() -> dict[str, Any]:
+            page = author_token_page(wallet=checksummed, offset=offset, limit=limit)
+            return {
+                "tokens": [frontend_token(token, site=site) for token in page.tokens],
+                "total": page.total,
+                "offset": offset,
+                "limit": limit,
+            }
+
+        seconds = settings.GLISK.token_list_cache_seconds
+        return Response(TOKEN_PAGES.get_or_compute((checksummed, offset, limit, site), seconds, read))
 
 
 # --- an author's profile -----------------------------------------------------------------------

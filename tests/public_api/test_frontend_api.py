@@ -4,6 +4,7 @@ the contract, wallets of every kind on anvil for the signatures."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 
 import pytest
@@ -441,3 +442,120 @@ def test_an_empty_paging_value_is_a_400(client, db):
 def test_the_profile_of_a_wallet_named_prompt_is_no_prompt(client, db):
     answer = client.get("/api/authors/prompt")
     assert answer.status_code == 200 and answer.json()["has_prompt"] is False
+
+
+# --- the token list under polling --------------------------------------------------------------
+
+
+@pytest.fixture
+def token_pages():
+    from glisk.public_api.views import TOKEN_PAGES
+
+    TOKEN_PAGES._entries.clear()
+    yield TOKEN_PAGES
+    TOKEN_PAGES._entries.clear()
+
+
+def test_a_token_list_is_one_statement_and_renders_what_the_schema_names(client, db, token_pages):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from glisk.public_api.views import FrontendToken
+
+    author = AuthorFactory.create()
+    for token_id, status, stage, error in (
+        (1, "revealed", "", ""),
+        (2, "failed", "generating", "replicate: NSFW"),
+        (3, "failed", "uploading", "pinata: 500"),
+        (4, "generating", "", "replicate: timeout, retrying"),
+        (5, "uploading", "", "pinata: 502, retrying"),
+    ):
+        TokenFactory.create(
+            token_id=token_id, author=author, status=status, failed_stage=stage, last_error=error
+        )
+    TokenFactory.create(token_id=6)  # someone else's
+    tx = RevealTransactionFactory.create(status="confirmed", token_ids=[1])
+    Token.objects.filter(pk=1).update(reveal_transaction=tx)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(f"/api/authors/{author.wallet_address.upper().replace('0X', '0x')}/tokens?limit=20")
+    assert page.status_code == 200
+    assert len(queries.captured_queries) == 1  # the page and its total together
+    body = page.json()
+    assert body["total"] == 5 and [t["token_id"] for t in body["tokens"]] == [5, 4, 3, 2, 1]
+    assert all(set(t) == set(FrontendToken().fields) for t in body["tokens"])
+    errors = {t["token_id"]: t["generation_error"] for t in body["tokens"]}
+    # Only the image stage's errors are generation errors: while in it, or failed there.
+    assert errors == {5: None, 4: "replicate: timeout, retrying", 3: None, 2: "replicate: NSFW", 1: None}
+    assert body["tokens"][-1]["reveal_tx_hash"] == tx.tx_hash
+    assert body["tokens"][-1]["created_at"].endswith("Z")
+
+    past_the_end = client.get(f"/api/authors/{author.wallet_address}/tokens?offset=7&limit=2").json()
+    assert (past_the_end["tokens"], past_the_end["total"]) == ([], 5)
+    last = client.get(f"/api/authors/{author.wallet_address}/tokens?offset=4&limit=2").json()
+    assert ([t["token_id"] for t in last["tokens"]], last["total"]) == ([1], 5)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=1e1", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=1000000001", "offset"),
+        ("offset=&limit=5", "offset"),
+    ],
+)
+def test_paging_values_out_of_range_are_refused_with_their_name(client, db, token_pages, query, words):
+    answer = client.get(f"/api/authors/0x{'ab' * 20}/tokens?{query}")
+    assert answer.status_code == 400 and words in answer.json()["detail"]
+
+
+def test_paging_values_the_serializer_accepts_still_page(client, db, token_pages):
+    author = AuthorFactory.create()
+    for token_id in range(1, 4):
+        TokenFactory.create(token_id=token_id, author=author)
+    for query in ("limit=002", "limit=2.0", "limit=%202", "offset=0&limit=2"):
+        answer = client.get(f"/api/authors/{author.wallet_address}/tokens?{query}")
+        assert answer.status_code == 200, query
+        assert [t["token_id"] for t in answer.json()["tokens"]] == [3, 2], query
+
+
+def test_a_wallet_is_matched_in_any_letter_case_and_a_malformed_one_refused_every_time(
+    client, db, token_pages
+):
+    author = AuthorFactory.create(wallet_address="0x5FbDB2315678afecb367f032d93F642f64180aa3")
+    TokenFactory.create(token_id=1, author=author)
+    for wallet in (
+        author.wallet_address,
+        author.wallet_address.lower(),
+        "0x5fbDB2315678AFECB367f032d93F642f64180aa3",
+    ):
+        assert client.get(f"/api/authors/{wallet}/tokens").json()["total"] == 1, wallet
+    for _ in range(2):  # the second answer comes from the remembered check
+        for malformed in ("0x5FbDB2315678afecb367f032d93F642f64180aa", "0x" + "g" * 40, "x" * 300):
+            answer = client.get(f"/api/authors/{malformed}/tokens")
+            assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_wallet"
+
+
+def test_a_token_list_is_kept_for_the_configured_moment_per_page(client, db, settings, token_pages):
+    settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=0.6)
+    author = AuthorFactory.create()
+    TokenFactory.create(token_id=1, author=author)
+    url = f"/api/authors/{author.wallet_address}/tokens"
+
+    first = client.get(url).json()
+    TokenFactory.create(token_id=2, author=author)
+    Token.objects.filter(pk=1).update(status="generating")
+    # Within the moment: the same page is the one already read; another page is read now.
+    assert client.get(url).json() == first
+    assert client.get(url.lower()).json() == first  # the same wallet in another case
+    assert client.get(f"{url}?limit=5").json()["total"] == 2
+    time.sleep(0.7)
+    fresh = client.get(url).json()
+    assert fresh["total"] == 2 and [t["status"] for t in fresh["tokens"]] == ["detected", "generating"]
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=0)
+    TokenFactory.create(token_id=3, author=author)
+    assert client.get(url).json()["total"] == 3
