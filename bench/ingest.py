@@ -3,7 +3,8 @@
     .venv/bin/python bench/ingest.py [--deliveries 200] [--runs 3] [--concurrency 8]
 
 For 0 % and 30 % duplicate deliveries it reports tokens/s (new tokens written per second) and
-p50/p99 request latency, as the median of --runs runs, and writes the figures to bench/results/.
+p50/p99 request latency, as the median of --runs runs, with the statements and the CPU time of
+the web workers and PostgreSQL per new token, and writes the figures to bench/results/.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, fresh_database, gunicorn, median, percentile, write_results
+from bench.common import ROOT, fresh_database, gunicorn, measured, median, percentile, write_results
 
 CONTRACT = "0x" + "7a" * 20
 SECRET = "whsec_bench"
@@ -118,34 +120,36 @@ def main() -> None:
     with web as base:
         webhook = f"{base}/webhooks/alchemy"
         next_id, block = 1, 1
-        report: dict[str, dict[str, float]] = {}
+        report: dict[str, dict[str, Any]] = {}
         for concurrency, duplicate_share in [
             (int(c), d) for c in args.concurrency.split(",") for d in (0.0, 0.3)
         ]:
             runs = []
-            for _ in range(args.runs):
-                bodies: list[bytes] = []
-                fresh: list[bytes] = []
-                for _ in range(args.deliveries):
-                    if fresh and random.random() < duplicate_share:
-                        bodies.append(random.choice(fresh))
-                        continue
-                    body = payload(next_id, 50, block)
-                    fresh.append(body)
-                    bodies.append(body)
-                    next_id += 50
-                    block += 1
-                wall, latencies, new_tokens = run_load(webhook, bodies, concurrency)
-                runs.append(
-                    {
-                        "tokens_per_s": new_tokens / wall,
-                        "deliveries_per_s": len(bodies) / wall,
-                        "p50_ms": percentile(latencies, 50) * 1000,
-                        "p99_ms": percentile(latencies, 99) * 1000,
-                        "new_tokens": new_tokens,
-                    }
-                )
+            with measured(url, units=1) as cost:
+                for _ in range(args.runs):
+                    bodies: list[bytes] = []
+                    fresh: list[bytes] = []
+                    for _ in range(args.deliveries):
+                        if fresh and random.random() < duplicate_share:
+                            bodies.append(random.choice(fresh))
+                            continue
+                        body = payload(next_id, 50, block)
+                        fresh.append(body)
+                        bodies.append(body)
+                        next_id += 50
+                        block += 1
+                    wall, latencies, new_tokens = run_load(webhook, bodies, concurrency)
+                    runs.append(
+                        {
+                            "tokens_per_s": new_tokens / wall,
+                            "deliveries_per_s": len(bodies) / wall,
+                            "p50_ms": percentile(latencies, 50) * 1000,
+                            "p99_ms": percentile(latencies, 99) * 1000,
+                            "new_tokens": new_tokens,
+                        }
+                    )
             label = f"{concurrency} sender(s), {int(duplicate_share * 100)}% duplicates"
+            cost[0].units = max(1, sum(int(r["new_tokens"]) for r in runs))
             report[label] = {k: median([r[k] for r in runs]) for k in runs[0]}
             r = report[label]
             print(
@@ -153,6 +157,8 @@ def main() -> None:
                 f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  (median of {args.runs} runs of "
                 f"{args.deliveries} deliveries x 50 tokens, gunicorn {args.web_workers} workers)"
             )
+            cost[0].print()
+            report[label]["cost"] = cost[0].summary()
         path = write_results("ingest", {"args": vars(args), "results": report})
         print(f"results: {path.relative_to(ROOT)}")
 

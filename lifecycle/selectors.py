@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import F, Min, Q
@@ -135,11 +135,13 @@ class TokenPage:
 
 @functools.cache
 def _page_sql() -> str:
-    from authors.models import Author
-    from chain.models import RevealTransaction
+    def table(model: Any) -> str:
+        return connection.ops.quote_name(model._meta.db_table)
 
-    token, author, reveal = (
-        connection.ops.quote_name(m._meta.db_table) for m in (Token, Author, RevealTransaction)
+    # The joined tables through Token's relations: lifecycle names no other app's models.
+    token = table(Token)
+    author, reveal = (
+        table(Token._meta.get_field(name).related_model) for name in ("author", "reveal_transaction")
     )
     columns = ", ".join(f"t.{connection.ops.quote_name(name)}" for name in PageToken._fields[:-1])
     return (

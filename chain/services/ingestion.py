@@ -56,7 +56,9 @@ def mint_logs_ingest(
     # One order for everyone, so two deliveries holding overlapping logs cannot deadlock.
     ordered = sorted(logs, key=lambda log: (log.block_number, log.log_index, log.tx_hash))
     batches: list[MintedBatch] = []
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint: nothing here is caught and retried, so a
+    # failure rolls back the caller's whole transaction (the webhook's delivery outcome with it).
+    with transaction.atomic(savepoint=False):
         authors, result.authors_new = authors_ensure(wallets={log.prompt_author for log in ordered})
         for log in ordered:
             # Serialize writers of the same log (a webhook retry racing the watcher); the

@@ -1,21 +1,28 @@
-"""Set-based writes the ORM has no single statement for: a batch of rows updated with a value per
-row, in one `UPDATE … FROM (VALUES …)` that also checks a precondition on every row and says which
-rows it changed (`RETURNING`).
+"""Set-based writes the ORM has no single statement for:
 
-The stages move a claimed batch with these: one statement for the batch instead of one per token,
-with the same compare-and-swap predicate (status, lease) the per-token UPDATE had.
+- `update_from_values`: a batch of rows updated with a value per row, in one
+  `UPDATE … FROM (VALUES …)` that also checks a precondition on every row and says which rows it
+  changed (`RETURNING`). The stages move a claimed batch with it: one statement for the batch
+  instead of one per token, with the same compare-and-swap predicate (status, lease) the per-token
+  UPDATE had.
+- `insert_from_arrays`: many rows that differ in a few columns, in one
+  `INSERT … SELECT … FROM unnest(…)` that says which rows it inserted. Ingestion creates each
+  delivery's tokens and their history rows with it: one array per varying column instead of a
+  model instance and a parameter per cell.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
 
 
+@functools.cache
 def _cell(model: type[Model], name: str) -> tuple[str, str, Field[Any, Any]]:
     """(column, cast, field) for field `name`: every VALUES cell is cast to its column's type, so
     that PostgreSQL never has to guess the type of a literal (a NULL, a JSON text)."""
@@ -74,3 +81,75 @@ def update_from_values(
             cursor.execute(f"{sql} RETURNING t.{pk_column}", params)
             changed.update(row[0] for row in cursor.fetchall())
     return changed
+
+
+def insert_from_arrays(
+    model: type[Model],
+    *,
+    each: Mapping[str, Sequence[Any]],
+    same: Mapping[str, Any] | None = None,
+    skip_existing: bool = False,
+) -> list[Any]:
+    """Insert one row per position of the sequences in `each` (all of one length, one per field
+    that differs between rows); every other column gets the same value for every row: `same`'s,
+    else what a new instance would have (the field's default, `auto_now`'s time). Returns the
+    primary keys of the rows inserted. `skip_existing`: a row that clashes with a stored one (its
+    key, a unique constraint) is left out, not an error, and is not in the result."""
+    lengths = {len(values) for values in each.values()}
+    assert len(lengths) == 1, "every field in `each` needs one value per row"
+    if not lengths.pop():
+        return []
+    quote = connection.ops.quote_name
+    meta = model._meta
+    prototype = model(**(same or {}))
+    columns, selected, params = [], [], []
+    arrays, array_params = [], []
+    for field in meta.concrete_fields:
+        if field is meta.auto_field:
+            continue  # the database numbers the row
+        column, cast, _ = _cell(model, field.attname)
+        columns.append(quote(column))
+        values = each.get(field.attname, each.get(field.name))
+        if values is None:
+            selected.append(f"%s::{cast}")
+            params.append(field.get_db_prep_save(field.pre_save(prototype, add=True), connection))
+        else:
+            selected.append(f"v.{quote(column)}")
+            arrays.append((quote(column), f"%s::{cast}[]"))
+            array_params.append(_prepared(field, values))
+    unnest = ", ".join(cast for _, cast in arrays)
+    names = ", ".join(name for name, _ in arrays)
+    # Identifiers come from the model's metadata, quoted; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(selected)} FROM unnest({unnest}) AS v({names})"
+        + (" ON CONFLICT DO NOTHING" if skip_existing else "")
+        + f" RETURNING {quote(str(meta.pk.column))}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + array_params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+# Column types whose database value is the Python value itself when that is an int or a str:
+# such arrays go as they are, not through the field's preparation one value at a time.
+PLAIN_TYPES = frozenset(
+    {
+        "BigIntegerField",
+        "IntegerField",
+        "PositiveBigIntegerField",
+        "PositiveIntegerField",
+        "SmallIntegerField",
+        "BigAutoField",
+        "AutoField",
+        "CharField",
+        "TextField",
+    }
+)
+
+
+def _prepared(field: Field[Any, Any], values: Sequence[Any]) -> list[Any]:
+    target = getattr(field, "target_field", field)  # a foreign key: its key's type
+    if target.get_internal_type() in PLAIN_TYPES and all(type(v) in (int, str) for v in values):
+        return list(values)
+    return [field.get_db_prep_save(value, connection) for value in values]

@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from glisk.core.bulk import insert_from_arrays
 from glisk.core.stages import stage_nudge
 from lifecycle.models import Token, TokenStatus, TokenTransition
 from lifecycle.services.tokens import FRESH_IMAGE, FRESH_PINS, token_transition
@@ -55,7 +56,7 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
     if not batches:
         return result
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction if any
         wanted = [i for batch in batches for i in batch.token_ids]
         stored = {
             row[0]: row[1:]
@@ -75,42 +76,31 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                 Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
                     mint_event_id=batch.mint_event_id
                 )
-        fresh = [
-            (
-                batch,
-                Token(
-                    token_id=i,
-                    author_id=batch.author_id,
-                    mint_event_id=batch.mint_event_id,
-                    status_changed_at=now,
-                ),
+        fresh = [(batch, i) for batch in batches for i in batch.token_ids if i not in existing]
+        # Rows that recovery inserted meanwhile are skipped; only the rows this statement
+        # inserted come back, and only they get a history row here.
+        inserted = set(
+            insert_from_arrays(
+                Token,
+                each={
+                    "token_id": [i for _, i in fresh],
+                    "author_id": [batch.author_id for batch, _ in fresh],
+                    "mint_event_id": [batch.mint_event_id for batch, _ in fresh],
+                },
+                same={"status_changed_at": now},
+                skip_existing=True,
             )
-            for batch in batches
-            for i in batch.token_ids
-            if i not in existing
-        ]
-        # ignore_conflicts: recovery may insert the same id concurrently; the rows this call
-        # inserted carry its exact `now`, and only they get a history row here.
-        Token.objects.bulk_create([token for _, token in fresh], ignore_conflicts=True)
-        if fresh:
-            inserted = set(
-                Token.objects.filter(
-                    token_id__in=[token.token_id for _, token in fresh], status_changed_at=now
-                ).values_list("token_id", flat=True)
-            )
-            fresh = [(batch, token) for batch, token in fresh if token.token_id in inserted]
-        TokenTransition.objects.bulk_create(
-            TokenTransition(
-                token_id=token.token_id,
-                from_status="",
-                to_status=TokenStatus.DETECTED,
-                actor=actor,
-                reason=f"minted in {batch.tx_hash}",
-                created_at=now,
-            )
-            for batch, token in fresh
         )
-        result.new_token_ids = [token.token_id for _, token in fresh]
+        fresh = [(batch, i) for batch, i in fresh if i in inserted]
+        insert_from_arrays(
+            TokenTransition,
+            each={
+                "token_id": [i for _, i in fresh],
+                "reason": [f"minted in {batch.tx_hash}" for batch, _ in fresh],
+            },
+            same={"from_status": "", "to_status": TokenStatus.DETECTED, "actor": actor, "created_at": now},
+        )
+        result.new_token_ids = [i for _, i in fresh]
         result.existing = len(wanted) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:
             stage_nudge(stage="image")

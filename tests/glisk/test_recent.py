@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from glisk.core.recent import Recent
 
 
@@ -36,7 +38,7 @@ def test_it_never_holds_more_than_its_bound():
     clock = Clock()
     recent: Recent[int, int] = Recent(max_entries=3, clock=clock)
     for key in range(3):
-        recent.get_or_compute(key, 1.0, lambda key=key: key)
+        recent.get_or_compute(key, 1.0, functools.partial(int, key))
     clock.now += 2  # all three expired: they make room
     recent.get_or_compute(10, 5.0, lambda: 10)
     assert len(recent) == 1

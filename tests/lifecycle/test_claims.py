@@ -298,6 +298,52 @@ def test_update_from_values_writes_nulls_json_and_checks_its_precondition_per_ro
     assert a.last_error == ""
 
 
+@pytest.mark.django_db
+def test_insert_from_arrays_fills_the_other_columns_as_a_new_instance_would_and_skips_clashes():
+    from django.db import DataError
+    from django.test.utils import CaptureQueriesContext
+
+    from glisk.core.bulk import insert_from_arrays
+    from lifecycle.models import TokenTransition
+    from tests.factories import AuthorFactory
+
+    author = AuthorFactory.create()
+    TokenFactory.create(token_id=2, author=author, status=S.READY)
+    when = timezone.now() - timedelta(hours=1)
+    with CaptureQueriesContext(connection) as queries:
+        inserted = insert_from_arrays(
+            Token,
+            each={"token_id": [1, 2, 3], "author_id": [author.pk] * 3},
+            same={"status_changed_at": when, "prompt_text": 'it\'s "quoted"'},
+            skip_existing=True,
+        )
+    assert len(queries.captured_queries) == 1
+    assert sorted(inserted) == [1, 3]  # 2 was stored: skipped, and not reported
+    fresh = Token.objects.get(pk=3)
+    assert (fresh.status, fresh.status_changed_at, fresh.prompt_text) == (S.DETECTED, when, 'it\'s "quoted"')
+    assert fresh.metadata is None and fresh.image_attempts == 0 and fresh.created_at is not None
+    assert Token.objects.get(pk=2).status == S.READY  # the stored row is untouched
+
+    ids = insert_from_arrays(
+        TokenTransition,
+        each={"token_id": [1, 3], "reason": ["first", "x" * 500]},
+        same={"to_status": S.DETECTED, "actor": "test", "detail": {"k": ["v"]}},
+    )
+    rows = {t.pk: t for t in TokenTransition.objects.filter(pk__in=ids)}
+    assert {(t.token_id, t.reason[:5], t.detail["k"][0]) for t in rows.values()} == {
+        (1, "first", "v"),
+        (3, "xxxxx", "v"),
+    }
+    assert insert_from_arrays(TokenTransition, each={"token_id": []}) == []
+    # A text longer than its column is refused, as the ORM refuses it, never cut.
+    with pytest.raises(DataError):
+        insert_from_arrays(
+            TokenTransition,
+            each={"token_id": [1], "reason": ["x" * 501]},
+            same={"to_status": "d", "actor": "t"},
+        )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_skips_a_token_another_statement_holds_instead_of_waiting():
     """Found in review: the heartbeat's UPDATE and a batch's UPDATE over the same tokens locked
