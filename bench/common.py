@@ -183,6 +183,7 @@ ROLES = (  # a process's role, from its command line; the first match wins
     ("postgres", "PostgreSQL"),
     ("anvil", "anvil"),
     ("read_load.mjs", "load client (node)"),
+    ("bench/", "the benchmark's own process"),  # its load, or the work it runs in-process
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -1,4 +1,5 @@
-"""`recover_tokens` time for N missing tokens on anvil.
+"""`recover_tokens` time for N missing tokens on anvil, with the statements and CPU per token of
+the last run (recovery runs in this process; anvil answers its reads).
 
 .venv/bin/python bench/recover.py [--tokens 1000] [--runs 3]
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, devnet_chain, fresh_database, median, setup_django, write_results
+from bench.common import ROOT, devnet_chain, fresh_database, measured, median, setup_django, write_results
 
 
 def main() -> None:
@@ -41,9 +42,10 @@ def main() -> None:
         for run in range(args.runs):
             if run:
                 Token.objects.all().delete()
-            started = time.perf_counter()
-            summary = tokens_recover(chain=chain)
-            times.append(time.perf_counter() - started)
+            with measured(url, args.tokens) as cost:
+                started = time.perf_counter()
+                summary = tokens_recover(chain=chain)
+                times.append(time.perf_counter() - started)
             assert summary.recovered == args.tokens and summary.remaining == 0, summary
         result = {
             "tokens": args.tokens,
@@ -55,6 +57,8 @@ def main() -> None:
             f"recover_tokens for {args.tokens} missing tokens: {median(times):.2f}s median of {args.runs} runs "
             f"({result['tokens_per_s']:.0f} tokens/s; runs: {', '.join(f'{t:.2f}s' for t in times)})"
         )
+        cost[0].print()  # the last run
+        result["cost"] = cost[0].summary()
         path = write_results("recover", {"args": vars(args), "results": result})
         print(f"results: {path.relative_to(ROOT)}")
 

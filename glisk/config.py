@@ -8,6 +8,7 @@ values: a secret must not reach a log or a terminal through a validation error.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -237,10 +238,11 @@ class _Reader:
             return default
         return value
 
-    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+    def number(self, name: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
         value = self._parse(name, default, float, "a number")
-        if value < minimum:
-            self.problems.append(f"{name} must be >= {minimum:g}")
+        if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
+            self.problems.append(f"{name} must be a finite number {bound}")
             return default
         return value
 
@@ -359,7 +361,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         conn_max_age=r.integer("CONN_MAX_AGE", 60),
         secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", False),
         secure_hsts_seconds=r.integer("SECURE_HSTS_SECONDS", 0),
-        token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0),
+        token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0, maximum=60.0),
         alchemy_api_key=alchemy_api_key,
         alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),
         rpc_url=rpc_url,

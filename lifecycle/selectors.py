@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import F, Min, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from lifecycle.models import ACTIVE_STATUSES, STAGE_STATUSES, Token, TokenStatus
@@ -166,7 +167,8 @@ def author_token_page(*, wallet: str, offset: int, limit: int) -> TokenPage:
         rows = cursor.fetchall()
     if rows:
         return TokenPage(tokens=[PageToken(*row[:-1]) for row in rows], total=rows[0][-1])
-    total = Token.objects.filter(author__wallet_address__iexact=wallet).count() if offset else 0
+    mine = Token.objects.annotate(wallet=Lower("author__wallet_address")).filter(wallet=wallet.lower())
+    total = mine.count() if offset else 0  # through the same index on the lower-cased wallet
     return TokenPage(tokens=[], total=total)
 
 

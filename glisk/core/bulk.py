@@ -131,25 +131,20 @@ def insert_from_arrays(
         return [row[0] for row in cursor.fetchall()]
 
 
-# Column types whose database value is the Python value itself when that is an int or a str:
+# Column types whose database value is the Python value itself when it has the column's type:
 # such arrays go as they are, not through the field's preparation one value at a time.
-PLAIN_TYPES = frozenset(
-    {
-        "BigIntegerField",
-        "IntegerField",
-        "PositiveBigIntegerField",
-        "PositiveIntegerField",
-        "SmallIntegerField",
-        "BigAutoField",
-        "AutoField",
-        "CharField",
-        "TextField",
-    }
-)
+PLAIN_TYPES: dict[str, type] = {
+    **dict.fromkeys(
+        ("BigIntegerField", "IntegerField", "PositiveBigIntegerField", "PositiveIntegerField"), int
+    ),
+    **dict.fromkeys(("SmallIntegerField", "BigAutoField", "AutoField"), int),
+    **dict.fromkeys(("CharField", "TextField"), str),
+}
 
 
 def _prepared(field: Field[Any, Any], values: Sequence[Any]) -> list[Any]:
     target = getattr(field, "target_field", field)  # a foreign key: its key's type
-    if target.get_internal_type() in PLAIN_TYPES and all(type(v) in (int, str) for v in values):
+    plain = PLAIN_TYPES.get(target.get_internal_type())
+    if plain is not None and all(type(v) is plain for v in values):
         return list(values)
     return [field.get_db_prep_save(value, connection) for value in values]

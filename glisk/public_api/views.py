@@ -36,7 +36,7 @@ from glisk.core.recent import Recent
 from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import STAGE_STATUSES, TokenStatus
-from lifecycle.selectors import PageToken, author_token_page
+from lifecycle.selectors import PageToken, TokenPage, author_token_page
 
 LEADERBOARD_SIZE = 50
 WALLET_PARAMETER = OpenApiParameter(
@@ -102,20 +102,21 @@ class LeaderboardApi(APIView):
 # --- an author's tokens ------------------------------------------------------------------------
 
 
+# The schema's description of what `frontend_token` renders (a test holds the two to the same
+# fields); a comment, not a docstring, which would be published in the API's documentation.
 class FrontendToken(serializers.Serializer):
-    """The token list's item, as the frontend reads it: the schema's description of what
-    `frontend_token` renders (a test holds the two to the same fields)."""
-
     token_id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=TokenStatus.choices)
-    image_cid = serializers.CharField(allow_null=True)
-    metadata_cid = serializers.CharField(allow_null=True)
-    image_url = serializers.CharField(allow_null=True, help_text="a URL a browser can load")
+    image_cid = serializers.CharField(allow_null=True, read_only=True)
+    metadata_cid = serializers.CharField(allow_null=True, read_only=True)
+    image_url = serializers.CharField(allow_null=True, read_only=True, help_text="a URL a browser can load")
     generation_attempts = serializers.IntegerField()
     generation_error = serializers.CharField(
-        allow_null=True, help_text="the image stage's last error while the token is in it or failed there"
+        allow_null=True,
+        read_only=True,
+        help_text="the image stage's last error while the token is in it or failed there",
     )
-    reveal_tx_hash = serializers.CharField(allow_null=True, help_text="set once the token is revealed")
+    reveal_tx_hash = serializers.CharField(allow_null=True, read_only=True, help_text="set once revealed")
     created_at = serializers.DateTimeField()
 
 
@@ -165,10 +166,11 @@ class PageQuery(serializers.Serializer):
 
 
 PLAIN_NUMBER = re.compile(r"[0-9]{1,10}")
-# Pages read in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset, limit and site: each
-# collector watching a reveal polls its author's list every 2 s, so a popular author's watchers
-# cost this worker one query per period instead of one per poll.
-TOKEN_PAGES: Recent[tuple[str, int, int, str], dict[str, Any]] = Recent(max_entries=10_000)
+# Pages read in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset and limit: each collector
+# watching a reveal polls its author's list every 2 s, so a popular author's watchers cost this
+# worker one query per period instead of one per poll. The rows are kept, not the answer: the
+# request's own host goes into image URLs when they are rendered.
+TOKEN_PAGES: Recent[tuple[str, int, int], TokenPage] = Recent(max_entries=1_000)
 
 
 def _page_query(params: QueryDict) -> tuple[int, int]:
@@ -197,19 +199,21 @@ class AuthorTokensApi(APIView):
     def get(self, request: Request, wallet: str) -> Response:
         checksummed = _checksummed(wallet, "wallet")
         offset, limit = _page_query(request.query_params)
+        seconds = settings.GLISK.token_list_cache_seconds
+        page = TOKEN_PAGES.get_or_compute(
+            (checksummed, offset, limit),
+            seconds,
+            functools.partial(author_token_page, wallet=checksummed, offset=offset, limit=limit),
+        )
         site = request.build_absolute_uri("/")[:-1]
-
-        def read() -> dict[str, Any]:
-            page = author_token_page(wallet=checksummed, offset=offset, limit=limit)
-            return {
+        return Response(
+            {
                 "tokens": [frontend_token(token, site=site) for token in page.tokens],
                 "total": page.total,
                 "offset": offset,
                 "limit": limit,
             }
-
-        seconds = settings.GLISK.token_list_cache_seconds
-        return Response(TOKEN_PAGES.get_or_compute((checksummed, offset, limit, site), seconds, read))
+        )
 
 
 # --- an author's profile -----------------------------------------------------------------------

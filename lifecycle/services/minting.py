@@ -76,7 +76,19 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                 Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
                     mint_event_id=batch.mint_event_id
                 )
-        fresh = [(batch, i) for batch in batches for i in batch.token_ids if i not in existing]
+        # A token two logs of this call both name goes to the first (in the caller's order); the
+        # other's claim is compared with it once it is stored, as with a stored token.
+        first_claim: dict[int, MintedBatch] = {}
+        fresh, overlapping = [], []
+        for batch in batches:
+            for i in batch.token_ids:
+                if i in existing:
+                    continue
+                if i in first_claim:
+                    overlapping.append((batch, i))
+                    continue
+                first_claim[i] = batch
+                fresh.append((batch, i))
         # Rows that recovery inserted meanwhile are skipped; only the rows this statement
         # inserted come back, and only they get a history row here.
         inserted = set(
@@ -100,6 +112,10 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
             },
             same={"from_status": "", "to_status": TokenStatus.DETECTED, "actor": actor, "created_at": now},
         )
+        for batch, i in overlapping:
+            first = first_claim[i]
+            if i in inserted:
+                _compare_stored(i, (first.author_id, first.mint_event_id, None), batch, actor, now, result)
         result.new_token_ids = [i for _, i in fresh]
         result.existing = len(wanted) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:

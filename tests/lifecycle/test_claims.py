@@ -335,6 +335,11 @@ def test_insert_from_arrays_fills_the_other_columns_as_a_new_instance_would_and_
         (3, "xxxxx", "v"),
     }
     assert insert_from_arrays(TokenTransition, each={"token_id": []}) == []
+    # Values of mixed types are prepared by the field, as the ORM prepares them (found in review).
+    mixed = insert_from_arrays(
+        TokenTransition, each={"token_id": [1, "3"]}, same={"to_status": "d", "actor": "t"}
+    )
+    assert sorted(TokenTransition.objects.filter(pk__in=mixed).values_list("token_id", flat=True)) == [1, 3]
     # A text longer than its column is refused, as the ORM refuses it, never cut.
     with pytest.raises(DataError):
         insert_from_arrays(

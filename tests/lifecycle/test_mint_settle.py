@@ -111,3 +111,25 @@ def test_a_worker_holding_a_detected_token_when_it_is_restarted_does_not_use_the
         token=fresh, worker_id="w2", provider=LocalImageProvider(), report=StageReport()
     )
     assert Token.objects.get(pk=token.pk).prompt_text == "the new author's prompt"
+
+
+@pytest.mark.django_db
+def test_two_logs_of_one_call_naming_the_same_token_make_it_once_and_dispute_it():
+    """Found in review: overlapping ranges in one delivery gave the shared token two `detected`
+    history rows, counted it twice, and disputed nothing although the authors differed."""
+    from lifecycle.services.minting import MintedBatch, tokens_register_minted
+
+    first, second = (
+        MintEventFactory.create(start_token_id=100, quantity=3),
+        MintEventFactory.create(start_token_id=102, quantity=2),
+    )
+    batches = [
+        MintedBatch(mint_event_id=e.pk, author_id=e.author_id, token_ids=range(s, s + n), tx_hash=e.tx_hash)
+        for e, s, n in ((first, 100, 3), (second, 102, 2))
+    ]
+    registered = tokens_register_minted(batches=batches, actor="webhook")
+    assert registered.new_token_ids == [100, 101, 102, 103] and registered.disputed == [102]
+    shared = Token.objects.get(pk=102)
+    assert (shared.author_id, shared.mint_event_id) == (first.author_id, first.pk)  # the first claim
+    assert shared.mint_disputed_at is not None
+    assert TokenTransition.objects.filter(token_id=102, from_status="").count() == 1  # created once

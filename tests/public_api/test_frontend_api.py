@@ -559,3 +559,29 @@ def test_a_token_list_is_kept_for_the_configured_moment_per_page(client, db, set
     settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=0)
     TokenFactory.create(token_id=3, author=author)
     assert client.get(url).json()["total"] == 3
+
+
+def test_a_kept_page_serves_every_host_its_own_image_urls(client, db, settings, token_pages):
+    """Found in review: the host was part of the key, so host names (or ports) multiplied the
+    kept pages. The rows are kept now; each answer renders its own host into the URLs."""
+    settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=30, ipfs_provider="local")
+    settings.ALLOWED_HOSTS = ["testserver", "example.org"]
+    author = AuthorFactory.create()
+    TokenFactory.create(token_id=1, author=author, image_cid="bafkimg")
+    url = f"/api/authors/{author.wallet_address}/tokens"
+    hosts = ["testserver", "testserver:1", "testserver:2", "example.org"]
+    urls = [client.get(url, HTTP_HOST=host).json()["tokens"][0]["image_url"] for host in hosts]
+    assert urls == [f"http://{host}/ipfs/bafkimg" for host in hosts]
+    assert len(token_pages) == 1
+
+
+def test_a_page_past_the_end_is_counted_through_the_wallet_index(client, db, token_pages):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    author = AuthorFactory.create()
+    TokenFactory.create(token_id=1, author=author)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(f"/api/authors/{author.wallet_address.lower()}/tokens?offset=5").json()
+    assert (page["tokens"], page["total"]) == ([], 1)
+    assert "LOWER(" in queries.captured_queries[-1]["sql"].upper()  # the unique lower(wallet) index
