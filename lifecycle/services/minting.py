@@ -309,41 +309,36 @@ def tokens_register_recovered(*, found: Sequence[FoundOnChain], actor: str = "re
     now = timezone.now()
     by_id = {item.token_id: item for item in found}
     with transaction.atomic():
-        Token.objects.bulk_create(
-            [
-                Token(
-                    token_id=item.token_id,
-                    author_id=item.author_id,
-                    status=TokenStatus.REVEALED if item.revealed else TokenStatus.DETECTED,
-                    metadata_cid=item.metadata_cid if item.revealed else "",
-                    revealed_at=now if item.revealed else None,
-                    status_changed_at=now,
-                )
-                for item in found
-            ],
-            ignore_conflicts=True,
-            batch_size=1000,
+        revealed = [by_id[i].revealed for i in by_id]
+        # Ids stored meanwhile (by the webhook or the watcher) are skipped and keep theirs; only
+        # the rows this statement inserted come back, and only they get a history row.
+        created = insert_from_arrays(
+            Token,
+            each={
+                "token_id": list(by_id),
+                "author_id": [item.author_id for item in by_id.values()],
+                "status": [TokenStatus.REVEALED if r else TokenStatus.DETECTED for r in revealed],
+                "metadata_cid": [item.metadata_cid if item.revealed else "" for item in by_id.values()],
+                "revealed_at": [now if r else None for r in revealed],
+            },
+            same={"status_changed_at": now},
+            skip_existing=True,
         )
-        # The rows this call wrote carry its exact `now` (to the microsecond); a token ingested
-        # meanwhile has its own.
-        created = list(
-            Token.objects.filter(pk__in=list(by_id), status_changed_at=now).values_list("pk", flat=True)
-        )
-        TokenTransition.objects.bulk_create(
-            [
-                TokenTransition(
-                    token_id=token_id,
-                    from_status="",
-                    to_status=TokenStatus.REVEALED if by_id[token_id].revealed else TokenStatus.DETECTED,
-                    actor=actor,
-                    reason="found on chain by recover_tokens"
-                    + (" (already revealed)" if by_id[token_id].revealed else ""),
-                    detail={"token_uri": by_id[token_id].token_uri} if by_id[token_id].revealed else None,
-                    created_at=now,
-                )
-                for token_id in sorted(created)
-            ],
-            batch_size=1000,
+        created.sort()
+        insert_from_arrays(
+            TokenTransition,
+            each={
+                "token_id": created,
+                "to_status": [
+                    TokenStatus.REVEALED if by_id[i].revealed else TokenStatus.DETECTED for i in created
+                ],
+                "reason": [
+                    "found on chain by recover_tokens" + (" (already revealed)" if by_id[i].revealed else "")
+                    for i in created
+                ],
+                "detail": [{"token_uri": by_id[i].token_uri} if by_id[i].revealed else None for i in created],
+            },
+            same={"from_status": "", "actor": actor, "created_at": now},
         )
         result.created = len(created)
         result.created_revealed = sum(1 for token_id in created if by_id[token_id].revealed)

@@ -50,6 +50,11 @@ def test_recover_fills_gaps_including_already_revealed_tokens(minted):
     assert tokens[4].status == "detected" and tokens[4].author.wallet_address == minted[3]
     assert tokens[9].author.wallet_address == minted[4]
     assert TokenTransition.objects.filter(token_id=4, actor="recovery", to_status="detected").exists()
+    history = {t.token_id: t for t in TokenTransition.objects.filter(actor="recovery")}
+    assert sorted(history) == [2, 3, 4, 5, 6, 8, 9, 10]  # one row per recovered token, none for 1 and 7
+    assert history[2].to_status == "revealed" and history[2].detail == {"token_uri": f"ipfs://{CID}"}
+    assert history[3].reason.endswith("(already revealed)") and history[4].detail is None
+    assert tokens[2].revealed_at is not None and tokens[4].revealed_at is None
     # Nothing left: a second run is a no-op with exit 0.
     code, summary, _ = run()
     assert code == 0 and summary["missing"] == 0 and summary["recovered"] == 0
