@@ -361,7 +361,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         conn_max_age=r.integer("CONN_MAX_AGE", 60),
         secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", False),
         secure_hsts_seconds=r.integer("SECURE_HSTS_SECONDS", 0),
-        token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0, maximum=60.0),
+        token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0, maximum=10.0),
         alchemy_api_key=alchemy_api_key,
         alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),
         rpc_url=rpc_url,

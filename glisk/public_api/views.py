@@ -169,8 +169,9 @@ PLAIN_NUMBER = re.compile(r"[0-9]{1,10}")
 # Pages read in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset and limit: each collector
 # watching a reveal polls its author's list every 2 s, so a popular author's watchers cost this
 # worker one query per period instead of one per poll. The rows are kept, not the answer: the
-# request's own host goes into image URLs when they are rendered.
-TOKEN_PAGES: Recent[tuple[str, int, int], TokenPage] = Recent(max_entries=1_000)
+# request's own host goes into image URLs when they are rendered. At most 500 pages of at most
+# 100 rows (about 50 MB at worst, with 500-character errors on every row) per worker.
+TOKEN_PAGES: Recent[tuple[str, int, int], TokenPage] = Recent(max_entries=500)
 
 
 def _page_query(params: QueryDict) -> tuple[int, int]:

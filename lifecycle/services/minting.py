@@ -12,7 +12,7 @@ chain's author and mint, recorded in the timeline, and a token not yet revealed 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,24 +58,7 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
     now = timezone.now()
     with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction if any
         wanted = [i for batch in batches for i in batch.token_ids]
-        stored = {
-            row[0]: row[1:]
-            for row in Token.objects.filter(token_id__in=wanted).values_list(
-                "token_id", "author_id", "mint_event_id", "mint_disputed_at"
-            )
-        }
-        existing = set(stored)
-        for batch in batches:
-            unlinked = []  # recovered from the chain: now we know their mint
-            for token_id in batch.token_ids:
-                if token_id in stored and _compare_stored(
-                    token_id, stored[token_id], batch, actor, now, result
-                ):
-                    unlinked.append(token_id)
-            if unlinked:  # one statement for the batch, however many tokens recovery stored
-                Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
-                    mint_event_id=batch.mint_event_id
-                )
+        existing = _reconcile_stored(batches, wanted, actor, now, result)
         # A token two logs of this call both name goes to the first (in the caller's order); the
         # other's claim is compared with it once it is stored, as with a stored token.
         first_claim: dict[int, MintedBatch] = {}
@@ -103,6 +86,11 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                 skip_existing=True,
             )
         )
+        # Ids a concurrent writer (recovery) stored between our read and our insert: compared and
+        # linked like the ones stored before, now that their rows are committed.
+        skipped = {i for _, i in fresh} - inserted
+        if skipped:
+            _reconcile_stored(batches, skipped, actor, now, result)
         fresh = [(batch, i) for batch, i in fresh if i in inserted]
         insert_from_arrays(
             TokenTransition,
@@ -117,10 +105,36 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
             if i in inserted:
                 _compare_stored(i, (first.author_id, first.mint_event_id, None), batch, actor, now, result)
         result.new_token_ids = [i for _, i in fresh]
-        result.existing = len(wanted) - len(fresh)  # stored before, or by a concurrent writer
+        result.existing = len(set(wanted)) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:
             stage_nudge(stage="image")
     return result
+
+
+def _reconcile_stored(
+    batches: Sequence[MintedBatch], token_ids: Iterable[int], actor: str, now: datetime, result: Registered
+) -> set[int]:
+    """Compare the stored tokens among `token_ids` with every batch that names them, in order:
+    dispute a contradiction, and link a token recovery stored without its mint event to the first
+    batch that agrees (a later batch then meets that link). Returns the ids that are stored."""
+    stored = {
+        row[0]: row[1:]
+        for row in Token.objects.filter(token_id__in=list(token_ids)).values_list(
+            "token_id", "author_id", "mint_event_id", "mint_disputed_at"
+        )
+    }
+    for batch in batches:
+        unlinked = []  # recovered from the chain: now we know their mint
+        for token_id in batch.token_ids:
+            if token_id in stored and _compare_stored(token_id, stored[token_id], batch, actor, now, result):
+                unlinked.append(token_id)
+                author_id, _, disputed_at = stored[token_id]
+                stored[token_id] = (author_id, batch.mint_event_id, disputed_at)
+        if unlinked:  # one statement for the batch, however many tokens recovery stored
+            Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
+                mint_event_id=batch.mint_event_id
+            )
+    return set(stored)
 
 
 def _compare_stored(

@@ -133,3 +133,91 @@ def test_two_logs_of_one_call_naming_the_same_token_make_it_once_and_dispute_it(
     assert (shared.author_id, shared.mint_event_id) == (first.author_id, first.pk)  # the first claim
     assert shared.mint_disputed_at is not None
     assert TokenTransition.objects.filter(token_id=102, from_status="").count() == 1  # created once
+
+
+@pytest.mark.django_db
+def test_a_recovered_token_two_logs_name_is_linked_to_the_first_and_disputed_by_the_other():
+    """Found in review: both logs were compared with the row as read (no mint event yet), so
+    both agreed, the first linked it, and the second's contradiction left no trace."""
+    from lifecycle.services.minting import (
+        FoundOnChain,
+        MintedBatch,
+        tokens_register_minted,
+        tokens_register_recovered,
+    )
+
+    author = AuthorFactory.create()
+    tokens_register_recovered(found=[FoundOnChain(2, author.pk, False, "", "")])
+    first, second = (MintEventFactory.create(author=author) for _ in range(2))
+    batches = [
+        MintedBatch(mint_event_id=e.pk, author_id=author.pk, token_ids=ids, tx_hash=e.tx_hash)
+        for e, ids in ((first, range(1, 3)), (second, range(2, 4)))
+    ]
+    registered = tokens_register_minted(batches=batches, actor="webhook")
+    assert registered.disputed == [2] and registered.new_token_ids == [1, 3] and registered.existing == 1
+    token = Token.objects.get(pk=2)
+    assert token.mint_event_id == first.pk and token.mint_disputed_at is not None
+
+
+@pytest.mark.parametrize("same_author", [True, False])
+@pytest.mark.django_db(transaction=True)
+def test_a_token_recovery_commits_while_ingestion_inserts_it_is_still_compared(same_author):
+    """Found in review: ingestion read the stored tokens before recovery committed, its insert
+    then skipped the token, and nothing compared it: another author went undisputed, the same
+    author's token stayed without its mint event."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    from lifecycle.services.minting import (
+        FoundOnChain,
+        MintedBatch,
+        tokens_register_minted,
+        tokens_register_recovered,
+    )
+
+    author = AuthorFactory.create()
+    recovered_for = author if same_author else AuthorFactory.create()
+    event = MintEventFactory.create(author=author)
+    recovering, results = threading.Event(), {}
+
+    def recover() -> None:
+        try:
+            with transaction.atomic():
+                tokens_register_recovered(found=[FoundOnChain(300, recovered_for.pk, False, "", "")])
+                recovering.set()
+                time.sleep(0.5)  # ingestion reads and inserts meanwhile, and waits for this commit
+        finally:
+            recovering.set()
+            connections.close_all()
+
+    def ingest() -> None:
+        try:
+            recovering.wait(5)
+            results["ingest"] = tokens_register_minted(
+                batches=[
+                    MintedBatch(
+                        mint_event_id=event.pk, author_id=author.pk, token_ids=range(299, 301), tx_hash="0x1"
+                    )
+                ],
+                actor="webhook",
+            )
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=recover), threading.Thread(target=ingest)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    registered = results["ingest"]
+    assert registered.new_token_ids == [299] and registered.existing == 1
+    token = Token.objects.get(pk=300)
+    assert TokenTransition.objects.filter(token_id=300, from_status="").count() == 1
+    if same_author:
+        assert (
+            registered.disputed == [] and token.mint_event_id == event.pk and token.mint_disputed_at is None
+        )
+    else:
+        assert registered.disputed == [300] and token.mint_disputed_at is not None

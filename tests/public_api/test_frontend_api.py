@@ -564,7 +564,7 @@ def test_a_token_list_is_kept_for_the_configured_moment_per_page(client, db, set
 def test_a_kept_page_serves_every_host_its_own_image_urls(client, db, settings, token_pages):
     """Found in review: the host was part of the key, so host names (or ports) multiplied the
     kept pages. The rows are kept now; each answer renders its own host into the URLs."""
-    settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=30, ipfs_provider="local")
+    settings.GLISK = dataclasses.replace(settings.GLISK, token_list_cache_seconds=10, ipfs_provider="local")
     settings.ALLOWED_HOSTS = ["testserver", "example.org"]
     author = AuthorFactory.create()
     TokenFactory.create(token_id=1, author=author, image_cid="bafkimg")
