@@ -12,6 +12,7 @@ chain's author and mint, recorded in the timeline, and a token not yet revealed 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,19 +60,14 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
     with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction if any
         wanted = [i for batch in batches for i in batch.token_ids]
         existing = _reconcile_stored(batches, wanted, actor, now, result)
-        # A token two logs of this call both name goes to the first (in the caller's order); the
-        # other's claim is compared with it once it is stored, as with a stored token.
-        first_claim: dict[int, MintedBatch] = {}
-        fresh, overlapping = [], []
+        # A token two logs of this call both name is made by the first (in the caller's order).
+        claimed: set[int] = set()
+        fresh = []
         for batch in batches:
             for i in batch.token_ids:
-                if i in existing:
-                    continue
-                if i in first_claim:
-                    overlapping.append((batch, i))
-                    continue
-                first_claim[i] = batch
-                fresh.append((batch, i))
+                if i not in existing and i not in claimed:
+                    claimed.add(i)
+                    fresh.append((batch, i))
         # Rows that recovery inserted meanwhile are skipped; only the rows this statement
         # inserted come back, and only they get a history row here.
         inserted = set(
@@ -86,11 +82,6 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                 skip_existing=True,
             )
         )
-        # Ids a concurrent writer (recovery) stored between our read and our insert: compared and
-        # linked like the ones stored before, now that their rows are committed.
-        skipped = {i for _, i in fresh} - inserted
-        if skipped:
-            _reconcile_stored(batches, skipped, actor, now, result)
         fresh = [(batch, i) for batch, i in fresh if i in inserted]
         insert_from_arrays(
             TokenTransition,
@@ -100,10 +91,13 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
             },
             same={"from_status": "", "to_status": TokenStatus.DETECTED, "actor": actor, "created_at": now},
         )
-        for batch, i in overlapping:
-            first = first_claim[i]
-            if i in inserted:
-                _compare_stored(i, (first.author_id, first.mint_event_id, None), batch, actor, now, result)
+        # Now stored, and still to compare with every log that names them, as the tokens stored
+        # before were: ids a concurrent writer (recovery) committed between our read and our
+        # insert, and ids that another log of this call names too.
+        named_twice = {i for i, count in Counter(wanted).items() if count > 1}
+        recheck = (claimed - inserted) | (named_twice & claimed)
+        if recheck:
+            _reconcile_stored(batches, recheck, actor, now, result)
         result.new_token_ids = [i for _, i in fresh]
         result.existing = len(set(wanted)) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:

@@ -263,88 +263,71 @@ def retry_or_fail(
     A failure to record that (the database failing under it) costs this token only: it is
     logged and counted lost, and the rest of the batch is still handed on; the token's lease
     runs out and the next worker takes it over."""
-    try:
-        _retry_or_fail(
-            token=token,
-            worker_id=worker_id,
-            actor=actor,
-            error=error,
-            provider=provider,
-            attempts_field=attempts_field,
-            attempts=attempts,
-            max_attempts=max_attempts,
-            report=report,
+    with _costs_only(token, report):
+        detail = {
+            "provider": provider,
+            "error_class": error.error_class,
+            "status": error.status,
+            "transient": error.transient,
+            "retry_after": error.retry_after,
+        }
+        reason = f"{provider}: {error}"
+        if error.transient and attempts < max_attempts:
+            delay = backoff_seconds(attempts, retry_after=error.retry_after)
+            kept = token_lease_release(
+                token_id=token.pk,
+                worker_id=worker_id,
+                fields={
+                    attempts_field: attempts,
+                    "next_attempt_at": timezone.now() + timedelta(seconds=delay),
+                    "last_error": reason[:500],
+                    "last_error_detail": detail,
+                },
+            )
+            if kept:
+                report.retried += 1
+            else:
+                report.lost += 1
+            logger.warning(
+                "stage.retry_scheduled",
+                extra={
+                    "token_id": token.pk,
+                    "actor": actor,
+                    "attempt": attempts,
+                    "error_class": error.error_class,
+                    "delay": round(delay, 2),
+                },
+            )
+            return
+        why = reason if not error.transient else f"{reason} (gave up after {attempts} attempts)"
+        try:
+            token_fail(
+                token_id=token.pk,
+                actor=actor,
+                reason=why,
+                lease_owner=worker_id,
+                detail=detail,
+                fields={attempts_field: attempts},
+            )
+            report.failed += 1
+        except LeaseLost:
+            report.lost += 1
+        logger.error(
+            "stage.token_failed",
+            extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class},
         )
+
+
+@contextlib.contextmanager
+def _costs_only(token: Token, report: StageReport) -> Iterator[None]:
+    """A database error inside costs `token` only: logged, and the token counted lost."""
+    try:
+        yield
     except DatabaseError as exc:
         logger.exception(
             "stage.failure_not_recorded", extra={"token_id": token.pk, "error_class": type(exc).__name__}
         )
         report.lost += 1
-
-
-def _retry_or_fail(
-    *,
-    token: Token,
-    worker_id: str,
-    actor: str,
-    error: ProviderError,
-    provider: str,
-    attempts_field: str,
-    attempts: int,
-    max_attempts: int,
-    report: StageReport,
-) -> None:
-    detail = {
-        "provider": provider,
-        "error_class": error.error_class,
-        "status": error.status,
-        "transient": error.transient,
-        "retry_after": error.retry_after,
-    }
-    reason = f"{provider}: {error}"
-    if error.transient and attempts < max_attempts:
-        delay = backoff_seconds(attempts, retry_after=error.retry_after)
-        kept = token_lease_release(
-            token_id=token.pk,
-            worker_id=worker_id,
-            fields={
-                attempts_field: attempts,
-                "next_attempt_at": timezone.now() + timedelta(seconds=delay),
-                "last_error": reason[:500],
-                "last_error_detail": detail,
-            },
-        )
-        if kept:
-            report.retried += 1
-        else:
-            report.lost += 1
-        logger.warning(
-            "stage.retry_scheduled",
-            extra={
-                "token_id": token.pk,
-                "actor": actor,
-                "attempt": attempts,
-                "error_class": error.error_class,
-                "delay": round(delay, 2),
-            },
-        )
-        return
-    why = reason if not error.transient else f"{reason} (gave up after {attempts} attempts)"
-    try:
-        token_fail(
-            token_id=token.pk,
-            actor=actor,
-            reason=why,
-            lease_owner=worker_id,
-            detail=detail,
-            fields={attempts_field: attempts},
-        )
-        report.failed += 1
-    except LeaseLost:
-        report.lost += 1
-    logger.error(
-        "stage.token_failed", extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class}
-    )
 
 
 StageWork = Callable[[list[Token], str, StageReport], None]
