@@ -41,12 +41,10 @@ def _actor(operator: str) -> str:
 
 def _locked(token_id: int) -> Token:
     """The token with its row locked until the caller's transaction ends."""
-    token = (
-        Token.objects.select_for_update(of=("self",))
-        .select_related("reveal_transaction")
-        .filter(pk=token_id)
-        .first()
-    )
+    # Not joined with its reveal transaction: when the keeper binds the token while we wait for
+    # the lock, PostgreSQL re-reads the token row but keeps the join's old (empty) side, so the
+    # token named a transaction it did not carry. It is read by its id when a refusal names it.
+    token = Token.objects.select_for_update().filter(pk=token_id).first()
     if token is None:
         raise ActionRefused(f"token #{token_id} does not exist")
     return token

@@ -244,3 +244,52 @@ def test_own_bytes_refused_after_a_fee_spike_are_replaced_with_todays_fees(chain
     confirmed = RevealTransaction.objects.get(status="confirmed")
     assert stale.status == "replaced" and confirmed.replaces_id == stale.pk and confirmed.nonce == stale.nonce
     assert set(Token.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"revealed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_waiting_on_a_token_the_keeper_binds_is_refused_with_the_transaction():
+    """Found by the chaos suite (scenario 8): the operator's locking read joined the token's reveal
+    transaction. When the keeper bound the token while the operator waited for its row lock,
+    PostgreSQL re-read the token but kept the join's empty side, and the refusal crashed on a
+    token that named a transaction it did not carry."""
+    import threading
+    import time
+
+    from django.db import transaction
+
+    from tests.factories import RevealTransactionFactory
+
+    token = TokenFactory.create(status="ready", metadata_cid="bafkmeta")
+    locked, outcome = threading.Event(), {}
+
+    def keeper_binds() -> None:
+        try:
+            with transaction.atomic():
+                Token.objects.select_for_update().get(pk=token.pk)
+                locked.set()
+                time.sleep(0.5)  # the operator's read waits for this row meanwhile
+                tx = RevealTransactionFactory.create(token_ids=[token.pk])
+                Token.objects.filter(pk=token.pk).update(reveal_transaction=tx)
+                outcome["tx"] = tx.tx_hash
+        finally:
+            locked.set()
+            connections.close_all()
+
+    def operator_acts() -> None:
+        try:
+            locked.wait(5)
+            operator_regenerate(token_id=token.pk, operator="op", reason="looks wrong")
+            outcome["operator"] = "applied"
+        except ActionRefused as exc:
+            outcome["operator"] = str(exc)
+        except Exception as exc:
+            outcome["operator"] = f"crashed: {exc!r}"
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=keeper_binds), threading.Thread(target=operator_acts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert outcome["tx"] in outcome["operator"] and "cannot be regenerated" in outcome["operator"]
