@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from glisk.core.recent import Recent
 
@@ -48,15 +53,56 @@ def test_expired_entries_go_as_new_ones_come_and_the_bound_holds_whatever_the_tr
     assert len(recent) == 1 and recent.get_or_compute(13, 5.0, lambda: -1) == 13
 
 
-def test_of_two_reads_of_one_key_the_one_that_started_later_is_kept():
-    clock = Clock()
-    recent: Recent[str, str] = Recent(clock=clock)
+def test_threads_asking_for_a_key_being_computed_wait_for_that_one_computation():
+    recent: Recent[str, str] = Recent()
+    started, release, calls = threading.Event(), threading.Event(), []
 
-    def slow_old_read() -> str:
-        clock.now += 0.5
-        # Meanwhile another thread read the key afresh (its read started after this one).
-        recent.get_or_compute("page", 1.0, lambda: "new")
-        return "old"
+    def slow_read() -> str:
+        calls.append(threading.get_ident())
+        started.set()
+        assert release.wait(5)
+        return "page"
 
-    assert recent.get_or_compute("page", 1.0, slow_old_read) == "old"
-    assert recent.get_or_compute("page", 1.0, lambda: "computed again") == "new"
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        first = pool.submit(recent.get_or_compute, "key", 5.0, slow_read)
+        assert started.wait(5)
+        others = [pool.submit(recent.get_or_compute, "key", 5.0, slow_read) for _ in range(7)]
+        other_key = pool.submit(recent.get_or_compute, "other", 5.0, lambda: "not waiting")
+        assert other_key.result(5) == "not waiting"  # only the same key waits
+        time.sleep(0.1)
+        assert not any(f.done() for f in others)
+        release.set()
+        assert [f.result(5) for f in [first, *others]] == ["page"] * 8
+    assert len(calls) == 1
+
+
+def test_when_the_computation_fails_each_waiting_thread_computes_for_itself():
+    recent: Recent[str, str] = Recent()
+    started, release = threading.Event(), threading.Event()
+
+    def failing_read() -> str:
+        started.set()
+        assert release.wait(5)
+        raise ConnectionError("database went away")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(recent.get_or_compute, "key", 5.0, failing_read)
+        assert started.wait(5)
+        others = [pool.submit(recent.get_or_compute, "key", 5.0, lambda: "read again") for _ in range(3)]
+        time.sleep(0.1)
+        release.set()
+        with pytest.raises(ConnectionError):
+            first.result(5)
+        assert [f.result(5) for f in others] == ["read again"] * 3
+    assert len(recent) == 0  # a failure is not kept; the waiters' own reads are not either
+    assert recent.get_or_compute("key", 5.0, lambda: "kept") == "kept"
+
+
+def test_a_computation_that_asks_for_its_own_key_does_not_wait_for_itself():
+    recent: Recent[str, str] = Recent()
+
+    def reentrant() -> str:
+        return "outer of " + recent.get_or_compute("key", 1.0, lambda: "inner")
+
+    assert recent.get_or_compute("key", 1.0, reentrant) == "outer of inner"
+    assert recent.get_or_compute("key", 1.0, lambda: "again") == "outer of inner"
