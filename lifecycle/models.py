@@ -71,7 +71,10 @@ class Token(models.Model):
     Status = TokenStatus
 
     token_id = models.PositiveBigIntegerField(primary_key=True, help_text="The on-chain token id.")
-    author = models.ForeignKey("authors.Author", on_delete=models.PROTECT, related_name="tokens")
+    # Indexed with the token id below (token_author_idx), not alone.
+    author = models.ForeignKey(
+        "authors.Author", on_delete=models.PROTECT, related_name="tokens", db_index=False
+    )
     mint_event = models.ForeignKey(
         "chain.MintEvent", null=True, blank=True, on_delete=models.PROTECT, related_name="tokens"
     )
@@ -149,6 +152,9 @@ class Token(models.Model):
                 condition=~models.Q(status__in=["revealed", "failed"]),
             ),
             models.Index(fields=["revealed_at"], name="token_revealed_at_idx"),
+            # An author's tokens newest first, a page at a time, and how many they have (counted
+            # from this index alone): the list every collector watching a reveal polls.
+            models.Index(fields=["author", "token_id"], name="token_author_idx"),
         ]
 
     def __str__(self) -> str:
