@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from eth_utils import is_address, to_checksum_address
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,7 +37,7 @@ from glisk.core.recent import Recent
 from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import STAGE_STATUSES, TokenStatus
-from lifecycle.selectors import PageToken, TokenPage, author_token_page
+from lifecycle.selectors import PageToken, author_token_page
 
 LEADERBOARD_SIZE = 50
 WALLET_PARAMETER = OpenApiParameter(
@@ -166,22 +167,35 @@ class PageQuery(serializers.Serializer):
 
 
 PLAIN_NUMBER = re.compile(r"[0-9]{1,10}")
-# Pages read in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset and limit: each collector
-# watching a reveal polls its author's list every 2 s, so a popular author's watchers cost this
-# worker one query per period instead of one per poll. The rows are kept, not the answer: the
-# request's own host goes into image URLs when they are rendered. At most 500 pages of at most
-# 100 rows (about 50 MB at worst, with 500-character errors on every row) per worker.
-TOKEN_PAGES: Recent[tuple[str, int, int], TokenPage] = Recent(max_entries=500)
+# Token lists answered in the last TOKEN_LIST_CACHE_SECONDS, by wallet, offset and limit: each
+# collector watching a reveal polls its author's list every 2 s, so a popular author's watchers
+# cost this worker one query and one rendering per period instead of one per poll. What is kept
+# is the answer's JSON cut where the site (scheme and host) goes into image URLs, so that every
+# host name the site answers to shares one entry. At most 500 answers of at most 100 tokens
+# (about 50 MB at worst, with 500-character errors on every token) per worker.
+TOKEN_PAGES: Recent[tuple[str, int, int], list[bytes]] = Recent(max_entries=500)
+JSON = JSONRenderer()
+# Stands for the site while an answer is rendered. JSON writes it as the escape below, which no
+# stored text can give: PostgreSQL's text holds no NUL character.
+SITE_MARK, SITE_MARK_IN_JSON = "\x00", b"\\u0000"
 
 
-def _page_query(params: QueryDict) -> tuple[int, int]:
-    """`offset` and `limit`. Plain numbers in range, what the frontend sends on every poll, are
-    read directly; anything else goes through PageQuery for its validation and messages."""
+def _plain_page_query(params: QueryDict) -> tuple[int, int] | None:
+    """`offset` and `limit` when they are plain numbers in range (or absent), what the frontend
+    sends on every poll; None when they need PageQuery's validation and messages."""
     offset, limit = params.get("offset", "0"), params.get("limit", "20")
     if PLAIN_NUMBER.fullmatch(offset) and PLAIN_NUMBER.fullmatch(limit):
         values = int(offset), int(limit)
         if values[0] <= PAGE_OFFSET_MAX and 1 <= values[1] <= PAGE_LIMIT_MAX:
             return values
+    return None
+
+
+def _page_query(params: QueryDict) -> tuple[int, int]:
+    """`offset` and `limit`, validated (plain numbers in range are read directly)."""
+    plain = _plain_page_query(params)
+    if plain is not None:
+        return plain
     for name in ("offset", "limit"):
         value = params.get(name)
         if value is not None and not value.strip():
@@ -192,29 +206,52 @@ def _page_query(params: QueryDict) -> tuple[int, int]:
 
 
 class AuthorTokensApi(APIView):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """A poll, a GET with plain paging values (or none) for JSON, is answered without DRF's
+        request wrapping, negotiation and response rendering, which cost more than the rest of a
+        remembered answer; anything else (HEAD, OPTIONS, other media types, values to validate,
+        errors) goes through DRF like every other view. Both give the same bytes."""
+        if request.method == "GET" and _json_accepted(request.headers.get("Accept")):
+            paging = _plain_page_query(request.GET)
+            checksummed = _checksum(kwargs["wallet"]) if len(kwargs["wallet"]) <= 42 else None
+            if paging is not None and checksummed is not None:
+                body = _token_list(request, checksummed, *paging)
+                response = HttpResponse(body, content_type="application/json")
+                response.headers["Allow"] = "GET, HEAD, OPTIONS"
+                return response
+        return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(
         parameters=[WALLET_PARAMETER, PageQuery],
         responses={200: AuthorTokensPage, 400: ErrorOutput},
         summary="An author's tokens, newest first (an unknown wallet has none)",
     )
-    def get(self, request: Request, wallet: str) -> Response:
+    def get(self, request: Request, wallet: str) -> HttpResponse:
         checksummed = _checksummed(wallet, "wallet")
         offset, limit = _page_query(request.query_params)
-        seconds = settings.GLISK.token_list_cache_seconds
-        page = TOKEN_PAGES.get_or_compute(
-            (checksummed, offset, limit),
-            seconds,
-            functools.partial(author_token_page, wallet=checksummed, offset=offset, limit=limit),
-        )
-        site = request.build_absolute_uri("/")[:-1]
-        return Response(
-            {
-                "tokens": [frontend_token(token, site=site) for token in page.tokens],
-                "total": page.total,
-                "offset": offset,
-                "limit": limit,
-            }
-        )
+        return HttpResponse(_token_list(request, checksummed, offset, limit), content_type="application/json")
+
+
+def _json_accepted(accept: str | None) -> bool:
+    return accept is None or "*/*" in accept or "application/json" in accept
+
+
+def _token_list(request: HttpRequest, wallet: str, offset: int, limit: int) -> bytes:
+    """The JSON of one page of an author's token list, as recently answered or read now."""
+    parts = TOKEN_PAGES.get_or_compute(
+        (wallet, offset, limit),
+        settings.GLISK.token_list_cache_seconds,
+        functools.partial(_token_list_parts, wallet=wallet, offset=offset, limit=limit),
+    )
+    # Image URLs are full (another origin reads them); the host is one Django validated.
+    return f"{request.scheme}://{request.get_host()}".encode().join(parts)
+
+
+def _token_list_parts(*, wallet: str, offset: int, limit: int) -> list[bytes]:
+    page = author_token_page(wallet=wallet, offset=offset, limit=limit)
+    tokens = [frontend_token(token, site=SITE_MARK) for token in page.tokens]
+    body = JSON.render({"tokens": tokens, "total": page.total, "offset": offset, "limit": limit})
+    return body.split(SITE_MARK_IN_JSON)
 
 
 # --- an author's profile -----------------------------------------------------------------------

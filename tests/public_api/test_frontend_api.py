@@ -585,3 +585,26 @@ def test_a_page_past_the_end_is_counted_through_the_wallet_index(client, db, tok
         page = client.get(f"/api/authors/{author.wallet_address.lower()}/tokens?offset=5").json()
     assert (page["tokens"], page["total"]) == ([], 1)
     assert "LOWER(" in queries.captured_queries[-1]["sql"].upper()  # the unique lower(wallet) index
+
+
+def test_a_poll_answered_directly_is_the_answer_drf_renders(client, db, token_pages):
+    author = AuthorFactory.create()
+    TokenFactory.create(
+        token_id=1, author=author, status="failed", failed_stage="generating", last_error="é\u2028"
+    )
+    TokenFactory.create(
+        token_id=2, author=author, image_cid="bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+    )
+    url = f"/api/authors/{author.wallet_address}/tokens?limit=5"
+    direct = client.get(url)
+    token_pages._entries.clear()
+    # A media range the direct answer does not read goes through DRF's negotiation.
+    through_drf = client.get(url, HTTP_ACCEPT="application/*")
+    assert direct.status_code == through_drf.status_code == 200
+    assert direct.content == through_drf.content
+    for header in ("Content-Type", "Vary", "Allow"):
+        assert direct.headers[header] == through_drf.headers[header], header
+    assert b"\\u2028" in direct.content and direct.json()["tokens"][1]["generation_error"] == "é\u2028"
+    assert direct.json()["tokens"][0]["image_url"].startswith("http://testserver/")
+    assert client.get(url, HTTP_ACCEPT="text/html").status_code == 406
+    assert client.head(url).status_code == 200
