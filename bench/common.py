@@ -154,6 +154,10 @@ def gunicorn(
             str(threads),
             "--log-level",
             "warning",
+            # Like the stack's config: a poller comes back every 2 s, gunicorn's default
+            # keep-alive is 2 s, and a close racing the next request resets it.
+            "--keep-alive",
+            "5",
         ],
         cwd=ROOT,
         env=process_env,

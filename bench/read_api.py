@@ -132,13 +132,14 @@ def main() -> None:
     parser.add_argument("--authors", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--web-workers", type=int, default=3)
+    parser.add_argument("--web-threads", type=int, default=4)
     args = parser.parse_args()
 
     url = fresh_database("glisk_bench_read")
     setup_django(url)
     wallets = seed(args.tokens, args.authors)
     runs = []
-    with gunicorn(url, workers=args.web_workers, worker_class="gthread", threads=4) as base:
+    with gunicorn(url, workers=args.web_workers, worker_class="gthread", threads=args.web_threads) as base:
         load(base, wallets, 100, 4.0)  # warm every worker's connection and code paths
         for watchers in args.watchers:
             with measured(url, units=1) as cost:

@@ -16,6 +16,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 60
+# The frontend polls every 2 s over one connection; gunicorn's default keep-alive is also 2 s,
+# so idle connections closed just as the next poll was sent and the poll failed with a reset.
+keepalive = 5
 graceful_timeout = 20
 control_socket_disable = True  # runtime control is not used; the app's directory is read-only
 accesslog = "-"
