@@ -19,7 +19,9 @@ class Recent(Generic[K, V]):
     One computation per key at a time: threads that ask for a key while another thread computes
     it wait for that value (a read already under way when they asked) instead of repeating the
     read, so an expiring entry that many threads poll costs one read, not one per thread. If that
-    computation fails, each waiting thread computes for itself.
+    computation fails, each waiting thread computes for itself. A waiter waits as long as the
+    computation takes, so `compute` must not itself wait on another key of the same cache (two
+    such computations could wait on each other); a page read is one statement.
 
     Expired entries are dropped at least once per `seconds` as new ones come in, so what is held
     is about what was asked in the last moment; `max_entries` bounds it whatever the traffic (past

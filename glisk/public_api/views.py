@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -175,9 +176,11 @@ PLAIN_NUMBER = re.compile(r"[0-9]{1,10}")
 # (about 50 MB at worst, with 500-character errors on every token) per worker.
 TOKEN_PAGES: Recent[tuple[str, int, int], list[bytes]] = Recent(max_entries=500)
 JSON = JSONRenderer()
-# Stands for the site while an answer is rendered. JSON writes it as the escape below, which no
-# stored text can give: PostgreSQL's text holds no NUL character.
-SITE_MARK, SITE_MARK_IN_JSON = "\x00", b"\\u0000"
+# Stands for the site while an answer is rendered: an image URL starts with it. JSON writes it
+# as the escape below, a string that starts with an escaped NUL, which no stored text can give
+# (PostgreSQL's text holds no NUL, and text that spells "\u0000" out is written "\\u0000"; a
+# quote inside a string is written \", so an unescaped one always opens or closes a string).
+SITE_MARK, SITE_MARK_IN_JSON = "\x00", b'"\\u0000'
 
 
 def _plain_page_query(params: QueryDict) -> tuple[int, int] | None:
@@ -211,11 +214,20 @@ class AuthorTokensApi(APIView):
         request wrapping, negotiation and response rendering, which cost more than the rest of a
         remembered answer; anything else (HEAD, OPTIONS, other media types, values to validate,
         errors) goes through DRF like every other view. Both give the same bytes."""
-        if request.method == "GET" and _json_accepted(request.headers.get("Accept")):
+        if (
+            request.method == "GET"
+            and _json_accepted(request.headers.get("Accept"))
+            and "format" not in request.GET
+        ):
             paging = _plain_page_query(request.GET)
             checksummed = _checksum(kwargs["wallet"]) if len(kwargs["wallet"]) <= 42 else None
             if paging is not None and checksummed is not None:
-                body = _token_list(request, checksummed, *paging)
+                try:
+                    body = _token_list(request, checksummed, *paging)
+                except (OperationalError, InterfaceError):
+                    # The database is away: DRF's path answers what every API view does (503
+                    # with Retry-After), or the page if it is back already.
+                    return super().dispatch(request, *args, **kwargs)
                 response = HttpResponse(body, content_type="application/json")
                 response.headers["Allow"] = "GET, HEAD, OPTIONS"
                 return response
@@ -233,7 +245,13 @@ class AuthorTokensApi(APIView):
 
 
 def _json_accepted(accept: str | None) -> bool:
-    return accept is None or "*/*" in accept or "application/json" in accept
+    """Whether DRF would surely answer this Accept with its plain JSON: no header, or media ranges
+    without parameters (no q=0, no indent) of which one is */* or application/json. Anything
+    else is left to DRF's negotiation."""
+    if accept is None:
+        return True
+    ranges = [media.strip().lower() for media in accept.split(",")]
+    return all(";" not in media for media in ranges) and ("*/*" in ranges or "application/json" in ranges)
 
 
 def _token_list(request: HttpRequest, wallet: str, offset: int, limit: int) -> bytes:
@@ -244,7 +262,7 @@ def _token_list(request: HttpRequest, wallet: str, offset: int, limit: int) -> b
         functools.partial(_token_list_parts, wallet=wallet, offset=offset, limit=limit),
     )
     # Image URLs are full (another origin reads them); the host is one Django validated.
-    return f"{request.scheme}://{request.get_host()}".encode().join(parts)
+    return f'"{request.scheme}://{request.get_host()}'.encode().join(parts)
 
 
 def _token_list_parts(*, wallet: str, offset: int, limit: int) -> list[bytes]:

@@ -93,3 +93,13 @@ def test_a_webhook_while_the_database_is_down_is_503_with_retry_after():
 @pytest.mark.django_db
 def test_health_only_answers_get(client):
     assert client.post("/health").status_code == 405
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+def test_a_token_list_poll_while_the_database_is_down_is_503_with_retry_after(accept):
+    """The frontend's polls take the token list's direct path: it answers like every API view."""
+    extra = {} if accept is None else {"HTTP_ACCEPT": accept}
+    outcome = request_with_the_database_down("get", f"/api/authors/0x{'ab' * 20}/tokens", **extra)
+    assert outcome["code"] == 503
+    assert outcome["headers"]["Retry-After"] == "5"
+    assert "database_unavailable" in outcome["body"]
