@@ -17,7 +17,10 @@ const watchers = Number(watchersArg);
 const period = Number(periodArg) * 1000;
 const duration = Number(secondsArg) * 1000;
 const wallets = readFileSync(walletsFile, "utf8").split("\n").filter(Boolean);
-const agent = new http.Agent({ keepAlive: true, maxSockets: Number(connectionsArg || 128) });
+// FIFO: every pooled connection stays in regular use, as a browser tab polling every 2 s keeps its
+// own; with the default LIFO some sat idle past the server's keep-alive and a request sent as the
+// server closed one failed with a reset (which a browser retries unseen).
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number(connectionsArg || 128), scheduling: "fifo" });
 const url = new URL(base);
 
 const latencies = [];
