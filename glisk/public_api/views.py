@@ -224,10 +224,13 @@ class AuthorTokensApi(APIView):
             if paging is not None and checksummed is not None:
                 try:
                     body = _token_list(request, checksummed, *paging)
-                except (OperationalError, InterfaceError):
-                    # The database is away: DRF's path answers what every API view does (503
-                    # with Retry-After), or the page if it is back already.
-                    return super().dispatch(request, *args, **kwargs)
+                except (OperationalError, InterfaceError) as exc:
+                    # The database is away: answered by DRF's exception handling (503 with
+                    # Retry-After, like every API view) without reading the page a second time.
+                    self.args, self.kwargs = args, kwargs
+                    self.request = drf_request = self.initialize_request(request, *args, **kwargs)
+                    self.headers = self.default_response_headers
+                    return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
                 response = HttpResponse(body, content_type="application/json")
                 response.headers["Allow"] = "GET, HEAD, OPTIONS"
                 return response

@@ -31,8 +31,8 @@ def test_health_answers_a_check_by_address_that_allowed_hosts_does_not_list(clie
     assert client.get("/health?x=1", HTTP_HOST="api.glisk.example").status_code == 200
 
 
-def request_with_the_database_down(method: str, path: str, **kwargs: object) -> dict:
-    """A real process whose DATABASE_URL points at a closed port on this machine."""
+def request_with_the_database_down(method: str, path: str, *, port: int = 9, **kwargs: object) -> dict:
+    """A real process whose DATABASE_URL points at a closed port on this machine (or `port`)."""
     script = (
         "import django, json, sys; django.setup();"
         "from django.test import Client;"
@@ -45,7 +45,7 @@ def request_with_the_database_down(method: str, path: str, **kwargs: object) -> 
         {
             "APP_ENV": "test",
             "DJANGO_SETTINGS_MODULE": "glisk.settings",
-            "DATABASE_URL": "postgresql://glisk:pa55w0rd-secret@127.0.0.1:9/glisk",
+            "DATABASE_URL": f"postgresql://glisk:pa55w0rd-secret@127.0.0.1:{port}/glisk",
             "LOG_LEVEL": "ERROR",
             "ALLOWED_HOSTS": "testserver",
             "ALCHEMY_WEBHOOK_SECRET": "whsec_down",
@@ -103,3 +103,36 @@ def test_a_token_list_poll_while_the_database_is_down_is_503_with_retry_after(ac
     assert outcome["code"] == 503
     assert outcome["headers"]["Retry-After"] == "5"
     assert "database_unavailable" in outcome["body"]
+
+
+def test_a_token_list_poll_tries_an_unreachable_database_once():
+    """A poll on the direct path waits for as many connection attempts as one through DRF, not
+    twice as many: a server that drops every connection counts them."""
+    import socket
+    import threading
+
+    attempts: list[int] = []
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def drop_connections() -> None:
+        while True:
+            try:
+                accepted, _ = server.accept()
+            except OSError:
+                return
+            attempts.append(1)
+            accepted.close()
+
+    threading.Thread(target=drop_connections, daemon=True).start()
+    counted = {}
+    try:
+        for accept in ("application/*", "*/*"):  # DRF's path, then the direct one
+            before = len(attempts)
+            outcome = request_with_the_database_down(
+                "get", f"/api/authors/0x{'ab' * 20}/tokens", port=server.getsockname()[1], HTTP_ACCEPT=accept
+            )
+            assert outcome["code"] == 503 and outcome["headers"]["Retry-After"] == "5"
+            counted[accept] = len(attempts) - before
+    finally:
+        server.close()
+    assert counted["*/*"] == counted["application/*"] >= 1

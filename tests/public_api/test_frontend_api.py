@@ -634,3 +634,16 @@ def test_error_text_that_spells_out_the_site_mark_stays_text(client, db, token_p
         ]
         assert tokens[1]["generation_error"] == error
         assert tokens[0]["image_url"].startswith("http://testserver/ipfs/")
+
+
+def test_the_token_list_has_no_drf_checks_that_its_direct_path_would_skip(db):
+    """The direct path answers without DRF's `initial()` (authentication, permissions,
+    throttles): if this view ever gets any, the direct path has to run them too."""
+    from rest_framework.permissions import AllowAny
+
+    from glisk.public_api.views import AuthorTokensApi
+
+    view = AuthorTokensApi()
+    assert view.get_authenticators() == []
+    assert view.get_throttles() == []
+    assert all(isinstance(permission, AllowAny) for permission in view.get_permissions())
