@@ -232,7 +232,7 @@ class AuthorTokensApi(APIView):
                     self.headers = self.default_response_headers
                     return self.finalize_response(drf_request, self.handle_exception(exc), *args, **kwargs)
                 response = HttpResponse(body, content_type="application/json")
-                response.headers["Allow"] = "GET, HEAD, OPTIONS"
+                response.headers["Allow"] = ", ".join(self.allowed_methods)  # as DRF sets it
                 return response
         return super().dispatch(request, *args, **kwargs)
 
