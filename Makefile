@@ -66,6 +66,7 @@ devnet: install
 # and writes JSON to bench/results/ (the README's table gives the sizes it reports).
 bench: install
 	$(PY) bench/gas.py
+	$(PY) bench/anvil_blocks.py
 	$(PY) bench/ingest.py
 	$(PY) bench/recover.py --tokens 1000 --runs 1
 	$(PY) bench/pipeline.py throughput --tokens 1000 --clusters 1 --runs 1

@@ -1,6 +1,6 @@
 """Where the time goes: the pipeline throughput benchmark with py-spy sampling every cluster.
 
-    .venv/bin/python bench/profile.py [--tokens 1000] [--clusters 1] [--rate 100]
+    .venv/bin/python bench/profile.py [--tokens 1000] [--clusters 1] [--rate 100] [--batch-size N] [--cpu]
 
 py-spy samples each cluster's processes (idle samples included, so waiting on PostgreSQL or
 JSON-RPC counts as time spent) for the whole run. Only samples taken inside one of our tasks are
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=1)
     parser.add_argument("--rate", type=int, default=100, help="samples per second per process")
+    parser.add_argument("--batch-size", type=int, help="WORKER_BATCH_SIZE (default: the setting's default)")
     parser.add_argument(
         "--cpu",
         action="store_true",
@@ -166,7 +167,7 @@ def main() -> None:
 
         return stop
 
-    run = throughput(args.tokens, args.clusters, watch=watch)
+    run = throughput(args.tokens, args.clusters, batch_size=args.batch_size, watch=watch)
     summary = summarise([f for f in raw_files if f.exists()], everything=args.cpu)
     what = "CPU only, outside tasks included" if args.cpu else "idle included"
     print(

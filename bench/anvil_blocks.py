@@ -1,0 +1,98 @@
+"""What anvil itself costs per reveal as the collection grows: its CPU time for the keeper's three
+calls of a 50-token batch (the on-chain pre-check, the gas estimate, the mined transaction) after
+1,000, 5,000 and 10,000 tokens have been minted.
+
+    .venv/bin/python bench/anvil_blocks.py [--sizes 1000 5000 10000] [--batches 10]
+
+The pipeline benchmark's chain is this anvil with instant blocks, so whatever grows here grows in
+its CPU figure for anvil; none of it is our code's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, cpu_by_role, setup_django, write_results
+
+BATCH = 50
+URI = "ipfs://QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # 53 bytes, as the IPFS stage writes
+
+
+def anvil_cpu() -> float:
+    """CPU seconds of the anvil processes so far (only ours is busy while this runs)."""
+    return cpu_by_role().get("anvil", 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--batches", type=int, default=10, help="reveals of 50 measured at each size")
+    args = parser.parse_args()
+    setup_django()
+    from chain import abi
+    from glisk.devtools import devnet
+    from glisk.devtools.stack import Stack
+
+    stack = Stack(var_dir=Path(tempfile.mkdtemp(prefix="glisk-bench-")), database_url="")
+    rows = []
+    try:
+        stack.start_chain()
+        chain = stack.chain()
+        accounts = devnet.dev_accounts(chain)
+        minted = 0
+        for size in sorted(args.sizes):
+            while minted < size + args.batches * BATCH:  # the measured batches are new tokens
+                devnet.mint(
+                    chain,
+                    minter=accounts[2 + minted // BATCH % 8],
+                    prompt_author=accounts[12],
+                    quantity=BATCH,
+                )
+                minted += BATCH
+            spent = {"precheck": 0.0, "estimate": 0.0, "mined": 0.0}
+            wall = 0.0
+            for n in range(args.batches):
+                first = minted - (n + 1) * BATCH + 1
+                ids = list(range(first, first + BATCH))
+                data = abi.reveal_tokens_calldata(ids, [URI] * BATCH)
+                started = time.perf_counter()
+                before = anvil_cpu()
+                chain.token_states(ids)
+                after_precheck = anvil_cpu()
+                chain.estimate_gas(sender=accounts[0], data=data)
+                after_estimate = anvil_cpu()
+                devnet.send_and_wait(chain, {"from": accounts[0], "to": chain.contract_address, "data": data})
+                wall += time.perf_counter() - started
+                spent["precheck"] += after_precheck - before
+                spent["estimate"] += after_estimate - after_precheck
+                spent["mined"] += anvil_cpu() - after_estimate
+            per_batch = {k: v * 1000 / args.batches for k, v in spent.items()}
+            total = sum(per_batch.values())
+            rows.append(
+                {
+                    "minted": minted,
+                    "anvil_cpu_ms_per_batch": per_batch,
+                    "anvil_cpu_ms_per_token": total / BATCH,
+                    "wall_ms_per_batch": wall * 1000 / args.batches,
+                }
+            )
+            print(
+                f"{minted:>6} tokens minted: anvil CPU per 50-token reveal {total:6.1f} ms "
+                f"(pre-check {per_batch['precheck']:.1f}, estimate {per_batch['estimate']:.1f}, "
+                f"mined {per_batch['mined']:.1f}) = {total / BATCH:.2f} ms per token; "
+                f"wall {wall * 1000 / args.batches:.0f} ms per batch"
+            )
+    finally:
+        stack.stop()
+    path = write_results("anvil_blocks", {"args": vars(args), "results": rows})
+    print(f"results: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
