@@ -32,8 +32,8 @@ class IngestResult:
     new_token_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        # Shallow: `asdict` deep-copies the ids of every new token, twice per delivery, for a
-        # summary that keeps only their range (6 % of a 50-token delivery's CPU).
+        # Shallow: `asdict` deep-copied the ids of every new token, twice per delivery, for a
+        # summary that keeps only their range (about 0.1 ms per call for 50 ids).
         data: dict[str, object] = {
             f.name: getattr(self, f.name) for f in fields(self) if f.name != "new_token_ids"
         }

@@ -58,6 +58,11 @@ class Stack:
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    @property
+    def anvil_pid(self) -> int | None:
+        """The chain's process (benchmarks read its CPU time), while it runs."""
+        return self._anvil.pid if self._anvil is not None else None
+
     def chain(self) -> GliskChain:
         assert self.info is not None
         return GliskChain(
