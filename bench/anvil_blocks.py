@@ -14,22 +14,20 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CLOCK_TICKS, ROOT, setup_django, write_results
+from bench.common import ROOT, process_cpu, setup_django, write_results
 
 BATCH = 50
 URI = "ipfs://QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"  # 53 bytes, as the IPFS stage writes
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (its own, not this script's: the calls'
-    encoding and HTTP on our side are not anvil's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """anvil's own CPU seconds so far (not this script's: the calls' encoding and HTTP on our side
+    are not anvil's)."""
+    return process_cpu(Path(f"/proc/{pid}"), children=False)
 
 
 def main() -> None:
@@ -64,19 +62,16 @@ def main() -> None:
                 )
                 minted += BATCH
             spent = {"precheck": 0.0, "estimate": 0.0, "mined": 0.0}
-            wall = 0.0
             for n in range(args.batches):
                 first = minted - (n + 1) * BATCH + 1
                 ids = list(range(first, first + BATCH))
                 data = abi.reveal_tokens_calldata(ids, [URI] * BATCH)
-                started = time.perf_counter()
                 before = cpu_seconds(pid)
                 chain.token_states(ids)
                 after_precheck = cpu_seconds(pid)
                 chain.estimate_gas(sender=accounts[0], data=data)
                 after_estimate = cpu_seconds(pid)
                 devnet.send_and_wait(chain, {"from": accounts[0], "to": chain.contract_address, "data": data})
-                wall += time.perf_counter() - started
                 spent["precheck"] += after_precheck - before
                 spent["estimate"] += after_estimate - after_precheck
                 spent["mined"] += cpu_seconds(pid) - after_estimate
@@ -87,14 +82,12 @@ def main() -> None:
                     "minted": minted,
                     "anvil_cpu_ms_per_batch": per_batch,
                     "anvil_cpu_ms_per_token": total / BATCH,
-                    "wall_ms_per_batch": wall * 1000 / args.batches,
                 }
             )
             print(
                 f"{minted:>6} tokens minted: anvil CPU per 50-token reveal {total:6.1f} ms "
                 f"(pre-check {per_batch['precheck']:.1f}, estimate {per_batch['estimate']:.1f}, "
-                f"mined {per_batch['mined']:.1f}) = {total / BATCH:.2f} ms per token; "
-                f"wall {wall * 1000 / args.batches:.0f} ms per batch"
+                f"mined {per_batch['mined']:.1f}) = {total / BATCH:.2f} ms per token"
             )
     finally:
         stack.stop()

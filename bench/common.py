@@ -192,6 +192,13 @@ ROLES = (  # a process's role, from its command line; the first match wins
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu(proc: Path, *, children: bool = True) -> float:
+    """CPU seconds (user + system) of the process whose /proc entry is `proc`; with `children`,
+    those of its reaped children too."""
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11 : 15 if children else 13]) / CLOCK_TICKS
+
+
 def cpu_by_role() -> dict[str, float]:
     """CPU seconds (user + system, reaped children included) of every process on the machine with
     a role in ROLES, summed per role. The difference of two snapshots is what a run cost; a
@@ -202,13 +209,11 @@ def cpu_by_role() -> dict[str, float]:
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            role = next((name for marker, name in ROLES if marker in command), None)
+            if role is not None:
+                totals[role] = totals.get(role, 0.0) + process_cpu(entry)
         except OSError:
             continue
-        role = next((name for marker, name in ROLES if marker in command), None)
-        if role is not None:
-            ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-            totals[role] = totals.get(role, 0.0) + ticks / CLOCK_TICKS
     return totals
 
 
