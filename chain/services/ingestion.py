@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, fields
 
 from django.db import transaction
 
+from authors.models import Author
 from authors.services import authors_ensure
 from chain.adapter import MintLog
 from chain.models import MintEvent, WebhookDelivery
-from glisk.core.state import advisory_xact_lock
+from glisk.core.bulk import insert_from_arrays_returning
 from lifecycle.services.minting import MintedBatch, tokens_register_minted
 
 logger = logging.getLogger(__name__)
@@ -64,40 +65,15 @@ def mint_logs_ingest(
     # failure rolls back the caller's whole transaction (the webhook's delivery outcome with it).
     with transaction.atomic(savepoint=False):
         authors, result.authors_new = authors_ensure(wallets={log.prompt_author for log in ordered})
+        events = _mint_events_store(ordered, chain_id, source, delivery, authors, result)
         for log in ordered:
-            # Serialize writers of the same log (a webhook retry racing the watcher); the
-            # existence checks below are then exact, and the summary counts are true.
-            advisory_xact_lock(f"mint:{chain_id}:{log.tx_hash}:{log.log_index}")
-            event = MintEvent.objects.filter(
-                chain_id=chain_id, tx_hash=log.tx_hash, log_index=log.log_index
-            ).first()
-            if event is None:
-                event = MintEvent.objects.create(
-                    chain_id=chain_id,
-                    tx_hash=log.tx_hash,
-                    log_index=log.log_index,
-                    block_number=log.block_number,
-                    block_hash=log.block_hash,
-                    block_timestamp=log.block_timestamp,
-                    minter=log.minter,
-                    prompt_author=log.prompt_author,
-                    author=authors[log.prompt_author.lower()],
-                    start_token_id=log.start_token_id,
-                    quantity=log.quantity,
-                    total_paid_wei=log.total_paid_wei,
-                    source=source,
-                    delivery=delivery,
-                )
-                result.mint_events_new += 1
-            else:
-                result.mint_events_duplicate += 1
-                _fill_block_fields(event, log, authors[log.prompt_author.lower()].pk, source)
+            author_id = authors[log.prompt_author.lower()].pk
             # The log's own content, not the stored event's: a log that contradicts what is
             # stored disputes those tokens, and the chain settles it (chain.services.disputes).
             batches.append(
                 MintedBatch(
-                    mint_event_id=event.pk,
-                    author_id=authors[log.prompt_author.lower()].pk,
+                    mint_event_id=events[(log.tx_hash, log.log_index)],
+                    author_id=author_id,
                     token_ids=range(log.start_token_id, log.start_token_id + log.quantity),
                     tx_hash=log.tx_hash,
                     author_wallet=log.prompt_author,
@@ -119,6 +95,69 @@ def mint_logs_ingest(
         )
     logger.info("mint.ingested", extra={"source": source, **result.as_dict()})
     return result
+
+
+def _mint_events_store(
+    ordered: Sequence[MintLog],
+    chain_id: int,
+    source: str,
+    delivery: WebhookDelivery | None,
+    authors: dict[str, Author],
+    result: IngestResult,
+) -> dict[tuple[str, int], int]:
+    """Insert the events of `ordered` that are not stored yet, in one statement, and return every
+    log's event id. A log stored before (or twice in `ordered`: the first is the new one) counts as
+    a duplicate and may fill in the block fields its stored copy lacks.
+
+    Writers of the same log are serialized by the unique index: an insert that meets another
+    transaction's uncommitted copy waits for it to end, then skips it (that copy committed) or
+    inserts (it rolled back), so the counts are exact. Every writer inserts in the same order
+    (`ordered`), so two deliveries holding overlapping logs cannot deadlock.
+    """
+    inserted = insert_from_arrays_returning(
+        MintEvent,
+        each={
+            "tx_hash": [log.tx_hash for log in ordered],
+            "log_index": [log.log_index for log in ordered],
+            "block_number": [log.block_number for log in ordered],
+            "block_hash": [log.block_hash for log in ordered],
+            "block_timestamp": [log.block_timestamp for log in ordered],
+            "minter": [log.minter for log in ordered],
+            "prompt_author": [log.prompt_author for log in ordered],
+            "author_id": [authors[log.prompt_author.lower()].pk for log in ordered],
+            "start_token_id": [log.start_token_id for log in ordered],
+            "quantity": [log.quantity for log in ordered],
+            "total_paid_wei": [log.total_paid_wei for log in ordered],
+        },
+        same={"chain_id": chain_id, "source": source, "delivery": delivery},
+        skip_existing=True,
+        returning=("tx_hash", "log_index"),
+    )
+    new = {(tx_hash, log_index): pk for pk, tx_hash, log_index in inserted}
+    events: dict[tuple[str, int], int] = {}
+    duplicates: list[MintLog] = []
+    for log in ordered:
+        key = (log.tx_hash, log.log_index)
+        if key in new and key not in events:
+            events[key] = new[key]
+            result.mint_events_new += 1
+        else:
+            duplicates.append(log)
+            result.mint_events_duplicate += 1
+    if duplicates:  # one read for all of them
+        stored = {
+            (event.tx_hash, event.log_index): event
+            for event in MintEvent.objects.filter(
+                chain_id=chain_id,
+                tx_hash__in={log.tx_hash for log in duplicates},
+                log_index__in={log.log_index for log in duplicates},
+            )
+        }
+        for log in duplicates:
+            event = stored[(log.tx_hash, log.log_index)]
+            events[(log.tx_hash, log.log_index)] = event.pk
+            _fill_block_fields(event, log, authors[log.prompt_author.lower()].pk, source)
+    return events
 
 
 def _fill_block_fields(event: MintEvent, log: MintLog, author_id: int, source: str) -> None:

@@ -95,6 +95,21 @@ def insert_from_arrays(
     else what a new instance would have (the field's default, `auto_now`'s time). Returns the
     primary keys of the rows inserted. `skip_existing`: a row that clashes with a stored one (its
     key, a unique constraint) is left out, not an error, and is not in the result."""
+    rows = insert_from_arrays_returning(model, each=each, same=same, skip_existing=skip_existing)
+    return [row[0] for row in rows]
+
+
+def insert_from_arrays_returning(
+    model: type[Model],
+    *,
+    each: Mapping[str, Sequence[Any]],
+    same: Mapping[str, Any] | None = None,
+    skip_existing: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """`insert_from_arrays`, returning for each inserted row its primary key followed by the
+    columns of the fields named in `returning`: what tells a caller which of its rows went in
+    when the key is the database's (the database's order of RETURNING is not a promise)."""
     lengths = {len(values) for values in each.values()}
     assert len(lengths) == 1, "every field in `each` needs one value per row"
     if not lengths.pop():
@@ -117,6 +132,7 @@ def insert_from_arrays(
             selected.append(f"v.{quote(column)}")
             arrays.append((quote(column), f"%s::{cast}[]"))
             array_params.append(_prepared(field, values))
+    returned = [str(meta.pk.column)] + [_cell(model, name)[0] for name in returning]
     unnest = ", ".join(cast for _, cast in arrays)
     names = ", ".join(name for name, _ in arrays)
     # Identifiers come from the model's metadata, quoted; every value is a parameter.
@@ -124,11 +140,11 @@ def insert_from_arrays(
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
         f"SELECT {', '.join(selected)} FROM unnest({unnest}) AS v({names})"
         + (" ON CONFLICT DO NOTHING" if skip_existing else "")
-        + f" RETURNING {quote(str(meta.pk.column))}"
+        + f" RETURNING {', '.join(quote(column) for column in returned)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params + array_params)
-        return [row[0] for row in cursor.fetchall()]
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 # Column types whose database value is the Python value itself when it has the column's type:

@@ -59,17 +59,17 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
     now = timezone.now()
     with transaction.atomic(savepoint=False):  # all or nothing, in the caller's transaction if any
         wanted = [i for batch in batches for i in batch.token_ids]
-        existing = _reconcile_stored(batches, wanted, actor, now, result)
         # A token two logs of this call both name is made by the first (in the caller's order).
         claimed: set[int] = set()
         fresh = []
         for batch in batches:
             for i in batch.token_ids:
-                if i not in existing and i not in claimed:
+                if i not in claimed:
                     claimed.add(i)
                     fresh.append((batch, i))
-        # Rows that recovery inserted meanwhile are skipped; only the rows this statement
-        # inserted come back, and only they get a history row here.
+        # Insert first, read after: stored rows (before, or by a concurrent writer such as
+        # recovery) are skipped, and only the rows this statement inserted come back and get a
+        # history row here. A delivery of new tokens then reads nothing back.
         inserted = set(
             insert_from_arrays(
                 Token,
@@ -91,13 +91,12 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
             },
             same={"from_status": "", "to_status": TokenStatus.DETECTED, "actor": actor, "created_at": now},
         )
-        # Now stored, and still to compare with every log that names them, as the tokens stored
-        # before were: ids a concurrent writer (recovery) committed between our read and our
-        # insert, and ids that another log of this call names too.
+        # Compared with every log that names them: the tokens stored before this call, and
+        # those that another log of this call names too (the first log made them).
         named_twice = {i for i, count in Counter(wanted).items() if count > 1}
-        recheck = (claimed - inserted) | (named_twice & claimed)
-        if recheck:
-            _reconcile_stored(batches, recheck, actor, now, result)
+        compare = (claimed - inserted) | (named_twice & inserted)
+        if compare:
+            _reconcile_stored(batches, compare, actor, now, result)
         result.new_token_ids = [i for _, i in fresh]
         result.existing = len(set(wanted)) - len(fresh)  # stored before, or by a concurrent writer
         if fresh:
