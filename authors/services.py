@@ -13,6 +13,7 @@ from eth_utils import to_checksum_address
 from authors.messages import prompt_sha256
 from authors.models import Author, PromptNonce, PromptUpdate
 from authors.selectors import authors_by_wallet
+from glisk.core.bulk import insert_from_arrays
 from glisk.core.errors import ApplicationError
 
 
@@ -28,10 +29,11 @@ def authors_ensure(*, wallets: Iterable[str]) -> tuple[dict[str, Author], int]:
         return {}, 0
     known = authors_by_wallet(wallets=checksummed)
     missing = sorted(w for w in checksummed if w.lower() not in known)
-    if missing:
-        Author.objects.bulk_create([Author(wallet_address=w) for w in missing], ignore_conflicts=True)
-        known = authors_by_wallet(wallets=checksummed)
-    return known, len(missing)
+    if not missing:
+        return known, 0
+    # Counted as the rows this call inserted: a concurrent caller may have inserted some of them.
+    created = insert_from_arrays(Author, each={"wallet_address": missing}, skip_existing=True)
+    return authors_by_wallet(wallets=checksummed), len(created)
 
 
 class PromptRefused(ApplicationError):

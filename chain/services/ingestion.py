@@ -58,7 +58,7 @@ def mint_logs_ingest(
     result = IngestResult()
     if not logs:
         return result
-    # One order for everyone, so two deliveries holding overlapping logs cannot deadlock.
+    # Chain order: of two logs that name one token, the earlier makes it (see tokens_register_minted).
     ordered = sorted(logs, key=lambda log: (log.block_number, log.log_index, log.tx_hash))
     batches: list[MintedBatch] = []
     # Inside a caller's transaction no savepoint: nothing here is caught and retried, so a
@@ -111,23 +111,25 @@ def _mint_events_store(
 
     Writers of the same log are serialized by the unique index: an insert that meets another
     transaction's uncommitted copy waits for it to end, then skips it (that copy committed) or
-    inserts (it rolled back), so the counts are exact. Every writer inserts in the same order
-    (`ordered`), so two deliveries holding overlapping logs cannot deadlock.
+    inserts (it rolled back), so the counts are exact. Every writer inserts in the order of that
+    index's key, (tx hash, log index), not in block order: a reorg can put the same two logs in
+    two blocks in the other order, and two writers would then wait for each other.
     """
+    by_key = sorted(ordered, key=lambda log: (log.tx_hash, log.log_index))  # stable: the first copy first
     inserted = insert_from_arrays_returning(
         MintEvent,
         each={
-            "tx_hash": [log.tx_hash for log in ordered],
-            "log_index": [log.log_index for log in ordered],
-            "block_number": [log.block_number for log in ordered],
-            "block_hash": [log.block_hash for log in ordered],
-            "block_timestamp": [log.block_timestamp for log in ordered],
-            "minter": [log.minter for log in ordered],
-            "prompt_author": [log.prompt_author for log in ordered],
-            "author_id": [authors[log.prompt_author.lower()].pk for log in ordered],
-            "start_token_id": [log.start_token_id for log in ordered],
-            "quantity": [log.quantity for log in ordered],
-            "total_paid_wei": [log.total_paid_wei for log in ordered],
+            "tx_hash": [log.tx_hash for log in by_key],
+            "log_index": [log.log_index for log in by_key],
+            "block_number": [log.block_number for log in by_key],
+            "block_hash": [log.block_hash for log in by_key],
+            "block_timestamp": [log.block_timestamp for log in by_key],
+            "minter": [log.minter for log in by_key],
+            "prompt_author": [log.prompt_author for log in by_key],
+            "author_id": [authors[log.prompt_author.lower()].pk for log in by_key],
+            "start_token_id": [log.start_token_id for log in by_key],
+            "quantity": [log.quantity for log in by_key],
+            "total_paid_wei": [log.total_paid_wei for log in by_key],
         },
         same={"chain_id": chain_id, "source": source, "delivery": delivery},
         skip_existing=True,
@@ -189,10 +191,11 @@ def _fill_block_fields(event: MintEvent, log: MintLog, author_id: int, source: s
                 total_paid_wei=log.total_paid_wei,
             )
         return
-    missing: dict[str, object] = {}
+    # Each field only where the row still lacks it and still has this block: the read above took
+    # no lock, and the watcher may have replaced the row with another block's copy meanwhile
+    # (the UPDATE checks its condition again once it has the row).
+    same_block = MintEvent.objects.filter(pk=event.pk, block_number=log.block_number)
     if not event.block_hash and log.block_hash:
-        missing["block_hash"] = log.block_hash
+        same_block.filter(block_hash="").update(block_hash=log.block_hash)
     if event.block_timestamp is None and log.block_timestamp is not None:
-        missing["block_timestamp"] = log.block_timestamp
-    if missing:
-        MintEvent.objects.filter(pk=event.pk).update(**missing)
+        same_block.filter(block_timestamp=None).update(block_timestamp=log.block_timestamp)

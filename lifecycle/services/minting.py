@@ -69,7 +69,9 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
                     fresh.append((batch, i))
         # Insert first, read after: stored rows (before, or by a concurrent writer such as
         # recovery) are skipped, and only the rows this statement inserted come back and get a
-        # history row here. A delivery of new tokens then reads nothing back.
+        # history row here. A delivery of new tokens then reads nothing back. In token order, the
+        # same for every writer, so two that insert the same tokens cannot wait for each other.
+        fresh.sort(key=lambda pair: pair[1])
         inserted = set(
             insert_from_arrays(
                 Token,

@@ -3,8 +3,13 @@ back: the unique index serializes them, the counts stay exact, and new tokens co
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
@@ -18,7 +23,7 @@ from lifecycle.models import Token, TokenTransition
 CHAIN_ID = 31337
 
 
-def mint_log(n: int, *, start: int, quantity: int = 5) -> MintLog:
+def mint_log(n: int, *, start: int, quantity: int = 5, block: int | None = None) -> MintLog:
     return MintLog(
         minter="0x" + "11" * 20,
         prompt_author="0x" + "22" * 20,
@@ -27,9 +32,32 @@ def mint_log(n: int, *, start: int, quantity: int = 5) -> MintLog:
         total_paid_wei=10**15 * quantity,
         tx_hash="0x" + f"{n:02x}" * 32,
         log_index=n,
-        block_number=100 + n,
+        block_number=100 + n if block is None else block,
         block_hash="0x" + "cd" * 32,
     )
+
+
+def in_threads(*targets: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
+    """Run each target in its own thread and transaction, all started together; their results
+    and their errors."""
+    barrier, results, errors = threading.Barrier(len(targets)), [], []
+
+    def run(target: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                results.append(target())
+        except BaseException as exc:  # reported to the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
 
 
 class Rollback(Exception):
@@ -110,3 +138,86 @@ def test_new_tokens_are_inserted_without_reading_tokens_and_stored_ones_are_read
     assert (result.mint_events_new, result.mint_events_duplicate) == (1, 1)
     assert (result.tokens_new, result.tokens_existing, result.tokens_disputed) == (5, 0, 0)
     assert TokenTransition.objects.filter(token_id__in=range(6, 11), from_status="").count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_holding_the_same_logs_in_other_block_orders_do_not_deadlock():
+    """A reorg can put the same two logs in two blocks in the other order; the writers still
+    insert them in one order. A trigger slows each event's insert so that the writers overlap."""
+    from authors.services import authors_ensure
+
+    authors_ensure(wallets={"0x" + "22" * 20})
+    one = [mint_log(1, start=1, block=100), mint_log(2, start=6, block=101)]
+    two = [mint_log(2, start=6, block=100), mint_log(1, start=1, block=101)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow_insert() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.3); "
+            "RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER test_slow_insert BEFORE INSERT ON "
+            "chain_mintevent FOR EACH ROW EXECUTE FUNCTION test_slow_insert()"
+        )
+    try:
+        results, errors = in_threads(
+            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER test_slow_insert ON chain_mintevent; DROP FUNCTION test_slow_insert()"
+            )
+    assert not errors, errors  # before: "deadlock detected" for one of them
+    assert sorted((r.mint_events_new, r.mint_events_duplicate) for r in results) == [(0, 2), (2, 0)]
+    assert MintEvent.objects.count() == 2 and Token.objects.count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_writers_of_overlapping_logs_in_random_orders_count_every_log_and_token_once():
+    logs = [mint_log(n, start=1 + 5 * (n - 1)) for n in range(1, 41)]
+    rng = random.Random(14)
+    subsets = [rng.sample(logs, 15) for _ in range(8)]
+    results, errors = in_threads(
+        *[
+            (
+                lambda sub=sub, n=n: mint_logs_ingest(
+                    logs=sub, chain_id=CHAIN_ID, source=("webhook", "watcher")[n % 2]
+                )
+            )
+            for n, sub in enumerate(subsets)
+        ]
+    )
+    assert not errors, errors
+    distinct = {(log.tx_hash, log.log_index) for sub in subsets for log in sub}
+    assert sum(r.mint_events_new for r in results) == len(distinct) == MintEvent.objects.count()
+    assert sum(r.mint_events_new + r.mint_events_duplicate for r in results) == 8 * 15
+    assert sum(r.tokens_new for r in results) == Token.objects.count() == 5 * len(distinct)
+    assert sum(r.tokens_disputed for r in results) == 0
+    assert sum(r.authors_new for r in results) == 1  # the one wallet, made by one of them
+    assert TokenTransition.objects.count() == Token.objects.count()
+
+
+@pytest.mark.django_db
+def test_a_duplicate_fills_block_fields_only_on_the_row_it_read():
+    """The duplicate's stored copy is read without a lock; if the watcher replaced it with another
+    block's copy after that read, the fill must not write the old block's hash and time onto it."""
+    from chain.services.ingestion import _fill_block_fields
+
+    stored = dataclasses.replace(mint_log(1, start=1, block=100), block_hash="")
+    mint_logs_ingest(logs=[stored], chain_id=CHAIN_ID, source="webhook")
+    read = MintEvent.objects.get()  # what a webhook's duplicate read, before the watcher's write
+    remined = dataclasses.replace(
+        stored,
+        block_number=101,
+        block_hash="0x" + "b1" * 32,
+        block_timestamp=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    mint_logs_ingest(logs=[remined], chain_id=CHAIN_ID, source="watcher")
+    late = dataclasses.replace(
+        stored, block_hash="0x" + "a0" * 32, block_timestamp=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    _fill_block_fields(read, late, read.author_id, "webhook")
+    event = MintEvent.objects.get()
+    assert (event.block_number, event.block_hash, event.block_timestamp) == (
+        101,
+        remined.block_hash,
+        remined.block_timestamp,
+    )
