@@ -12,16 +12,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import http.client
 import json
 import random
 import secrets
 import sys
+import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -78,27 +79,39 @@ def payload(start_id: int, quantity: int, block: int) -> bytes:
 
 
 def run_load(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=concurrency, pool_maxsize=concurrency)
-    session.mount("http://", adapter)
+    """Send `bodies` from `concurrency` threads, each waiting for its answer before it sends the
+    next; returns the wall time, each request's latency and the new tokens the answers report.
 
-    def send(body: bytes) -> tuple[float, int]:
-        signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    The senders run on the same two cores as the server, so they are kept cheap: the signatures
+    are computed before the clock starts, and each thread speaks HTTP through `http.client` on its
+    own connection (the `requests` session used before took 2 ms of CPU per delivery, 12 % of
+    the CPU a delivery cost in all)."""
+    target = urllib.parse.urlsplit(url)
+    signed = [(body, hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()) for body in bodies]
+    local = threading.local()
+
+    def send(item: tuple[bytes, str]) -> tuple[float, int]:
+        body, signature = item
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(target.netloc, timeout=30)
+        connection = local.connection
         started = time.perf_counter()
-        response = session.post(
-            url,
-            data=body,
+        connection.request(
+            "POST",
+            target.path,
+            body=body,
             headers={"Content-Type": "application/json", "X-Alchemy-Signature": signature},
-            timeout=30,
         )
+        response = connection.getresponse()
+        answer = response.read()
         elapsed = time.perf_counter() - started
-        if response.status_code != 200:
-            raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
-        return elapsed, int(response.json().get("tokens_new", 0))
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {answer[:200]!r}")
+        return elapsed, int(json.loads(answer).get("tokens_new", 0))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(send, bodies))
+        results = list(pool.map(send, signed))
     wall = time.perf_counter() - started
     return wall, [r[0] for r in results], sum(r[1] for r in results)
 
