@@ -155,7 +155,7 @@ def _mint_events_store(
                 log_index__in={log.log_index for log in duplicates},
             )
         }
-        for log in duplicates:
+        for log in sorted(duplicates, key=lambda log: (log.tx_hash, log.log_index)):  # key order, as above
             event = stored[(log.tx_hash, log.log_index)]
             events[(log.tx_hash, log.log_index)] = event.pk
             _fill_block_fields(event, log, authors[log.prompt_author.lower()].pk, source)

@@ -111,50 +111,56 @@ def _reconcile_stored(
 ) -> set[int]:
     """Compare the stored tokens among `token_ids` with every batch that names them, in order:
     dispute a contradiction, and link a token recovery stored without its mint event to the first
-    batch that agrees (a later batch then meets that link). Returns the ids that are stored."""
+    batch that agrees (a later batch then meets that link). Returns the ids that are stored.
+
+    What to do is decided first, in the batches' order; then the tokens it touches are locked in
+    token order, in one statement, before anything is written. Two writers whose logs contradict
+    the same tokens in other chain orders (two forks) then wait for each other in turn instead of
+    each holding a token the other wants."""
     stored = {
         row[0]: row[1:]
         for row in Token.objects.filter(token_id__in=list(token_ids)).values_list(
             "token_id", "author_id", "mint_event_id", "mint_disputed_at"
         )
     }
+    plan: list[tuple[MintedBatch, list[int], list[int]]] = []  # a batch, its disputes, its links
     for batch in batches:
-        unlinked = []  # recovered from the chain: now we know their mint
+        disputes: list[int] = []
+        links: list[int] = []
         for token_id in batch.token_ids:
-            if token_id in stored and _compare_stored(token_id, stored[token_id], batch, actor, now, result):
-                unlinked.append(token_id)
-                author_id, _, disputed_at = stored[token_id]
-                stored[token_id] = (author_id, batch.mint_event_id, disputed_at)
-        if unlinked:  # one statement for the batch, however many tokens recovery stored
-            Token.objects.filter(pk__in=unlinked, mint_event=None, author_id=batch.author_id).update(
+            if token_id not in stored:
+                continue
+            author_id, mint_event_id, disputed_at = stored[token_id]
+            if author_id == batch.author_id and mint_event_id in (None, batch.mint_event_id):
+                if mint_event_id is None:  # recovered from the chain: now we know its mint
+                    links.append(token_id)
+                    stored[token_id] = (author_id, batch.mint_event_id, disputed_at)
+            elif disputed_at is None:  # disputed once, by the first log that contradicts it
+                disputes.append(token_id)
+                stored[token_id] = (author_id, mint_event_id, now)
+        if disputes or links:
+            plan.append((batch, disputes, links))
+    touched = sorted({token_id for _, disputes, links in plan for token_id in (*disputes, *links)})
+    if touched:
+        locking = Token.objects.select_for_update().filter(pk__in=touched).order_by("pk")
+        list(locking.values_list("pk", flat=True))
+    for batch, disputes, links in plan:
+        for token_id in disputes:
+            if token_mint_dispute(token_id=token_id, actor=actor, reason=_contradicted_by(batch), now=now):
+                result.disputed.append(token_id)
+        if links:  # one statement for the batch, however many tokens recovery stored
+            Token.objects.filter(pk__in=links, mint_event=None, author_id=batch.author_id).update(
                 mint_event_id=batch.mint_event_id
             )
     return set(stored)
 
 
-def _compare_stored(
-    token_id: int,
-    stored: tuple[int, int | None, object],
-    batch: MintedBatch,
-    actor: str,
-    now: datetime,
-    result: Registered,
-) -> bool:
-    """Compare a stored token with the batch that mints it; dispute it if they disagree. Returns
-    whether it agrees but was stored without its mint event (by recovery): the caller links it."""
-    author_id, mint_event_id, disputed_at = stored
-    if author_id == batch.author_id and mint_event_id in (None, batch.mint_event_id):
-        return mint_event_id is None
-    if disputed_at is not None:
-        return False  # already waiting for the watcher's re-read
-    reason = (
+def _contradicted_by(batch: MintedBatch) -> str:
+    return (
         f"contradicted by the mint log in {batch.tx_hash} (author "
         f"{batch.author_wallet or f'#{batch.author_id}'}): not revealed until the chain is re-read "
         "with confirmations"
     )
-    if token_mint_dispute(token_id=token_id, actor=actor, reason=reason, now=now):
-        result.disputed.append(token_id)
-    return False
 
 
 def token_mint_dispute(*, token_id: int, actor: str, reason: str, now: datetime | None = None) -> bool:

@@ -221,3 +221,80 @@ def test_a_duplicate_fills_block_fields_only_on_the_row_it_read():
         remined.block_hash,
         remined.block_timestamp,
     )
+
+
+def slowed(table: str, event: str) -> None:
+    """Each row's `event` on `table` takes 0.3 s more (a trigger), so two writers overlap."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow_write() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.3); "
+            f"RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER test_slow_write BEFORE {event} ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION test_slow_write()"
+        )
+
+
+def unslowed(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER test_slow_write ON {table}; DROP FUNCTION test_slow_write()")
+
+
+def authored(log: MintLog, author: str) -> MintLog:
+    return dataclasses.replace(log, prompt_author=author)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_disputing_the_same_tokens_in_other_chain_orders_take_turns():
+    """Two forks' logs (new events, so the unique index does not order the writers) contradict the
+    same stored tokens in the other chain order: each writer locks them in token order."""
+    from authors.services import authors_ensure
+
+    other = "0x" + "33" * 20
+    authors_ensure(wallets={"0x" + "22" * 20, other})
+    mint_logs_ingest(logs=[mint_log(1, start=1), mint_log(2, start=6)], chain_id=CHAIN_ID, source="webhook")
+    one = [authored(mint_log(3, start=1, block=200), other), authored(mint_log(4, start=6, block=201), other)]
+    two = [authored(mint_log(5, start=6, block=200), other), authored(mint_log(6, start=1, block=201), other)]
+    slowed("lifecycle_token", "UPDATE")
+    try:
+        results, errors = in_threads(
+            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+        )
+    finally:
+        unslowed("lifecycle_token")
+    assert not errors, errors  # before: "deadlock detected" for one of them
+    assert sorted(sorted(r.new_token_ids) for r in results) == [[], []]
+    assert sum(r.tokens_disputed for r in results) == 10  # each token once, by whichever came first
+    assert Token.objects.filter(mint_disputed_at__isnull=False).count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fill_and_a_replacement_of_the_same_events_in_other_chain_orders_take_turns():
+    """A webhook retry fills the block hashes of two stored events (old block order) while the
+    watcher replaces both with a reorg's copies (the other order): both go in key order."""
+    from authors.services import authors_ensure
+
+    authors_ensure(wallets={"0x" + "22" * 20})
+    old = [
+        dataclasses.replace(mint_log(1, start=1, block=100), block_hash=""),
+        dataclasses.replace(mint_log(2, start=6, block=101), block_hash=""),
+    ]
+    mint_logs_ingest(logs=old, chain_id=CHAIN_ID, source="webhook")
+    retry = [dataclasses.replace(log, block_hash="0x" + "aa" * 32) for log in old]
+    reorged = [
+        dataclasses.replace(old[1], block_number=200, block_hash="0x" + "b2" * 32),
+        dataclasses.replace(old[0], block_number=201, block_hash="0x" + "b1" * 32),
+    ]
+    slowed("chain_mintevent", "UPDATE")
+    try:
+        _, errors = in_threads(
+            lambda: mint_logs_ingest(logs=retry, chain_id=CHAIN_ID, source="webhook"),
+            lambda: mint_logs_ingest(logs=reorged, chain_id=CHAIN_ID, source="watcher"),
+        )
+    finally:
+        unslowed("chain_mintevent")
+    assert not errors, errors  # before: "deadlock detected" for one of them
+    # Whatever the order, the watcher's copies are what stays.
+    assert sorted(MintEvent.objects.values_list("block_number", "block_hash")) == [
+        (200, "0x" + "b2" * 32),
+        (201, "0x" + "b1" * 32),
+    ]
