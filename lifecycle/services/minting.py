@@ -113,17 +113,48 @@ def _reconcile_stored(
     dispute a contradiction, and link a token recovery stored without its mint event to the first
     batch that agrees (a later batch then meets that link). Returns the ids that are stored.
 
-    What to do is decided first, in the batches' order; then the tokens it touches are locked in
-    token order, in one statement, before anything is written. Two writers whose logs contradict
-    the same tokens in other chain orders (two forks) then wait for each other in turn instead of
-    each holding a token the other wants."""
+    What to do is decided from a plain read; the tokens it touches are then locked in token
+    order, in one statement that reads them again, and decided once more from what the lock
+    holds (a concurrent writer may have linked or disputed them meanwhile) before anything is
+    written. Two writers whose logs contradict the same tokens in other chain orders (two forks)
+    then take turns instead of each holding a token the other wants; the common case (nothing to
+    dispute or link) takes no lock."""
     stored = {
         row[0]: row[1:]
         for row in Token.objects.filter(token_id__in=list(token_ids)).values_list(
             "token_id", "author_id", "mint_event_id", "mint_disputed_at"
         )
     }
-    plan: list[tuple[MintedBatch, list[int], list[int]]] = []  # a batch, its disputes, its links
+    plan = _reconcile_plan(batches, dict(stored), now)
+    touched = sorted({token_id for _, disputes, links in plan for token_id in (*disputes, *links)})
+    if touched:
+        locked = (
+            Token.objects.select_for_update(no_key=True)
+            .filter(pk__in=touched)
+            .order_by("pk")
+            .values_list("token_id", "author_id", "mint_event_id", "mint_disputed_at")
+        )
+        stored.update((row[0], row[1:]) for row in locked)
+        plan = _reconcile_plan(batches, dict(stored), now)
+    for batch, disputes, links in plan:
+        for token_id in disputes:
+            if token_mint_dispute(token_id=token_id, actor=actor, reason=_contradicted_by(batch), now=now):
+                result.disputed.append(token_id)
+        if links:  # one statement for the batch, however many tokens recovery stored
+            Token.objects.filter(pk__in=links, mint_event=None, author_id=batch.author_id).update(
+                mint_event_id=batch.mint_event_id
+            )
+    return set(stored)
+
+
+def _reconcile_plan(
+    batches: Sequence[MintedBatch], stored: dict[int, tuple[Any, ...]], now: datetime
+) -> list[tuple[MintedBatch, list[int], list[int]]]:
+    """For each batch in order, the stored tokens it disputes and those it links (`stored`, by
+    token id: author, mint event, disputed at; updated as the batches act on it). The first log
+    that agrees with a token stored without its mint event links it; the first that contradicts
+    a token disputes it, once."""
+    plan = []
     for batch in batches:
         disputes: list[int] = []
         links: list[int] = []
@@ -135,24 +166,12 @@ def _reconcile_stored(
                 if mint_event_id is None:  # recovered from the chain: now we know its mint
                     links.append(token_id)
                     stored[token_id] = (author_id, batch.mint_event_id, disputed_at)
-            elif disputed_at is None:  # disputed once, by the first log that contradicts it
+            elif disputed_at is None:
                 disputes.append(token_id)
                 stored[token_id] = (author_id, mint_event_id, now)
         if disputes or links:
             plan.append((batch, disputes, links))
-    touched = sorted({token_id for _, disputes, links in plan for token_id in (*disputes, *links)})
-    if touched:
-        locking = Token.objects.select_for_update().filter(pk__in=touched).order_by("pk")
-        list(locking.values_list("pk", flat=True))
-    for batch, disputes, links in plan:
-        for token_id in disputes:
-            if token_mint_dispute(token_id=token_id, actor=actor, reason=_contradicted_by(batch), now=now):
-                result.disputed.append(token_id)
-        if links:  # one statement for the batch, however many tokens recovery stored
-            Token.objects.filter(pk__in=links, mint_event=None, author_id=batch.author_id).update(
-                mint_event_id=batch.mint_event_id
-            )
-    return set(stored)
+    return plan
 
 
 def _contradicted_by(batch: MintedBatch) -> str:
@@ -169,7 +188,7 @@ def token_mint_dispute(*, token_id: int, actor: str, reason: str, now: datetime 
     now = now or timezone.now()
     with transaction.atomic():
         status = (
-            Token.objects.select_for_update()
+            Token.objects.select_for_update(no_key=True)  # its UPDATE changes no key
             .filter(pk=token_id, mint_disputed_at=None)
             .values_list("status", flat=True)
             .first()

@@ -298,3 +298,33 @@ def test_a_fill_and_a_replacement_of_the_same_events_in_other_chain_orders_take_
         (200, "0x" + "b2" * 32),
         (201, "0x" + "b1" * 32),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_logs_linking_the_same_recovered_tokens_at_once_leave_them_disputed():
+    """Recovery stored tokens 1-3 without their mint event; two logs of the same author from two
+    transactions (two forks) arrive at once. Both read "no mint event yet" and plan a link; the
+    second decides again under the lock, finds the first's link, and disputes them, as it does
+    when the two come one after the other."""
+    from django.utils import timezone
+
+    from authors.services import authors_ensure
+
+    authors, _ = authors_ensure(wallets={"0x" + "22" * 20})
+    for token_id in (1, 2, 3):
+        Token.objects.create(
+            token_id=token_id, author=authors["0x" + "22" * 20], status_changed_at=timezone.now()
+        )
+    one, two = [mint_log(1, start=1, quantity=3)], [mint_log(2, start=1, quantity=3)]
+    slowed("lifecycle_token", "UPDATE")
+    try:
+        results, errors = in_threads(
+            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+        )
+    finally:
+        unslowed("lifecycle_token")
+    assert not errors, errors
+    assert sorted(r.tokens_disputed for r in results) == [0, 3]  # before: [0, 0], the second's link a no-op
+    assert Token.objects.filter(mint_disputed_at__isnull=False).count() == 3
+    assert Token.objects.filter(mint_event=None).count() == 0
