@@ -60,6 +60,26 @@ def in_threads(*targets: Callable[[], Any]) -> tuple[list[Any], list[BaseExcepti
     return results, errors
 
 
+def racing(table: str, event: str, *targets: Callable[[], Any]) -> tuple[list[Any], list[BaseException]]:
+    """`in_threads(*targets)` while each row's `event` (INSERT, UPDATE) on `table` takes 0.3 s
+    more (a trigger), so that the writers overlap where they lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_slow_write() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.3); "
+            f"RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER test_slow_write BEFORE {event} ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION test_slow_write()"
+        )
+    try:
+        return in_threads(*targets)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER test_slow_write ON {table}; DROP FUNCTION test_slow_write()")
+
+
+def authored(log: MintLog, author: str) -> MintLog:
+    return dataclasses.replace(log, prompt_author=author)
+
+
 class Rollback(Exception):
     pass
 
@@ -149,22 +169,12 @@ def test_two_writers_holding_the_same_logs_in_other_block_orders_do_not_deadlock
     authors_ensure(wallets={"0x" + "22" * 20})
     one = [mint_log(1, start=1, block=100), mint_log(2, start=6, block=101)]
     two = [mint_log(2, start=6, block=100), mint_log(1, start=1, block=101)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION test_slow_insert() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.3); "
-            "RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER test_slow_insert BEFORE INSERT ON "
-            "chain_mintevent FOR EACH ROW EXECUTE FUNCTION test_slow_insert()"
-        )
-    try:
-        results, errors = in_threads(
-            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
-            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
-        )
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DROP TRIGGER test_slow_insert ON chain_mintevent; DROP FUNCTION test_slow_insert()"
-            )
+    results, errors = racing(
+        "chain_mintevent",
+        "INSERT",
+        lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+        lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+    )
     assert not errors, errors  # before: "deadlock detected" for one of them
     assert sorted((r.mint_events_new, r.mint_events_duplicate) for r in results) == [(0, 2), (2, 0)]
     assert MintEvent.objects.count() == 2 and Token.objects.count() == 10
@@ -223,25 +233,6 @@ def test_a_duplicate_fills_block_fields_only_on_the_row_it_read():
     )
 
 
-def slowed(table: str, event: str) -> None:
-    """Each row's `event` on `table` takes 0.3 s more (a trigger), so two writers overlap."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE FUNCTION test_slow_write() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(0.3); "
-            f"RETURN NEW; END $$ LANGUAGE plpgsql; CREATE TRIGGER test_slow_write BEFORE {event} ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION test_slow_write()"
-        )
-
-
-def unslowed(table: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TRIGGER test_slow_write ON {table}; DROP FUNCTION test_slow_write()")
-
-
-def authored(log: MintLog, author: str) -> MintLog:
-    return dataclasses.replace(log, prompt_author=author)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_writers_disputing_the_same_tokens_in_other_chain_orders_take_turns():
     """Two forks' logs (new events, so the unique index does not order the writers) contradict the
@@ -253,14 +244,12 @@ def test_writers_disputing_the_same_tokens_in_other_chain_orders_take_turns():
     mint_logs_ingest(logs=[mint_log(1, start=1), mint_log(2, start=6)], chain_id=CHAIN_ID, source="webhook")
     one = [authored(mint_log(3, start=1, block=200), other), authored(mint_log(4, start=6, block=201), other)]
     two = [authored(mint_log(5, start=6, block=200), other), authored(mint_log(6, start=1, block=201), other)]
-    slowed("lifecycle_token", "UPDATE")
-    try:
-        results, errors = in_threads(
-            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
-            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
-        )
-    finally:
-        unslowed("lifecycle_token")
+    results, errors = racing(
+        "lifecycle_token",
+        "UPDATE",
+        lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+        lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+    )
     assert not errors, errors  # before: "deadlock detected" for one of them
     assert sorted(sorted(r.new_token_ids) for r in results) == [[], []]
     assert sum(r.tokens_disputed for r in results) == 10  # each token once, by whichever came first
@@ -284,14 +273,12 @@ def test_a_fill_and_a_replacement_of_the_same_events_in_other_chain_orders_take_
         dataclasses.replace(old[1], block_number=200, block_hash="0x" + "b2" * 32),
         dataclasses.replace(old[0], block_number=201, block_hash="0x" + "b1" * 32),
     ]
-    slowed("chain_mintevent", "UPDATE")
-    try:
-        _, errors = in_threads(
-            lambda: mint_logs_ingest(logs=retry, chain_id=CHAIN_ID, source="webhook"),
-            lambda: mint_logs_ingest(logs=reorged, chain_id=CHAIN_ID, source="watcher"),
-        )
-    finally:
-        unslowed("chain_mintevent")
+    _, errors = racing(
+        "chain_mintevent",
+        "UPDATE",
+        lambda: mint_logs_ingest(logs=retry, chain_id=CHAIN_ID, source="webhook"),
+        lambda: mint_logs_ingest(logs=reorged, chain_id=CHAIN_ID, source="watcher"),
+    )
     assert not errors, errors  # before: "deadlock detected" for one of them
     # Whatever the order, the watcher's copies are what stays.
     assert sorted(MintEvent.objects.values_list("block_number", "block_hash")) == [
@@ -316,14 +303,12 @@ def test_two_logs_linking_the_same_recovered_tokens_at_once_leave_them_disputed(
             token_id=token_id, author=authors["0x" + "22" * 20], status_changed_at=timezone.now()
         )
     one, two = [mint_log(1, start=1, quantity=3)], [mint_log(2, start=1, quantity=3)]
-    slowed("lifecycle_token", "UPDATE")
-    try:
-        results, errors = in_threads(
-            lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
-            lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
-        )
-    finally:
-        unslowed("lifecycle_token")
+    results, errors = racing(
+        "lifecycle_token",
+        "UPDATE",
+        lambda: mint_logs_ingest(logs=one, chain_id=CHAIN_ID, source="webhook"),
+        lambda: mint_logs_ingest(logs=two, chain_id=CHAIN_ID, source="watcher"),
+    )
     assert not errors, errors
     assert sorted(r.tokens_disputed for r in results) == [0, 3]  # before: [0, 0], the second's link a no-op
     assert Token.objects.filter(mint_disputed_at__isnull=False).count() == 3
