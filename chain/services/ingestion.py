@@ -137,8 +137,8 @@ def _mint_events_store(
     )
     new = {(tx_hash, log_index): pk for pk, tx_hash, log_index in inserted}
     events: dict[tuple[str, int], int] = {}
-    duplicates: list[MintLog] = []
-    for log in ordered:
+    duplicates: list[MintLog] = []  # in key order, like the insert
+    for log in by_key:
         key = (log.tx_hash, log.log_index)
         if key in new and key not in events:
             events[key] = new[key]
@@ -155,7 +155,7 @@ def _mint_events_store(
                 log_index__in={log.log_index for log in duplicates},
             )
         }
-        for log in sorted(duplicates, key=lambda log: (log.tx_hash, log.log_index)):  # key order, as above
+        for log in duplicates:
             event = stored[(log.tx_hash, log.log_index)]
             events[(log.tx_hash, log.log_index)] = event.pk
             _fill_block_fields(event, log, authors[log.prompt_author.lower()].pk, source)

@@ -144,7 +144,7 @@ def insert_from_arrays_returning(
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params + array_params)
-        return [tuple(row) for row in cursor.fetchall()]
+        return list(cursor.fetchall())
 
 
 # Column types whose database value is the Python value itself when it has the column's type:

@@ -108,10 +108,10 @@ def tokens_register_minted(*, batches: Sequence[MintedBatch], actor: str) -> Reg
 
 def _reconcile_stored(
     batches: Sequence[MintedBatch], token_ids: Iterable[int], actor: str, now: datetime, result: Registered
-) -> set[int]:
+) -> None:
     """Compare the stored tokens among `token_ids` with every batch that names them, in order:
     dispute a contradiction, and link a token recovery stored without its mint event to the first
-    batch that agrees (a later batch then meets that link). Returns the ids that are stored.
+    batch that agrees (a later batch then meets that link).
 
     What to do is decided from a plain read; the tokens it touches are then locked in token
     order, in one statement that reads them again, and decided once more from what the lock
@@ -144,7 +144,6 @@ def _reconcile_stored(
             Token.objects.filter(pk__in=links, mint_event=None, author_id=batch.author_id).update(
                 mint_event_id=batch.mint_event_id
             )
-    return set(stored)
 
 
 def _reconcile_plan(
