@@ -113,7 +113,10 @@ def summarise(raw_files: list[Path], *, everything: bool = False) -> dict[str, o
                 outer = next((f for f in frames if "django_q/" in f[1]), frames[0])
                 total += count
                 tasks[f"outside tasks: {outer[0]} ({outer[1].rpartition('site-packages/')[2]})"] += count
-                spent[spent_on(frames, sleeping)] += count
+                # Without the script's own `<module>` (manage.py), at the root of every stack,
+                # which would count the cluster's loops as importing.
+                inner = frames[1:] if frames[0][0] == "<module>" else frames
+                spent[spent_on(inner or frames, sleeping)] += count
                 continue
             task = frames[at]
             total += count
