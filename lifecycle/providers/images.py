@@ -366,8 +366,16 @@ class ReplicateImageProvider:
         data = response.content
         if not data:
             raise ProviderError("image download was empty", transient=True, error_class="no_output")
-        header_type = response.headers.get("content-type", "").split(";")[0].strip()
-        return data, sniff_content_type(data, header_type or "application/octet-stream")
+        # The type is the bytes' own (a server's Content-Type can be wrong, or anything at all):
+        # bytes that are no image the model makes (an error page served with 200) are no image.
+        content_type = sniff_content_type(data, fallback="")
+        if not content_type:
+            raise ProviderError(
+                f"the image download was not a PNG, JPEG, GIF or WebP image ({len(data)} bytes)",
+                transient=True,
+                error_class="not_an_image",
+            )
+        return data, content_type
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -271,6 +271,15 @@ def tokens_leases_held(*, token_ids: Iterable[int], worker_id: str) -> set[int]:
     )
 
 
+def tokens_leased(*, token_ids: Iterable[int], worker_id: str) -> list[Token]:
+    """The tokens `worker_id` still holds an unexpired lease on, as they are now, in key order."""
+    return list(
+        Token.objects.filter(
+            pk__in=list(token_ids), claimed_by=worker_id, lease_expires_at__gt=timezone.now()
+        ).order_by("pk")
+    )
+
+
 def token_fail(
     *,
     token_id: int,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -136,6 +137,24 @@ def test_vanished_output_is_transient(replicate, replicate_provider):
     token = TokenFactory.create()
     assert run(replicate_provider).retried == 1
     assert Token.objects.get(pk=token.pk).last_error_detail["error_class"] == "download_404"
+
+
+def test_an_output_that_is_no_image_is_transient_and_bought_again(replicate, replicate_provider):
+    """Found in review: an error page served with 200 under a 70-character Content-Type was kept
+    as the image, and its type did not fit the attempt row."""
+    replicate.files_garbled = True
+    token = TokenFactory.create()
+    assert run(replicate_provider).retried == 1
+    token.refresh_from_db()
+    assert token.status == "generating" and token.last_error_detail["error_class"] == "not_an_image"
+    assert "was not a PNG, JPEG, GIF or WebP image" in token.last_error
+    replicate.files_garbled = False
+    token.next_attempt_at = timezone.now()
+    token.save(update_fields=["next_attempt_at"])
+    assert run(replicate_provider).succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "uploading" and token.image_content_type == "image/webp"
+    assert replicate.creates == 2  # the bad output's prediction is not polled again
 
 
 @pytest.mark.parametrize("fault", ["401", "422"])
@@ -843,3 +862,39 @@ def test_update_from_values_refuses_what_the_orm_refuses():
         update_from_values(Token, {token.pk: {"last_error": "x" * 600}})
     with pytest.raises(ValueError, match="None"):
         update_from_values(Token, {token.pk: {"last_error": "a"}}, where={"lease_expires_at": None})
+
+
+class _OddAnswer(LocalImageProvider):
+    """Answers one token with what the database cannot keep (a 70-character content type)."""
+
+    def __init__(self, odd):
+        super().__init__(size=16)
+        self.odd, self.calls = odd, []
+
+    def generate(self, *, prompt, token_id, **options):
+        self.calls.append(token_id)
+        image = super().generate(prompt=prompt, token_id=token_id, **options)
+        if token_id == self.odd:
+            return dataclasses.replace(image, content_type="image/" + "x" * 70)
+        return image
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_token_that_breaks_its_batch_holds_back_no_other_and_fails_at_the_cap(settings, fast_retries):
+    """Found in review: an error outside the provider call for one token (here, an answer the
+    attempt row cannot hold) set the whole batch back with no attempt counted, so its
+    batch-mates never moved and the token came back forever."""
+    configure(settings, image_max_attempts=2)
+    tokens = [TokenFactory.create() for _ in range(3)]
+    odd = tokens[1].pk
+    provider = _OddAnswer(odd)
+    report = run(provider)
+    assert report.succeeded == 2
+    statuses = dict(Token.objects.values_list("pk", "status"))
+    assert statuses == {tokens[0].pk: "uploading", odd: "failed", tokens[2].pk: "uploading"}
+    token = Token.objects.get(pk=odd)
+    assert token.image_attempts == 2 and token.failed_stage == "generating"
+    assert token.last_error == "image stage: unexpected DataError (gave up after 2 attempts)"
+    # The batch's call, the call alone, and one more at the next attempt: bounded by the cap.
+    assert provider.calls.count(odd) == 3
+    assert provider.calls.count(tokens[0].pk) == 2  # its batch's call, then alone

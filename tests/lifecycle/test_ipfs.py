@@ -7,6 +7,7 @@ from pathlib import Path
 import aleph_cid
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 
 from glisk.devtools.standins.pinata import reference_cid_v0, reference_cid_v1
 from lifecycle.models import IpfsRecord, Token
@@ -226,3 +227,40 @@ def test_an_operator_action_mid_stage_costs_that_token_only(pinata, pinata_pinne
     target.refresh_from_db()
     assert target.status == "generating" and target.claimed_by == "" and target.image_cid == ""
     assert {t.status for t in Token.objects.exclude(pk=target.pk)} == {"ready"}
+
+
+class _OneUnreadable(FileSystemStorage):
+    """A per-file storage (the S3 path) that cannot read one token's image (an I/O error)."""
+
+    failing: str | None = None
+
+    def open(self, name, mode="rb"):
+        if name == self.failing:
+            raise OSError(5, "Input/output error")
+        return super().open(name, mode)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_unreadable_image_holds_back_no_other_token_and_fails_at_the_cap(
+    settings, tmp_path, fast_retries
+):
+    """Found in review: one image the storage could not read set the whole batch back with no
+    attempt counted, so none of it was ever pinned."""
+    configure(settings, ipfs_max_attempts=2)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}._OneUnreadable", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    tokens = [ready_for_ipfs() for _ in range(3)]
+    _OneUnreadable.failing = tokens[1].image.name
+    try:
+        report = run()
+    finally:
+        _OneUnreadable.failing = None
+    assert report.succeeded == 2
+    statuses = dict(Token.objects.values_list("pk", "status"))
+    assert statuses == {tokens[0].pk: "ready", tokens[1].pk: "failed", tokens[2].pk: "ready"}
+    bad = Token.objects.get(pk=tokens[1].pk)
+    assert bad.ipfs_attempts == 2 and bad.failed_stage == "uploading"
+    assert bad.last_error == "ipfs stage: unexpected OSError (gave up after 2 attempts)"
+    assert not IpfsRecord.objects.filter(token_id=tokens[1].pk).exists()  # nothing pinned for it

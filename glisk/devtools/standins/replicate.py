@@ -216,8 +216,11 @@ class ReplicateHandler(BaseHTTPRequestHandler):
                 self.send_response(404)
                 self.end_headers()
                 return
+            content_type = "image/webp"
+            if s.files_garbled:  # a CDN answering 200 with a page of its own, typed as anything
+                data, content_type = b"<html>upstream busy</html>", "image/" + "x" * 70
             self.send_response(200)
-            self.send_header("Content-Type", "image/webp")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -278,6 +281,7 @@ class ReplicateStandIn(StandInServer):
         self.page_size = 100  # predictions per page of GET /v1/predictions
         self.list_faults: list[str] = []  # one per GET /v1/predictions: "429", "500", "garbage"
         self.files_gone = False
+        self.files_garbled = False  # outputs answered with an HTML page under an odd Content-Type
         self.lock = threading.Lock()
         super().__init__(**server)
 

@@ -20,6 +20,7 @@ from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import GeneratedImage, ImageProvider, image_provider
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
+    AttemptLimit,
     Call,
     StageReport,
     calls_finish,
@@ -380,5 +381,6 @@ def image_stage_run(
         ),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
+        attempts=AttemptLimit("image_attempts", settings.GLISK.image_max_attempts),
         after_batch=after_batch,
     )

@@ -23,6 +23,7 @@ from lifecycle.providers.ipfs import (
 )
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
+    AttemptLimit,
     Call,
     StageReport,
     calls_finish,
@@ -243,6 +244,7 @@ def ipfs_stage_run(
         ),
         budget_seconds=budget_seconds,
         batch_size=settings.GLISK.worker_batch_size,
+        attempts=AttemptLimit("ipfs_attempts", settings.GLISK.ipfs_max_attempts),
         max_batches=max_batches,
         wait_for_backoff=wait_for_backoff,
     )

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -33,6 +33,7 @@ from lifecycle.services.tokens import (
     token_lease_held,
     token_lease_release,
     token_leases_renew,
+    tokens_leased,
     tokens_leases_held,
     tokens_leases_release,
     tokens_move,
@@ -385,6 +386,7 @@ def run_stage(
     budget_seconds: float,
     batch_size: int,
     max_batches: int | None = None,
+    attempts: AttemptLimit,
     after_batch: Callable[[], None] | None = None,
     wait_for_backoff: bool = True,
 ) -> StageReport:
@@ -419,7 +421,7 @@ def run_stage(
         report.claimed += len(claim.tokens)
         batches += 1
         with lease_heartbeat(worker_id=worker_id, lease_seconds=lease):
-            report.add(_work_batch(work, claim.tokens, worker_id))
+            report.add(_work_batch(work, claim.tokens, worker_id, stage, attempts))
         if after_batch is not None:
             after_batch()
         if max_batches is not None and batches >= max_batches:
@@ -427,30 +429,90 @@ def run_stage(
     return report
 
 
-def _work_batch(work: StageWork, tokens: list[Token], worker_id: str) -> StageReport:
+@dataclass(frozen=True)
+class AttemptLimit:
+    """Where a stage counts a token's attempts, and how many it gets before the token fails."""
+
+    field: str
+    maximum: int
+
+
+def _work_batch(
+    work: StageWork, tokens: list[Token], worker_id: str, stage: str, limit: AttemptLimit
+) -> StageReport:
+    """Work a claimed batch. Anything unexpected for the batch (not a provider's answer, which
+    each call records for its own token) must not end the task, nor hold the batch's other
+    tokens back with the one that caused it: the tokens still leased to this worker are worked
+    again one at a time, and a token that fails alone too counts an attempt, so it backs off and
+    fails at the stage's cap with a reason instead of coming back forever. What was recorded
+    stays (attempt rows, stored images, tokens already handed on), and the work resumes from it:
+    a paid call whose row is still `started` is polled, not bought again."""
     report = StageReport()
     try:
         work(tokens, worker_id, report)
+        return report
     except Exception as exc:
-        # Anything unexpected for the batch (the database failing under it) must not end the task
-        # or hold its tokens for a whole lease: the tokens still leased to this worker go back,
-        # due after the maximum backoff. What was recorded stays (attempt rows, stored images,
-        # tokens already handed on), and the next worker resumes from it.
         logger.exception(
             "stage.batch_error", extra={"tokens": len(tokens), "error_class": type(exc).__name__}
         )
-        with contextlib.suppress(DatabaseError):  # the database itself may be what failed
-            released = tokens_leases_release(
-                token_ids=[t.pk for t in tokens],
-                worker_id=worker_id,
-                fields={
-                    "last_error": f"unexpected {type(exc).__name__} in the stage; retried later"[:500],
-                    "next_attempt_at": timezone.now()
-                    + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
-                },
-            )
-            report.lost += released
+        failure = exc
+    for token in _still_leased(tokens, worker_id, failure, report):
+        if len(tokens) > 1:
+            try:
+                work([token], worker_id, report)
+                continue
+            except Exception as exc:
+                logger.exception(
+                    "stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__}
+                )
+                failure = exc
+            held = _still_leased([token], worker_id, failure, report)
+            if not held:
+                continue
+            token = held[0]
+        error = ProviderError(
+            f"unexpected {type(failure).__name__}",
+            transient=True,
+            error_class=f"unexpected_{type(failure).__name__}"[:64],
+        )
+        retry_or_fail(
+            token=token,
+            worker_id=worker_id,
+            actor=f"stage:{stage}",
+            error=error,
+            provider=f"{stage} stage",
+            attempts_field=limit.field,
+            attempts=getattr(token, limit.field) + 1,
+            max_attempts=limit.maximum,
+            report=report,
+        )
     return report
+
+
+def _still_leased(
+    tokens: list[Token], worker_id: str, failure: Exception, report: StageReport
+) -> list[Token]:
+    """The tokens of `tokens` still leased to this worker, read again, after `failure`. When the
+    database itself is what failed, none: they go back as they are, due after the maximum
+    backoff, no attempt counted (an outage is no token's fault), if the database takes that."""
+    if not isinstance(failure, (OperationalError, InterfaceError)):
+        try:
+            return tokens_leased(token_ids=[t.pk for t in tokens], worker_id=worker_id)
+        except DatabaseError:
+            logger.exception(
+                "stage.batch_error", extra={"tokens": len(tokens), "error_class": "DatabaseError"}
+            )
+    with contextlib.suppress(DatabaseError):
+        report.lost += tokens_leases_release(
+            token_ids=[t.pk for t in tokens],
+            worker_id=worker_id,
+            fields={
+                "last_error": f"unexpected {type(failure).__name__} in the stage; retried later"[:500],
+                "next_attempt_at": timezone.now()
+                + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
+            },
+        )
+    return []
 
 
 def network_bound(provider: object) -> bool:
