@@ -158,9 +158,20 @@ PLAIN_TYPES: dict[str, type] = {
 }
 
 
-def _prepared(field: Field[Any, Any], values: Sequence[Any]) -> list[Any]:
+def _prepared(field: Field[Any, Any], values: Sequence[Any]) -> list[Any] | str:
+    """The array parameter for `values` of `field`: for plain integers and texts, the array's
+    literal written here at once (`{1,2}`, `{"a","b"}`), which the driver then quotes as one
+    text; the driver's own array adaptation handles values one at a time in Python, and was the
+    largest part of a delivery's CPU in the web worker. Anything else goes as a list."""
     target = getattr(field, "target_field", field)  # a foreign key: its key's type
     plain = PLAIN_TYPES.get(target.get_internal_type())
-    if plain is not None and all(type(v) is plain for v in values):
-        return list(values)
+    if plain is int and all(type(v) is int for v in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    if plain is str and all(type(v) is str for v in values):
+        return "{" + ",".join(map(_array_text, values)) + "}"
     return [field.get_db_prep_save(value, connection) for value in values]
+
+
+def _array_text(value: str) -> str:
+    """A text element of an array literal: quoted, its backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -349,6 +349,27 @@ def test_insert_from_arrays_fills_the_other_columns_as_a_new_instance_would_and_
         )
 
 
+@pytest.mark.django_db
+def test_insert_from_arrays_writes_any_text_and_number_as_it_is():
+    """Plain integers and texts go as array literals written by us: every character an array
+    literal treats specially comes back as it was sent."""
+    from glisk.core.bulk import insert_from_arrays
+    from lifecycle.models import TokenTransition
+
+    texts = ["", " ", "NULL", "null", 'a "quote"', "back\\slash\\", "{braces}", "a,b", "  pad  "]
+    texts += ["é ✓ 🦊", "\t\n", "'single'"]
+    author_id = TokenFactory.create(token_id=9).author_id
+    big = 2**62
+    ids = insert_from_arrays(
+        TokenTransition,
+        each={"token_id": [9] * len(texts), "reason": texts},
+        same={"to_status": "d", "actor": "t"},
+    )
+    assert [TokenTransition.objects.get(pk=pk).reason for pk in ids] == texts
+    tokens = insert_from_arrays(Token, each={"token_id": [big, 1], "author_id": [author_id] * 2})
+    assert sorted(tokens) == [1, big]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_skips_a_token_another_statement_holds_instead_of_waiting():
     """Found in review: the heartbeat's UPDATE and a batch's UPDATE over the same tokens locked
