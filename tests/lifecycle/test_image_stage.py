@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 
 import pytest
@@ -898,3 +899,51 @@ def test_one_token_that_breaks_its_batch_holds_back_no_other_and_fails_at_the_ca
     # The batch's call, the call alone, and one more at the next attempt: bounded by the cap.
     assert provider.calls.count(odd) == 3
     assert provider.calls.count(tokens[0].pk) == 2  # its batch's call, then alone
+
+
+class _SlowOddAnswer(_OddAnswer):
+    def generate(self, *, prompt, token_id, **options):
+        time.sleep(0.3)
+        return super().generate(prompt=prompt, token_id=token_id, **options)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broken_batch_is_not_worked_again_past_the_task_budget(settings):
+    """Found in review: working a broken batch again one token at a time ignored the task's
+    budget (with slow providers it could outlast the task's timeout). Past the budget the
+    tokens left go back uncounted."""
+    configure(settings, retry_backoff_max_seconds=300.0)
+    tokens = [TokenFactory.create() for _ in range(3)]
+    provider = _SlowOddAnswer(tokens[1].pk)
+    report = image_stage_run(worker_id="w-test", budget_seconds=0.2, provider=provider)
+    assert (report.succeeded, report.failed, report.retried) == (0, 0, 0)
+    assert len(provider.calls) == 3  # the batch's calls, and none after the budget
+    for token in Token.objects.all():
+        assert token.status == "generating" and token.image_attempts == 0 and token.claimed_by == ""
+        assert token.last_error == "unexpected DataError in the stage; retried later"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_giving_up_on_a_token_an_operator_moved_meanwhile_counts_it_lost():
+    """Found in review: an operator's move between a worker's read of a token and its failing
+    it raised out of the stage, and the rest of the batch was left leased."""
+    from lifecycle.providers.errors import ProviderError
+    from lifecycle.services.stages.runner import StageReport, retry_or_fail
+
+    token = TokenFactory.create(
+        status="failed", claimed_by="w-test", lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+    report = StageReport()
+    retry_or_fail(
+        token=token,
+        worker_id="w-test",
+        actor="stage:image",
+        error=ProviderError("refused", transient=False, error_class="http_422"),
+        provider="test",
+        attempts_field="image_attempts",
+        attempts=1,
+        max_attempts=1,
+        report=report,
+    )
+    assert (report.failed, report.lost) == (0, 1)
+    assert Token.objects.get(pk=token.pk).status == "failed"

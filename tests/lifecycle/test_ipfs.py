@@ -8,6 +8,7 @@ import aleph_cid
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
+from django.utils import timezone
 
 from glisk.devtools.standins.pinata import reference_cid_v0, reference_cid_v1
 from lifecycle.models import IpfsRecord, Token
@@ -264,3 +265,33 @@ def test_one_unreadable_image_holds_back_no_other_token_and_fails_at_the_cap(
     assert bad.ipfs_attempts == 2 and bad.failed_stage == "uploading"
     assert bad.last_error == "ipfs stage: unexpected OSError (gave up after 2 attempts)"
     assert not IpfsRecord.objects.filter(token_id=tokens[1].pk).exists()  # nothing pinned for it
+
+
+class _StorageDown(FileSystemStorage):
+    """A per-file storage whose service cannot be reached: no image can be read."""
+
+    def open(self, name, mode="rb"):
+        raise ConnectionError("storage endpoint unreachable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storage_outage_blames_no_token(settings, tmp_path):
+    """Found in review: with every image unreadable, each token failed alone and counted an
+    attempt, so an outage of half a minute failed the whole backlog. Now no token is blamed
+    unless one of its batch-mates goes through."""
+    configure(settings, retry_backoff_base_seconds=0.0, retry_backoff_max_seconds=300.0)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}._OneUnreadable", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    tokens = [ready_for_ipfs() for _ in range(4)]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}._StorageDown", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    report = run()
+    assert (report.succeeded, report.failed, report.retried) == (0, 0, 0)
+    for token in Token.objects.filter(pk__in=[t.pk for t in tokens]):
+        assert token.status == "uploading" and token.ipfs_attempts == 0 and token.claimed_by == ""
+        assert token.last_error == "unexpected ConnectionError in the stage; retried later"
+        assert (token.next_attempt_at - timezone.now()).total_seconds() > 250

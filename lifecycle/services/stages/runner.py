@@ -27,7 +27,7 @@ from glisk.core.stages import stage_nudge, stage_waiting
 from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.services.tokens import (
-    LeaseLost,
+    InvalidStateTransition,
     token_claim,
     token_fail,
     token_lease_held,
@@ -311,7 +311,7 @@ def retry_or_fail(
                 fields={attempts_field: attempts},
             )
             report.failed += 1
-        except LeaseLost:
+        except InvalidStateTransition:  # its lease was taken over, or an operator moved it meanwhile
             report.lost += 1
         logger.error(
             "stage.token_failed",
@@ -421,7 +421,7 @@ def run_stage(
         report.claimed += len(claim.tokens)
         batches += 1
         with lease_heartbeat(worker_id=worker_id, lease_seconds=lease):
-            report.add(_work_batch(work, claim.tokens, worker_id, stage, attempts))
+            report.add(_work_batch(work, claim.tokens, worker_id, stage, attempts, deadline))
         if after_batch is not None:
             after_batch()
         if max_batches is not None and batches >= max_batches:
@@ -438,15 +438,21 @@ class AttemptLimit:
 
 
 def _work_batch(
-    work: StageWork, tokens: list[Token], worker_id: str, stage: str, limit: AttemptLimit
+    work: StageWork, tokens: list[Token], worker_id: str, stage: str, limit: AttemptLimit, deadline: float
 ) -> StageReport:
     """Work a claimed batch. Anything unexpected for the batch (not a provider's answer, which
     each call records for its own token) must not end the task, nor hold the batch's other
     tokens back with the one that caused it: the tokens still leased to this worker are worked
-    again one at a time, and a token that fails alone too counts an attempt, so it backs off and
-    fails at the stage's cap with a reason instead of coming back forever. What was recorded
-    stays (attempt rows, stored images, tokens already handed on), and the work resumes from it:
-    a paid call whose row is still `started` is polled, not bought again."""
+    again one at a time. What was recorded stays (attempt rows, stored images, tokens already
+    handed on) and the work resumes from it: a paid call whose row is still `started` is polled,
+    not bought again.
+
+    A token that fails alone while another token of the batch goes through alone is what broke
+    the batch: it counts an attempt, so it backs off and fails at the stage's cap with a reason
+    instead of coming back forever (alone in a later batch, the same error counts again). When
+    none goes through (a storage or network outage, the database) no token is to blame: they go
+    back uncounted, due after the maximum backoff, as does whatever is left when the task's
+    budget ends."""
     report = StageReport()
     try:
         work(tokens, worker_id, report)
@@ -456,52 +462,64 @@ def _work_batch(
             "stage.batch_error", extra={"tokens": len(tokens), "error_class": type(exc).__name__}
         )
         failure = exc
-    for token in _still_leased(tokens, worker_id, failure, report):
-        if len(tokens) > 1:
-            try:
-                work([token], worker_id, report)
-                continue
-            except Exception as exc:
-                logger.exception(
-                    "stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__}
-                )
-                failure = exc
-            held = _still_leased([token], worker_id, failure, report)
-            if not held:
-                continue
-            token = held[0]
+    failed_alone: list[tuple[Token, Exception]] = []
+    went_through = False
+    remaining = _still_leased(tokens, worker_id, failure, report) if len(tokens) > 1 else []
+    for at, token in enumerate(remaining):
+        if time.monotonic() > deadline:
+            _set_back(remaining[at:], worker_id, failure, report)
+            break
+        try:
+            work([token], worker_id, report)
+            went_through = True
+        except Exception as exc:
+            logger.exception(
+                "stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__}
+            )
+            failed_alone.append((token, exc))
+    for token, error in [(tokens[0], failure)] if len(tokens) == 1 else failed_alone:
+        if went_through or _broke_before(token, error):
+            _unexpected_attempt(token, error, worker_id=worker_id, stage=stage, limit=limit, report=report)
+        else:
+            _set_back([token], worker_id, error, report)
+    return report
+
+
+def _broke_before(token: Token, failure: Exception) -> bool:
+    """Whether an attempt of this token was already counted for the same unexpected error: it
+    was found to break a batch its batch-mates went through, so failing alone again is its own
+    doing too (a token left alone in its stage still reaches the cap)."""
+    detail = token.last_error_detail if isinstance(token.last_error_detail, dict) else {}
+    return detail.get("error_class") == f"unexpected_{type(failure).__name__}"[:64]
+
+
+def _unexpected_attempt(
+    token: Token, failure: Exception, *, worker_id: str, stage: str, limit: AttemptLimit, report: StageReport
+) -> None:
+    """Count an attempt for a token that broke its batch: it backs off, or fails at the cap."""
+    for held in _still_leased([token], worker_id, failure, report):
         error = ProviderError(
             f"unexpected {type(failure).__name__}",
             transient=True,
             error_class=f"unexpected_{type(failure).__name__}"[:64],
         )
         retry_or_fail(
-            token=token,
+            token=held,
             worker_id=worker_id,
             actor=f"stage:{stage}",
             error=error,
             provider=f"{stage} stage",
             attempts_field=limit.field,
-            attempts=getattr(token, limit.field) + 1,
+            attempts=getattr(held, limit.field) + 1,
             max_attempts=limit.maximum,
             report=report,
         )
-    return report
 
 
-def _still_leased(
-    tokens: list[Token], worker_id: str, failure: Exception, report: StageReport
-) -> list[Token]:
-    """The tokens of `tokens` still leased to this worker, read again, after `failure`. When the
-    database itself is what failed, none: they go back as they are, due after the maximum
-    backoff, no attempt counted (an outage is no token's fault), if the database takes that."""
-    if not isinstance(failure, (OperationalError, InterfaceError)):
-        try:
-            return tokens_leased(token_ids=[t.pk for t in tokens], worker_id=worker_id)
-        except DatabaseError:
-            logger.exception(
-                "stage.batch_error", extra={"tokens": len(tokens), "error_class": "DatabaseError"}
-            )
+def _set_back(tokens: list[Token], worker_id: str, failure: Exception, report: StageReport) -> None:
+    """Give the tokens still leased to this worker back uncounted, due after the maximum backoff."""
+    if not tokens:
+        return
     with contextlib.suppress(DatabaseError):
         report.lost += tokens_leases_release(
             token_ids=[t.pk for t in tokens],
@@ -512,6 +530,22 @@ def _still_leased(
                 + timedelta(seconds=settings.GLISK.retry_backoff_max_seconds),
             },
         )
+
+
+def _still_leased(
+    tokens: list[Token], worker_id: str, failure: Exception, report: StageReport
+) -> list[Token]:
+    """The tokens of `tokens` still leased to this worker, read again, after `failure`. When the
+    database itself is what failed, none: they are set back as they are (an outage is no
+    token's fault), if the database takes that."""
+    if not isinstance(failure, (OperationalError, InterfaceError)):
+        try:
+            return tokens_leased(token_ids=[t.pk for t in tokens], worker_id=worker_id)
+        except DatabaseError:
+            logger.exception(
+                "stage.batch_error", extra={"tokens": len(tokens), "error_class": "DatabaseError"}
+            )
+    _set_back(tokens, worker_id, failure, report)
     return []
 
 
