@@ -275,10 +275,11 @@ class _StorageDown(FileSystemStorage):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_storage_outage_blames_no_token(settings, tmp_path):
+def test_a_storage_outage_waits_the_maximum_backoff_between_attempts(settings, tmp_path):
     """Found in review: with every image unreadable, each token failed alone and counted an
-    attempt, so an outage of half a minute failed the whole backlog. Now no token is blamed
-    unless one of its batch-mates goes through."""
+    attempt with the usual short backoff, so an outage of half a minute failed the whole
+    backlog. When no token of a batch goes through, each attempt now waits the maximum backoff:
+    an outage has (IPFS_MAX_ATTEMPTS - 1) x RETRY_BACKOFF_MAX_SECONDS to pass."""
     configure(settings, retry_backoff_base_seconds=0.0, retry_backoff_max_seconds=300.0)
     settings.STORAGES = {
         **settings.STORAGES,
@@ -290,8 +291,31 @@ def test_a_storage_outage_blames_no_token(settings, tmp_path):
         "default": {"BACKEND": f"{__name__}._StorageDown", "OPTIONS": {"location": str(tmp_path)}},
     }
     report = run()
-    assert (report.succeeded, report.failed, report.retried) == (0, 0, 0)
+    assert (report.succeeded, report.failed, report.retried) == (0, 0, 4)
     for token in Token.objects.filter(pk__in=[t.pk for t in tokens]):
-        assert token.status == "uploading" and token.ipfs_attempts == 0 and token.claimed_by == ""
-        assert token.last_error == "unexpected ConnectionError in the stage; retried later"
+        assert token.status == "uploading" and token.ipfs_attempts == 1 and token.claimed_by == ""
+        assert token.last_error == "ipfs stage: unexpected ConnectionError"
         assert (token.next_attempt_at - timezone.now()).total_seconds() > 250
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_alone_in_its_stage_that_keeps_failing_still_fails_at_the_cap(
+    settings, tmp_path, fast_retries
+):
+    """Found in review: a token that broke its batch while alone in its stage was set back
+    uncounted each time, and never failed."""
+    configure(settings, ipfs_max_attempts=2)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": f"{__name__}._OneUnreadable", "OPTIONS": {"location": str(tmp_path)}},
+    }
+    token = ready_for_ipfs()
+    _OneUnreadable.failing = token.image.name
+    try:
+        report = run()
+    finally:
+        _OneUnreadable.failing = None
+    assert (report.claimed, report.failed) == (2, 1)
+    token.refresh_from_db()
+    assert token.status == "failed" and token.ipfs_attempts == 2
+    assert token.last_error == "ipfs stage: unexpected OSError (gave up after 2 attempts)"

@@ -443,16 +443,17 @@ def _work_batch(
     """Work a claimed batch. Anything unexpected for the batch (not a provider's answer, which
     each call records for its own token) must not end the task, nor hold the batch's other
     tokens back with the one that caused it: the tokens still leased to this worker are worked
-    again one at a time. What was recorded stays (attempt rows, stored images, tokens already
-    handed on) and the work resumes from it: a paid call whose row is still `started` is polled,
-    not bought again.
+    again one at a time, within the task's budget. What was recorded stays (attempt rows, stored
+    images, tokens already handed on) and the work resumes from it: a paid call whose row is
+    still `started` is polled, not bought again.
 
-    A token that fails alone while another token of the batch goes through alone is what broke
-    the batch: it counts an attempt, so it backs off and fails at the stage's cap with a reason
-    instead of coming back forever (alone in a later batch, the same error counts again). When
-    none goes through (a storage or network outage, the database) no token is to blame: they go
-    back uncounted, due after the maximum backoff, as does whatever is left when the task's
-    budget ends."""
+    A token that fails alone counts an attempt, as a transient provider error does, so it fails
+    at the stage's cap with a reason instead of coming back forever. When a batch-mate went
+    through alone, the token is what broke the batch and backs off as usual; when none did (a
+    storage or network outage, or a token alone in its stage), each attempt waits the maximum
+    backoff, so an outage has (attempts - 1) x RETRY_BACKOFF_MAX_SECONDS to pass before it fails
+    a token. A database outage counts nothing, and neither do the tokens left when the budget
+    ends: they go back due after the maximum backoff."""
     report = StageReport()
     try:
         work(tokens, worker_id, report)
@@ -478,30 +479,36 @@ def _work_batch(
             )
             failed_alone.append((token, exc))
     for token, error in [(tokens[0], failure)] if len(tokens) == 1 else failed_alone:
-        if went_through or _broke_before(token, error):
-            _unexpected_attempt(token, error, worker_id=worker_id, stage=stage, limit=limit, report=report)
-        else:
-            _set_back([token], worker_id, error, report)
+        _unexpected_attempt(
+            token,
+            error,
+            worker_id=worker_id,
+            stage=stage,
+            limit=limit,
+            report=report,
+            patient=not went_through,
+        )
     return report
 
 
-def _broke_before(token: Token, failure: Exception) -> bool:
-    """Whether an attempt of this token was already counted for the same unexpected error: it
-    was found to break a batch its batch-mates went through, so failing alone again is its own
-    doing too (a token left alone in its stage still reaches the cap)."""
-    detail = token.last_error_detail if isinstance(token.last_error_detail, dict) else {}
-    return detail.get("error_class") == f"unexpected_{type(failure).__name__}"[:64]
-
-
 def _unexpected_attempt(
-    token: Token, failure: Exception, *, worker_id: str, stage: str, limit: AttemptLimit, report: StageReport
+    token: Token,
+    failure: Exception,
+    *,
+    worker_id: str,
+    stage: str,
+    limit: AttemptLimit,
+    report: StageReport,
+    patient: bool,
 ) -> None:
-    """Count an attempt for a token that broke its batch: it backs off, or fails at the cap."""
+    """Count an attempt for a token that failed alone: it backs off (`patient`: the maximum
+    backoff), or fails at the cap."""
     for held in _still_leased([token], worker_id, failure, report):
         error = ProviderError(
             f"unexpected {type(failure).__name__}",
             transient=True,
             error_class=f"unexpected_{type(failure).__name__}"[:64],
+            retry_after=settings.GLISK.retry_backoff_max_seconds if patient else None,
         )
         retry_or_fail(
             token=held,
