@@ -448,11 +448,10 @@ def _work_batch(
     still `started` is polled, not bought again.
 
     A token that fails alone counts an attempt, as a transient provider error does, so it fails
-    at the stage's cap with a reason instead of coming back forever. When a batch-mate went
-    through alone, the token is what broke the batch and backs off as usual; when none did (a
-    storage or network outage, or a token alone in its stage), each attempt waits the maximum
-    backoff, so an outage has (attempts - 1) x RETRY_BACKOFF_MAX_SECONDS to pass before it fails
-    a token. A database outage counts nothing, and neither do the tokens left when the budget
+    at the stage's cap with a reason instead of coming back forever. What made it fail may be
+    no fault of its own (a storage or network outage), so each such attempt waits the maximum
+    backoff: an outage has (attempts - 1) x RETRY_BACKOFF_MAX_SECONDS to pass before it fails a
+    token. A database outage counts nothing, and neither do the tokens left when the budget
     ends: they go back due after the maximum backoff."""
     report = StageReport()
     try:
@@ -464,7 +463,6 @@ def _work_batch(
         )
         failure = exc
     failed_alone: list[tuple[Token, Exception]] = []
-    went_through = False
     remaining = _still_leased(tokens, worker_id, failure, report) if len(tokens) > 1 else []
     for at, token in enumerate(remaining):
         if time.monotonic() > deadline:
@@ -472,22 +470,13 @@ def _work_batch(
             break
         try:
             work([token], worker_id, report)
-            went_through = True
         except Exception as exc:
             logger.exception(
                 "stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__}
             )
             failed_alone.append((token, exc))
     for token, error in [(tokens[0], failure)] if len(tokens) == 1 else failed_alone:
-        _unexpected_attempt(
-            token,
-            error,
-            worker_id=worker_id,
-            stage=stage,
-            limit=limit,
-            report=report,
-            patient=not went_through,
-        )
+        _unexpected_attempt(token, error, worker_id=worker_id, stage=stage, limit=limit, report=report)
     return report
 
 
@@ -499,16 +488,15 @@ def _unexpected_attempt(
     stage: str,
     limit: AttemptLimit,
     report: StageReport,
-    patient: bool,
 ) -> None:
-    """Count an attempt for a token that failed alone: it backs off (`patient`: the maximum
-    backoff), or fails at the cap."""
+    """Count an attempt for a token that failed alone: it waits the maximum backoff, or fails at
+    the cap."""
     for held in _still_leased([token], worker_id, failure, report):
         error = ProviderError(
             f"unexpected {type(failure).__name__}",
             transient=True,
             error_class=f"unexpected_{type(failure).__name__}"[:64],
-            retry_after=settings.GLISK.retry_backoff_max_seconds if patient else None,
+            retry_after=settings.GLISK.retry_backoff_max_seconds,
         )
         retry_or_fail(
             token=held,
