@@ -144,11 +144,11 @@ def insert_from_arrays_returning(
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params + array_params)
-        return list(cursor.fetchall())
+        return cursor.fetchall()
 
 
 # Column types whose database value is the Python value itself when it has the column's type:
-# such arrays go as they are, not through the field's preparation one value at a time.
+# such arrays skip the field's preparation one value at a time (`_prepared` writes their literal).
 PLAIN_TYPES: dict[str, type] = {
     **dict.fromkeys(
         ("BigIntegerField", "IntegerField", "PositiveBigIntegerField", "PositiveIntegerField"), int

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from authors.models import Author
@@ -262,22 +262,20 @@ def tokens_lease_update(*, fields: Mapping[int, Mapping[str, Any]], worker_id: s
     )
 
 
+def _leased_to(token_ids: Iterable[int], worker_id: str) -> QuerySet[Token]:
+    return Token.objects.filter(
+        pk__in=list(token_ids), claimed_by=worker_id, lease_expires_at__gt=timezone.now()
+    )
+
+
 def tokens_leases_held(*, token_ids: Iterable[int], worker_id: str) -> set[int]:
     """Which of these tokens `worker_id` still holds an unexpired lease on (one query)."""
-    return set(
-        Token.objects.filter(
-            pk__in=list(token_ids), claimed_by=worker_id, lease_expires_at__gt=timezone.now()
-        ).values_list("pk", flat=True)
-    )
+    return set(_leased_to(token_ids, worker_id).values_list("pk", flat=True))
 
 
 def tokens_leased(*, token_ids: Iterable[int], worker_id: str) -> list[Token]:
     """The tokens `worker_id` still holds an unexpired lease on, as they are now, in key order."""
-    return list(
-        Token.objects.filter(
-            pk__in=list(token_ids), claimed_by=worker_id, lease_expires_at__gt=timezone.now()
-        ).order_by("pk")
-    )
+    return list(_leased_to(token_ids, worker_id).order_by("pk"))
 
 
 def token_fail(

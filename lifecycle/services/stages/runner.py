@@ -463,7 +463,11 @@ def _work_batch(
         )
         failure = exc
     failed_alone: list[tuple[Token, Exception]] = []
-    remaining = _still_leased(tokens, worker_id, failure, report) if len(tokens) > 1 else []
+    remaining: list[Token] = []
+    if len(tokens) == 1:  # nothing to tell apart: it failed alone
+        failed_alone.append((tokens[0], failure))
+    else:
+        remaining = _still_leased(tokens, worker_id, failure, report)
     for at, token in enumerate(remaining):
         if time.monotonic() > deadline:
             _set_back(remaining[at:], worker_id, failure, report)
@@ -475,7 +479,7 @@ def _work_batch(
                 "stage.token_error", extra={"token_id": token.pk, "error_class": type(exc).__name__}
             )
             failed_alone.append((token, exc))
-    for token, error in [(tokens[0], failure)] if len(tokens) == 1 else failed_alone:
+    for token, error in failed_alone:
         _unexpected_attempt(token, error, worker_id=worker_id, stage=stage, limit=limit, report=report)
     return report
 
