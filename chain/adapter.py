@@ -21,6 +21,49 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from chain import abi
+from glisk.core.budgets import RPC, BudgetExhausted, budget_acquire, budget_throttled
+
+# What one call costs in compute units, as Alchemy prices them: an account has a budget of
+# compute units a second (RPC_COMPUTE_UNITS_PER_SECOND), shared by every worker through the
+# limiter in PostgreSQL. A method not listed costs DEFAULT_COMPUTE_UNITS; the devnet's own
+# methods (anvil_*, evm_*) cost nothing.
+COMPUTE_UNITS = {
+    "eth_chainId": 0,
+    "net_version": 0,
+    "eth_syncing": 0,
+    "eth_blockNumber": 10,
+    "eth_feeHistory": 10,
+    "eth_maxPriorityFeePerGas": 10,
+    "eth_getTransactionReceipt": 15,
+    "eth_getBlockByNumber": 16,
+    "eth_getBlockByHash": 16,
+    "eth_getTransactionByHash": 17,
+    "eth_gasPrice": 19,
+    "eth_getBalance": 19,
+    "eth_getCode": 26,
+    "eth_call": 26,
+    "eth_getTransactionCount": 26,
+    "eth_getLogs": 75,
+    "eth_estimateGas": 87,
+    "eth_sendRawTransaction": 250,
+}
+DEFAULT_COMPUTE_UNITS = 26
+# How long one call may wait for its turn in the compute-unit budget before it gives up as
+# throttled (its caller retries later, as after any RPC hiccup).
+RPC_ADMISSION_WAIT_MAX_SECONDS = 30.0
+
+
+def compute_units(payload: Any) -> int:
+    """The compute units a JSON-RPC request (one call or a batch) costs."""
+    calls = payload if isinstance(payload, list) else [payload]
+    total = 0
+    for call in calls:
+        method = str(call.get("method", "")) if isinstance(call, dict) else ""
+        if method.startswith(("anvil_", "evm_")):
+            continue
+        total += COMPUTE_UNITS.get(method, DEFAULT_COMPUTE_UNITS)
+    return total
+
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +78,15 @@ class RpcUnavailable(ChainError):
     """The node did not answer usefully: timeout, connection refused, HTTP 429/5xx."""
 
     transient = True
+
+
+class RpcThrottled(RpcUnavailable):
+    """The account's compute-unit budget is spent (HTTP 429, a JSON-RPC error 429, or our own
+    shared limiter's turn too far away): the account's state, retried without counting."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RpcError(ChainError):
@@ -210,13 +262,21 @@ class GliskChain:
 
     # --- JSON-RPC --------------------------------------------------------------------------
     def _post(self, payload: Any) -> Any:
+        cost = compute_units(payload)
+        if cost:
+            try:
+                budget_acquire(name=RPC, cost=cost, max_wait=RPC_ADMISSION_WAIT_MAX_SECONDS)
+            except BudgetExhausted as exc:
+                raise RpcThrottled(str(exc), retry_after=exc.wait) from None
         try:
             response = self._session.post(self._rpc_url, json=payload, timeout=self.timeout)
         except requests.Timeout:
             raise RpcUnavailable(f"the RPC endpoint did not answer within {self.timeout:g}s") from None
         except requests.RequestException as exc:
             raise RpcUnavailable(f"the RPC endpoint is unreachable ({type(exc).__name__})") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code == 429:
+            raise self._throttled(response.headers, response.text[:500])
+        if response.status_code >= 500:
             raise RpcUnavailable(f"the RPC endpoint answered HTTP {response.status_code}")
         if response.status_code != 200:
             raise ChainError(f"the RPC endpoint answered HTTP {response.status_code}")
@@ -226,12 +286,29 @@ class GliskChain:
             raise RpcUnavailable("the RPC endpoint answered with something that is not JSON") from None
 
     @staticmethod
-    def _unwrap(reply: Any) -> Any:
+    def _throttled(headers: Any, body: Any) -> RpcThrottled:
+        """A 429 from the endpoint: the account's compute-unit budget pauses for what it named."""
+        from lifecycle.providers.errors import throttle_seconds
+
+        seconds = throttle_seconds(headers or {}, body)
+        budget_throttled(name=RPC, seconds=1.0 if seconds is None else seconds)
+        return RpcThrottled("the RPC endpoint answered 429 (compute units per second exceeded)", seconds)
+
+    @classmethod
+    def _unwrap(cls, reply: Any) -> Any:
         if not isinstance(reply, dict):
             raise RpcUnavailable("malformed JSON-RPC reply")
         error = reply.get("error")
         if error:
-            code, message = int(error.get("code", 0)), str(error.get("message", ""))
+            if not isinstance(error, dict):
+                raise RpcUnavailable("malformed JSON-RPC error")
+            try:
+                code = int(error.get("code", 0))
+            except (TypeError, ValueError):
+                code = 0
+            message = str(error.get("message", ""))
+            if code == 429:
+                raise cls._throttled({}, message)
             data = error.get("data")
             if (code == 3 or "revert" in message.lower()) and isinstance(data, str) and data.startswith("0x"):
                 raise decode_revert(data)

@@ -108,6 +108,18 @@ class Config:
     metadata_description: str
     metadata_external_url: str
 
+    # The providers' accounts' request budgets (glisk.core.budgets); 0 is unlimited.
+    pinata_requests_per_minute: float
+    pinata_burst: float
+    replicate_creates_per_minute: float
+    replicate_create_burst: float
+    replicate_reads_per_minute: float
+    replicate_read_burst: float
+    rpc_compute_units_per_second: float
+    rpc_compute_units_burst: float
+    throttle_wait_max_seconds: float
+    ipfs_batch_wait_seconds: float
+
     keeper_private_key: str = field(repr=False)  # secret (or may hold one)
     keeper_gas_strategy: str
     reveal_gas_buffer: Decimal
@@ -349,6 +361,10 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     if not rpc_url and alchemy_api_key and network in ALCHEMY_HOSTS:
         rpc_url = f"https://{ALCHEMY_HOSTS[network]}.g.alchemy.com/v2/{alchemy_api_key}"
 
+    # Alchemy counts compute units over a rolling 10 s (a plan's rate, ten seconds of it at once);
+    # the default burst keeps half of that in hand for other clients of the key.
+    # An Alchemy endpoint defaults to the smallest plan's 330 CU/s; any other RPC to unlimited.
+    rpc_cu = r.number("RPC_COMPUTE_UNITS_PER_SECOND", 330.0 if "alchemy.com" in rpc_url else 0.0)
     config = Config(
         app_env=app_env,
         debug=debug,
@@ -393,6 +409,16 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
             "METADATA_DESCRIPTION", "GLISK Season 0: an AI-generated collection on Base.", 2000
         ),
         metadata_external_url=r.text("METADATA_EXTERNAL_URL", ""),
+        pinata_requests_per_minute=r.number("PINATA_REQUESTS_PER_MINUTE", 180.0),
+        pinata_burst=r.number("PINATA_BURST", 10.0, minimum=1.0),
+        replicate_creates_per_minute=r.number("REPLICATE_CREATES_PER_MINUTE", 600.0),
+        replicate_create_burst=r.number("REPLICATE_CREATE_BURST", 10.0, minimum=1.0),
+        replicate_reads_per_minute=r.number("REPLICATE_READS_PER_MINUTE", 3000.0),
+        replicate_read_burst=r.number("REPLICATE_READ_BURST", 50.0, minimum=1.0),
+        rpc_compute_units_per_second=rpc_cu,
+        rpc_compute_units_burst=r.number("RPC_COMPUTE_UNITS_BURST", 5 * rpc_cu, minimum=0.0) or 5 * rpc_cu,
+        throttle_wait_max_seconds=r.number("THROTTLE_WAIT_MAX_SECONDS", 120.0, minimum=1.0),
+        ipfs_batch_wait_seconds=r.number("IPFS_BATCH_WAIT_SECONDS", 3.0, maximum=60.0),
         keeper_private_key=r.private_key("KEEPER_PRIVATE_KEY"),
         keeper_gas_strategy=r.choice("KEEPER_GAS_STRATEGY", "medium", GAS_STRATEGIES),
         reveal_gas_buffer=r.decimal("REVEAL_GAS_BUFFER", Decimal("1.2"), Decimal("1")) or Decimal("1.2"),

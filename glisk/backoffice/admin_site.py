@@ -12,7 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 
 from glisk.backoffice.charts import bar_chart
-from glisk.backoffice.selectors import RANGES, dashboard_get, error_groups, stage_activity
+from glisk.backoffice.selectors import RANGES, backlog_eta, dashboard_get, error_groups, stage_activity
+from glisk.core.budgets import budgets_status
 from glisk.core.clusters import clusters_refresh
 from lifecycle.display import STATUS_COLORS
 
@@ -47,6 +48,8 @@ class GliskAdminSite(admin.AdminSite):
             "spans": list(RANGES),
             "refresh_seconds": REFRESH_SECONDS,
             "stages": stage_activity(),
+            "budgets": budgets_status(),
+            "backlog": backlog_eta(),
         }
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:

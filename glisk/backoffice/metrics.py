@@ -28,6 +28,8 @@ from chain.models import RevealTransaction, WebhookDelivery
 from chain.services.keeper import KEEPER_FUNDS_KEY
 from chain.services.webhooks import PRUNED_KEY
 from glisk.backoffice.histograms import histograms_advance
+from glisk.backoffice.selectors import backlog_eta
+from glisk.core.budgets import budgets_status
 from glisk.core.clusters import clusters_refresh
 from glisk.core.models import SystemState
 from glisk.core.state import state_get
@@ -116,6 +118,55 @@ class GliskCollector:
                 lag.add_metric([key], max(0, int(value["head"]) - int(value["block"])))
         yield lag
         yield from self._alerting()
+        yield from self._budgets()
+
+    def _budgets(self) -> Iterator[Metric]:
+        """Each provider account's budget against its limit, and how long the backlog takes at
+        the rate the limits admit."""
+        limit = GaugeMetricFamily(
+            "glisk_provider_budget_limit_per_second",
+            "Each provider account's limit in units a second (0 = unlimited)",
+            labels=["budget", "unit"],
+        )
+        available = GaugeMetricFamily(
+            "glisk_provider_budget_available", "Units the budget holds now", labels=["budget"]
+        )
+        admitted = CounterMetricFamily(
+            "glisk_provider_budget_admitted", "Units admitted through the budget", labels=["budget"]
+        )
+        throttled = CounterMetricFamily(
+            "glisk_provider_throttled", "429 answers received from the provider", labels=["budget"]
+        )
+        paused = CounterMetricFamily(
+            "glisk_provider_throttled_seconds",
+            "Time the provider's 429s paused the account, as they announced it",
+            labels=["budget"],
+        )
+        paused_now = GaugeMetricFamily(
+            "glisk_provider_paused_seconds",
+            "How much longer a 429 keeps the account paused",
+            labels=["budget"],
+        )
+        waited = CounterMetricFamily(
+            "glisk_provider_budget_waited_seconds", "Time requests waited for their turn", labels=["budget"]
+        )
+        for b in budgets_status():
+            limit.add_metric([b.name, b.unit], b.limit.rate)
+            available.add_metric([b.name], b.available)
+            admitted.add_metric([b.name], b.admitted)
+            throttled.add_metric([b.name], b.throttled)
+            paused.add_metric([b.name], b.throttled_seconds)
+            paused_now.add_metric([b.name], b.paused_for)
+            waited.add_metric([b.name], b.waited_seconds)
+        yield from (limit, available, admitted, throttled, paused, paused_now, waited)
+        eta = GaugeMetricFamily(
+            "glisk_backlog_eta_seconds",
+            "How long a stage's backlog takes at the rate its provider's limit admits (0 = unlimited)",
+            labels=["stage"],
+        )
+        for stage, seconds in backlog_eta().items():
+            eta.add_metric([stage], seconds)
+        yield eta
 
     def _alerting(self) -> Iterator[Metric]:
         now = timezone.now()

@@ -17,6 +17,7 @@ from chain.adapter import ChainError, GliskChain
 from chain.models import RevealTransaction, WebhookDelivery
 from chain.services.guard import wrong_chain_problem
 from chain.services.watcher import cursor_key
+from glisk.core.budgets import PINATA, REPLICATE_CREATE, budget_limit
 from glisk.core.state import state_get
 from glisk.core.tasks import HEARTBEAT_KEY
 from lifecycle.models import Token, TokenStatus
@@ -262,3 +263,25 @@ def stage_activity(
         )
     )
     return rows
+
+
+def backlog_eta() -> dict[str, float]:
+    """Seconds each rationed stage needs for its backlog at the rate its provider's limit admits
+    (0 when the provider is unlimited): images at one Replicate create a token, pins at two
+    Pinata uploads a batch of WORKER_BATCH_SIZE."""
+    config = settings.GLISK
+    waiting = dict(
+        Token.objects.filter(status__in=[TokenStatus.DETECTED, TokenStatus.GENERATING, TokenStatus.UPLOADING])
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    images = waiting.get(TokenStatus.DETECTED, 0) + waiting.get(TokenStatus.GENERATING, 0)
+    pins = images + waiting.get(TokenStatus.UPLOADING, 0)  # every image still to make is a pin too
+    eta = {"image": 0.0, "ipfs": 0.0}
+    create = budget_limit(REPLICATE_CREATE)
+    if config.image_provider == "replicate" and not create.unlimited:
+        eta["image"] = images / create.rate
+    upload = budget_limit(PINATA)
+    if config.ipfs_provider == "pinata" and not upload.unlimited:
+        eta["ipfs"] = pins / (upload.rate / 2 * config.worker_batch_size)
+    return eta

@@ -33,3 +33,24 @@ class StoredFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ProviderBudget(models.Model):
+    """One provider account's request budget, shared by every worker on every machine: a token
+    bucket whose rate and burst come from the settings (`glisk.core.budgets`). `tokens` may be
+    negative: requests admitted ahead of time, each told how long to wait for its turn."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    tokens = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField()
+    paused_until = models.DateTimeField(null=True, blank=True)
+    admitted = models.FloatField(default=0.0, help_text="units admitted, all time")
+    throttled = models.BigIntegerField(default=0, help_text="429 answers received, all time")
+    throttled_seconds = models.FloatField(default=0.0, help_text="pauses the provider announced, all time")
+    waited_seconds = models.FloatField(default=0.0, help_text="time requests waited for their turn")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

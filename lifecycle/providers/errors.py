@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
 
 
 class ProviderError(Exception):
@@ -27,6 +31,12 @@ class ProviderError(Exception):
         self.error_class = error_class
         self.retry_after = retry_after
         self.status = status
+
+    @property
+    def throttled(self) -> bool:
+        """The account was out of budget (a 429, or our own limiter's turn too far away): the
+        account's state, never the token's fault, so it counts no attempt."""
+        return self.status == 429 or self.error_class in ("http_429", "throttled")
 
 
 class ContentPolicyViolation(ProviderError):
@@ -77,3 +87,92 @@ def unreachable_error(service: str, exc: BaseException) -> ProviderError:
     return ProviderError(
         f"{service} is unreachable ({type(exc).__name__})", transient=True, error_class="connection"
     )
+
+
+# "Your rate limit resets in ~30s.", "Expected available in 1 second."
+_RESETS_IN = re.compile(r"(?:resets? in|available in)\s*~?\s*(\d+(?:\.\d+)?)\s*(ms|mi|m|s)?", re.I)
+_UNIT_SECONDS = {"ms": 0.001, "mi": 60.0, "m": 60.0, "s": 1.0}
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX_SECONDS)
+
+
+def throttle_seconds(headers: Mapping[str, str], body: Any = None) -> float | None:
+    """How long a throttled request is told to wait, from whatever the provider said: the
+    `Retry-After` header, a `ratelimit-reset` / `x-ratelimit-reset` header (seconds, or a Unix
+    time), a `retry_after` field, or a text such as "resets in ~30s". None when it said nothing."""
+    headers = {str(key).lower(): str(value) for key, value in headers.items()}
+    asked = parse_retry_after(headers.get("retry-after"))
+    if asked is not None:
+        return asked
+    for name in ("ratelimit-reset", "x-ratelimit-reset"):
+        reset = _seconds(headers.get(name))
+        if reset is not None:
+            if reset > 1_000_000_000:  # a Unix time, not a delay
+                return max(0.0, min(reset - time.time(), RETRY_AFTER_MAX_SECONDS))
+            return reset
+    if isinstance(body, Mapping):
+        asked = _seconds(body.get("retry_after"))
+        if asked is not None:
+            return asked
+        error = body.get("error")
+        texts = [
+            body.get("detail"),
+            body.get("title"),
+            error.get("details") if isinstance(error, Mapping) else error,
+        ]
+    else:
+        texts = [body]
+    for text in texts:
+        match = _RESETS_IN.search(text) if isinstance(text, str) else None
+        if match:
+            unit = (match.group(2) or "s").lower()
+            factor = _UNIT_SECONDS.get(
+                unit, 60.0 if unit.startswith("min") else 0.001 if unit.startswith("milli") else 1.0
+            )
+            return min(float(match.group(1)) * factor, RETRY_AFTER_MAX_SECONDS)
+    return None
+
+
+def throttled_error(message: str, seconds: float | None) -> ProviderError:
+    """A 429: transient, counted against no token, with the wait the provider named."""
+    return ProviderError(message, transient=True, error_class="http_429", retry_after=seconds, status=429)
+
+
+# How long one request may wait for its turn in its account's budget before its token is given
+# back instead (and taken again when there is budget): stages claim only what the budget admits,
+# so a long wait means another machine took the room first.
+ADMISSION_WAIT_MAX_SECONDS = 30.0
+
+
+def admitted(budget: str, *, cost: float = 1.0) -> float:
+    """Wait for this request's turn in the shared `budget` (`glisk.core.budgets`); a turn further
+    than ADMISSION_WAIT_MAX_SECONDS away is a transient, uncounted `throttled` error."""
+    from glisk.core.budgets import BudgetExhausted, budget_acquire
+
+    try:
+        return budget_acquire(name=budget, cost=cost, max_wait=ADMISSION_WAIT_MAX_SECONDS)
+    except BudgetExhausted as exc:
+        raise ProviderError(
+            f"the {budget} budget has no room for {exc.wait:.0f}s",
+            transient=True,
+            error_class="throttled",
+            retry_after=exc.wait,
+        ) from None
+
+
+def throttled_by_provider(budget: str, message: str, headers: Mapping[str, str], body: Any) -> ProviderError:
+    """A 429 from the provider: the account's shared budget pauses for the time it named (a
+    second when it named none), and the request's error says how long."""
+    from glisk.core.budgets import budget_throttled
+
+    seconds = throttle_seconds(headers, body)
+    budget_throttled(name=budget, seconds=1.0 if seconds is None else seconds)
+    return throttled_error(message, seconds)

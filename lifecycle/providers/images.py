@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +18,13 @@ from typing import Any, Protocol
 import httpx
 import requests
 
+from glisk.core.budgets import REPLICATE_CREATE, REPLICATE_READ, budget_room, budget_wait
 from lifecycle.providers.errors import (
     ContentPolicyViolation,
     ProviderError,
+    admitted,
     http_error,
-    parse_retry_after,
+    throttled_by_provider,
     timeout_error,
     unreachable_error,
 )
@@ -121,8 +122,19 @@ RECOVERY_CLOCK_SKEW_SECONDS = 120
 RECOVERY_PAGES = 20
 
 
+# Replicate holds a `Prefer: wait=N` create for at most a minute.
+PREFER_WAIT_MAX_SECONDS = 60
+# A worker claims as many tokens as the create budget admits within this many seconds.
+CLAIM_HORIZON_SECONDS = 2.0
+
+
 class ReplicateImageProvider:
-    """flux-schnell through `replicate.Client`, with the token, base URL and timeouts on the client."""
+    """flux-schnell through `replicate.Client`, with the token, base URL and timeouts on the client.
+
+    Every request is admitted through the account's shared budgets first (creates and reads are
+    rationed apart, as Replicate rations them). A create asks Replicate to answer when the
+    prediction is done (`Prefer: wait`), so a prediction is usually never read at all; one that
+    outlives the wait is read at `poll_interval`, each read within the read budget."""
 
     name = "replicate"
     network_bound = True  # a stage works on a claimed batch concurrently
@@ -134,10 +146,9 @@ class ReplicateImageProvider:
         base_url: str,
         model: str,
         timeout: float,
-        poll_interval: float = 0.5,
+        poll_interval: float = 1.0,
         download_timeout: float = 30.0,
     ):
-        import replicate
 
         if not api_token:
             raise ProviderError(
@@ -147,22 +158,20 @@ class ReplicateImageProvider:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.download_timeout = download_timeout
-        self._last_response = threading.local()
-        # Creating a prediction goes through plain httpx: the request must return at once (no
-        # `Prefer: wait`), so the prediction's id is stored before any waiting, and it must keep
-        # a timeout (the client's create without a wait sends none at all).
+        # Creating a prediction goes through plain httpx, to keep a timeout and to read a 429's
+        # headers. It waits for the prediction (`Prefer: wait`) a few seconds less than the
+        # timeout; a worker that dies during that wait leaves no id behind, and the next one
+        # finds the prediction by its seed (`recover_since`) instead of buying another.
+        self.prefer_wait = max(1, min(PREFER_WAIT_MAX_SECONDS, int(timeout) - 5))
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_token}", "User-Agent": "glisk-backend"},
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
         )
-        self._client = replicate.Client(
-            api_token=api_token,
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-            event_hooks={"response": [self._remember_response]},
-        )
-        self._client.poll_interval = poll_interval
+        # Reads go through the same client, not `replicate.Client`: its transport retries a
+        # throttled GET by itself (up to ten times, sleeping whatever Retry-After says), which
+        # would spend the account's budget behind the shared limiter's back.
+        self.base_url = base_url.rstrip("/")
 
     @classmethod
     def from_settings(cls) -> ReplicateImageProvider:
@@ -176,9 +185,35 @@ class ReplicateImageProvider:
             timeout=c.replicate_timeout_seconds,
         )
 
-    def _remember_response(self, response: httpx.Response) -> None:
-        # ReplicateError keeps only status and detail; Retry-After comes from here.
-        self._last_response.retry_after = response.headers.get("retry-after")
+    def claimable(self, tokens: int) -> int:
+        """Each token costs one create: claim no more than the account's create budget admits
+        within CLAIM_HORIZON_SECONDS (each call then waits for its turn, a few seconds at most,
+        while the lease heartbeat keeps its token)."""
+        return int(min(tokens, budget_room(name=REPLICATE_CREATE, within=CLAIM_HORIZON_SECONDS)))
+
+    def budget_wait(self) -> float:
+        return budget_wait(name=REPLICATE_CREATE)
+
+    def _read(self, url: str) -> dict[str, Any]:
+        """One read (a prediction, a page of the list) within the account's read budget."""
+        admitted(REPLICATE_READ)
+        response = self._http.get(url)
+        if response.status_code >= 400:
+            raise _refusal(response, REPLICATE_READ)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ProviderError(
+                f"Replicate answered {response.status_code} with no JSON object",
+                transient=True,
+                error_class="bad_response",
+            )
+        return body
+
+    def _prediction(self, prediction_id: str) -> Any:
+        return _as_prediction(self._read(f"/v1/predictions/{prediction_id}"))
 
     def _input(self, prompt: str, seed: int | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -203,12 +238,9 @@ class ReplicateImageProvider:
         seed: int | None = None,
         recover_since: datetime | None = None,
     ) -> GeneratedImage:
-        """Create the prediction (its id reaches `started` before any waiting), then poll it; with
+        """Create the prediction (its id reaches `started` before it is read), then poll it; with
         `resume`, poll that earlier prediction instead while Replicate still has it; with
         `recover_since`, first look for one created since then with this seed and prompt."""
-        from replicate.exceptions import ModelError, ReplicateError
-
-        self._last_response.retry_after = None
         deadline = time.monotonic() + self.timeout
         try:
             prediction = self._existing(resume) if resume else None
@@ -218,8 +250,8 @@ class ReplicateImageProvider:
                     started(prediction.id)
             if prediction is None:
                 prediction = self._create(prompt, seed)
-                # Stored (its own commit) before any waiting: a worker that dies while the model
-                # runs leaves a prediction the next one polls instead of buying it again.
+                # Stored (its own commit) before any read: a worker that dies while the model
+                # still runs leaves a prediction the next one polls instead of buying it again.
                 if started is not None:
                     started(prediction.id)
             while prediction.status not in ("succeeded", "failed", "canceled"):
@@ -230,17 +262,7 @@ class ReplicateImageProvider:
                         error_class="timeout",
                     )
                 time.sleep(self.poll_interval)
-                prediction = self._client.predictions.get(prediction.id)
-        except ReplicateError as exc:
-            status = exc.status or 0
-            detail = (exc.detail or exc.title or "")[:300]
-            raise http_error(
-                status,
-                f"Replicate answered {status}: {detail}",
-                retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None)),
-            ) from None
-        except ModelError as exc:  # raised by some client paths; same meaning as status "failed"
-            prediction = exc.prediction
+                prediction = self._prediction(prediction.id)
         except httpx.TimeoutException:
             raise timeout_error("Replicate", self.timeout) from None
         except httpx.HTTPError as exc:
@@ -276,18 +298,10 @@ class ReplicateImageProvider:
             path, body = "/v1/predictions", {"version": version, "input": self._input(prompt, seed)}
         else:
             path, body = f"/v1/models/{owner_name}/predictions", {"input": self._input(prompt, seed)}
-        response = self._http.post(path, json=body)
+        admitted(REPLICATE_CREATE)
+        response = self._http.post(path, json=body, headers={"Prefer": f"wait={self.prefer_wait}"})
         if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {}
-            detail = str(problem.get("detail") or problem.get("title") or "")[:300]
-            raise http_error(
-                response.status_code,
-                f"Replicate answered {response.status_code}: {detail}",
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
-            )
+            raise _refusal(response, REPLICATE_CREATE)
         try:
             return Prediction(**response.json())
         except (ValueError, TypeError) as exc:
@@ -304,24 +318,29 @@ class ReplicateImageProvider:
         try:
             return self._find(prompt=prompt, seed=seed, since=since)
         except Exception as exc:  # whatever broke the search, the search is retried
-            status = getattr(exc, "status", None)
+            kind, status = type(exc).__name__, getattr(exc, "status", None)
+            throttled = status == 429 or (isinstance(exc, ProviderError) and exc.throttled)
             raise ProviderError(
-                f"could not search Replicate for the earlier attempt's prediction ({type(exc).__name__}"
+                f"could not search Replicate for the earlier attempt's prediction ({kind}"
                 f"{f' {status}' if status else ''})",
                 transient=True,
-                error_class="search_failed",
-                retry_after=parse_retry_after(getattr(self._last_response, "retry_after", None)),
+                error_class="search_failed",  # the row stays searchable, throttled or not
+                retry_after=getattr(exc, "retry_after", None),
+                status=429 if throttled else None,
             ) from None
 
     def _find(self, *, prompt: str, seed: int, since: datetime) -> Any:
         """A usable prediction of ours created since `since` with this seed and prompt (the list is
         newest first), or None. Bounded at RECOVERY_PAGES pages, and it stops at the first
         prediction older than the attempt (less the clock skew allowed)."""
-        cursor: Any = ...
+        url = "/v1/predictions"
         horizon = since - timedelta(seconds=RECOVERY_CLOCK_SKEW_SECONDS)
         for _ in range(RECOVERY_PAGES):
-            page = self._client.predictions.list(cursor)
-            for prediction in page.results:
+            page = self._read(url)
+            results = page["results"]
+            if not isinstance(results, list):
+                raise TypeError("results is not a list")
+            for prediction in map(_as_prediction, results):
                 created = _parse_time(getattr(prediction, "created_at", None))
                 if created is not None and created < horizon:
                     return None
@@ -330,18 +349,19 @@ class ReplicateImageProvider:
                     if prediction.status == "canceled" or getattr(prediction, "data_removed", False):
                         return None
                     return prediction
-            if not page.next:
+            following = page.get("next")
+            if not following or not isinstance(following, str):
                 return None
-            cursor = page.next
+            if not following.startswith(self.base_url + "/"):  # our key goes to Replicate only
+                raise ValueError("the next page is on another host")
+            url = following
         return None
 
     def _existing(self, prediction_id: str) -> Any:
         """An earlier prediction, or None when Replicate no longer has it (or its output)."""
-        from replicate.exceptions import ReplicateError
-
         try:
-            prediction = self._client.predictions.get(prediction_id)
-        except ReplicateError as exc:
+            prediction = self._prediction(prediction_id)
+        except ProviderError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -376,6 +396,34 @@ class ReplicateImageProvider:
                 error_class="not_an_image",
             )
         return data, content_type
+
+
+def _as_prediction(body: Any) -> Any:
+    from replicate.prediction import Prediction
+
+    try:
+        return Prediction(**body)
+    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ProviderError(
+            f"Replicate answered a prediction it could not describe ({type(exc).__name__})",
+            transient=True,
+            error_class="bad_response",
+        ) from None
+
+
+def _refusal(response: httpx.Response, budget: str) -> ProviderError:
+    """A Replicate error answer (problem JSON) as our error; a 429 pauses `budget`."""
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = str(problem.get("detail") or problem.get("title") or "")[:300]
+    message = f"Replicate answered {response.status_code}: {detail}"
+    if response.status_code == 429:
+        return throttled_by_provider(budget, message, response.headers, problem)
+    return http_error(response.status_code, message)
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -21,13 +21,16 @@ from typing import Any, Protocol
 import requests
 from aleph_cid import CidHasher
 
+from glisk.core.budgets import PINATA, budget_available, budget_wait
 from lifecycle.providers.errors import (
     ProviderError,
+    admitted,
     http_error,
-    parse_retry_after,
+    throttled_by_provider,
     timeout_error,
     unreachable_error,
 )
+from lifecycle.providers.unixfs import directory, file_dag
 
 _CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$")
 
@@ -81,12 +84,34 @@ class Pinned:
     size: int
 
 
+@dataclass(frozen=True)
+class File:
+    """One file of a directory upload."""
+
+    name: str
+    data: bytes
+    content_type: str
+
+
+def directory_cids(files: list[File], *, cid_version: int) -> tuple[str, dict[str, str]]:
+    """The CID kubo gives a directory of `files`, and each file's own CID (the same as alone)."""
+    nodes = {f.name: file_dag(f.data, version=cid_version) for f in files}
+    return directory(nodes, version=cid_version).text, {name: node.text for name, node in nodes.items()}
+
+
 class Pinner(Protocol):
     name: str
 
     def pin(
         self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str], cid_version: int
     ) -> Pinned: ...
+
+    def pin_directory(
+        self, *, folder: str, files: list[File], keyvalues: dict[str, str], cid_version: int
+    ) -> dict[str, Pinned]:
+        """Pin `files` as one directory named `folder`, in one request where the provider takes
+        one; returns each file's pin by name, every CID checked against the bytes."""
+        ...
 
 
 class CidMismatch(ProviderError):
@@ -124,6 +149,20 @@ class LocalPinner:
             target.with_suffix(".type").write_text(content_type)
         return Pinned(cid=cid, size=len(data))
 
+    def pin_directory(
+        self, *, folder: str, files: list[File], keyvalues: dict[str, str], cid_version: int
+    ) -> dict[str, Pinned]:
+        return {
+            f.name: self.pin(
+                data=f.data,
+                filename=f.name,
+                content_type=f.content_type,
+                keyvalues=keyvalues,
+                cid_version=cid_version,
+            )
+            for f in files
+        }
+
     def read(self, cid: str) -> tuple[bytes, str] | None:
         if not is_cid(cid):
             return None
@@ -136,7 +175,11 @@ class LocalPinner:
 
 
 class PinataPinner:
-    """`pinFileToIPFS` with the CID version asked for (`pinataOptions.cidVersion`) and a Bearer JWT."""
+    """`pinFileToIPFS` with the CID version asked for (`pinataOptions.cidVersion`) and a Bearer JWT.
+
+    Every request is admitted through the account's shared budget first. A batch's files go up
+    in one request, as a directory (`pin_directory`): Pinata answers the directory's CID, which
+    names every file's CID, so checking it against ours checks them all."""
 
     name = "pinata"
     network_bound = True  # a stage works on a claimed batch concurrently
@@ -159,15 +202,44 @@ class PinataPinner:
     def pin(
         self, *, data: bytes, filename: str, content_type: str, keyvalues: dict[str, str], cid_version: int
     ) -> Pinned:
-        files = {"file": (filename, data, content_type)}
+        return self._upload(
+            [("file", (filename, data, content_type))],
+            name=filename,
+            keyvalues=keyvalues,
+            cid_version=cid_version,
+        )
+
+    def pin_directory(
+        self, *, folder: str, files: list[File], keyvalues: dict[str, str], cid_version: int
+    ) -> dict[str, Pinned]:
+        root, cids = directory_cids(files, cid_version=cid_version)
+        pinned = self._upload(
+            [("file", (f"{folder}/{f.name}", f.data, f.content_type)) for f in files],
+            name=folder,
+            keyvalues=keyvalues,
+            cid_version=cid_version,
+        )
+        if pinned.cid != root:
+            raise CidMismatch(root, pinned.cid)
+        return {f.name: Pinned(cid=cids[f.name], size=len(f.data)) for f in files}
+
+    def _upload(
+        self,
+        parts: list[tuple[str, tuple[str, bytes, str]]],
+        *,
+        name: str,
+        keyvalues: dict[str, str],
+        cid_version: int,
+    ) -> Pinned:
         form = {
-            "pinataMetadata": json.dumps({"name": filename, "keyvalues": keyvalues}),
+            "pinataMetadata": json.dumps({"name": name, "keyvalues": keyvalues}),
             "pinataOptions": json.dumps({"cidVersion": cid_version}),
         }
+        admitted(PINATA)
         try:
             response = self._session.post(
                 f"{self.api_url}/pinning/pinFileToIPFS",
-                files=files,
+                files=parts,
                 data=form,
                 headers={"Authorization": f"Bearer {self._jwt}"},
                 timeout=self.timeout,
@@ -176,11 +248,13 @@ class PinataPinner:
             raise timeout_error("Pinata", self.timeout) from None
         except requests.RequestException as exc:
             raise unreachable_error("Pinata", exc) from None
+        if response.status_code == 429:
+            raise throttled_by_provider(
+                PINATA, f"Pinata answered 429: {_reason(response)}", response.headers, _json(response)
+            )
         if response.status_code != 200:
             raise http_error(
-                response.status_code,
-                f"Pinata answered {response.status_code}: {_reason(response)}",
-                retry_after=parse_retry_after(response.headers.get("retry-after")),
+                response.status_code, f"Pinata answered {response.status_code}: {_reason(response)}"
             )
         try:
             body: dict[str, Any] = response.json()
@@ -189,7 +263,26 @@ class PinataPinner:
             raise ProviderError(
                 "Pinata answered 200 without an IpfsHash", transient=True, error_class="bad_response"
             ) from None
-        return Pinned(cid=cid, size=int(body.get("PinSize") or len(data)))
+        try:
+            size = int(body.get("PinSize") or 0)
+        except (TypeError, ValueError):
+            size = 0
+        return Pinned(cid=cid, size=size or sum(len(part[1][1]) for part in parts))
+
+    def claimable(self, tokens: int) -> int:
+        """A batch goes up in two requests (its images, then its metadata): claim it only when
+        the account's budget holds at least one now."""
+        return tokens if budget_available(name=PINATA) >= 1 else 0
+
+    def budget_wait(self) -> float:
+        return budget_wait(name=PINATA)
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
 
 
 def _reason(response: requests.Response) -> str:

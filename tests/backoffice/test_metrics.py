@@ -210,3 +210,51 @@ def test_a_scrape_that_finds_the_histograms_being_advanced_serves_them_as_they_s
     finally:
         release.set()
         holder.join()
+
+
+def test_provider_budgets_and_the_backlog_at_the_limits(client, settings):
+    """Each account's limit, use and 429s, and how long the backlog takes at the limits."""
+    import dataclasses
+
+    from glisk.core.budgets import PINATA, REPLICATE_CREATE, budget_acquire, budget_throttled
+
+    settings.GLISK = dataclasses.replace(
+        settings.GLISK,
+        image_provider="replicate",
+        ipfs_provider="pinata",
+        replicate_creates_per_minute=600.0,
+        pinata_requests_per_minute=180.0,
+        worker_batch_size=50,
+    )
+    for _ in range(3):
+        budget_acquire(name=REPLICATE_CREATE)
+    budget_throttled(name=PINATA, seconds=30)
+    for _ in range(20):
+        TokenFactory.create(status="detected")
+    for _ in range(10):
+        TokenFactory.create(status="uploading")
+    samples = scrape(client)
+    assert (
+        samples[
+            ("glisk_provider_budget_limit_per_second", (("budget", "replicate.create"), ("unit", "requests")))
+        ]
+        == 10
+    )
+    assert samples[("glisk_provider_budget_admitted_total", (("budget", "replicate.create"),))] == 3
+    assert samples[("glisk_provider_throttled_total", (("budget", "pinata"),))] == 1
+    assert samples[("glisk_provider_throttled_seconds_total", (("budget", "pinata"),))] == 30
+    assert 29 < samples[("glisk_provider_paused_seconds", (("budget", "pinata"),))] <= 30
+    assert samples[("glisk_provider_budget_available", (("budget", "pinata"),))] == 0
+    assert samples[("glisk_backlog_eta_seconds", (("stage", "image"),))] == 2.0  # 20 creates at 10/s
+    # 30 pins in batches of 50, two uploads a batch at 3 a second.
+    assert samples[("glisk_backlog_eta_seconds", (("stage", "ipfs"),))] == pytest.approx(30 / 75)
+
+
+def test_the_dashboard_shows_the_provider_limits(admin_client):
+    from glisk.core.budgets import PINATA, budget_throttled
+
+    budget_throttled(name=PINATA, seconds=20)
+    page = admin_client.get("/admin/").content.decode()
+    assert 'id="provider-budgets"' in page
+    assert "<td>pinata</td><td>3 requests/s, burst 10</td>" in page
+    assert "s more</td>" in page and 'id="backlog-eta"' in page

@@ -22,6 +22,7 @@ from glisk.backoffice.audit import pipeline_audit
 from glisk.devtools import devnet
 from glisk.devtools.relay import build_alchemy_payload, sign
 from glisk.devtools.stack import mint_many, mint_plan, wait_until
+from glisk.devtools.standins.base import documented_limits
 from glisk.devtools.standins.pinata import PinataStandIn
 from glisk.devtools.standins.replicate import ReplicateStandIn
 from lifecycle.models import Token
@@ -452,10 +453,11 @@ def test_operators_act_at_random_while_the_keeper_and_stages_work(chaos_stack):
 
 
 def test_unexpected_exceptions_in_a_stage_and_an_absurd_retry_after(chaos_stack):
-    """Scenario 9: about 10 % of generations end in an exception of the client library (the poll
-    answers a body it cannot parse, after the prediction was paid for), and about 20 % of
-    creates are refused with `Retry-After: inf` or `1e9`. Every token still finishes, each paid
-    prediction is one recorded attempt, and nothing is parked beyond the maximum backoff."""
+    """Scenario 9: about 10 % of generations end in a poll answer that cannot be read (after the
+    prediction was paid for), and about 20 % of creates are refused with `Retry-After: inf` or
+    `1e9`. Every token still finishes, each paid prediction is one recorded attempt (a garbled
+    poll is read again, not bought again), and a 429 pauses the account no longer than
+    THROTTLE_WAIT_MAX_SECONDS."""
     from lifecycle.models import ImageJob
 
     total = scale(40, 500)
@@ -471,6 +473,7 @@ def test_unexpected_exceptions_in_a_stage_and_an_absurd_retry_after(chaos_stack)
             PINATA_JWT=pinata.jwt,
             PINATA_API_URL=pinata.url,
             IMAGE_MAX_ATTEMPTS="10",
+            THROTTLE_WAIT_MAX_SECONDS="2",
         )
         stack.start_web()
         stack.start_relay()
@@ -483,20 +486,22 @@ def test_unexpected_exceptions_in_a_stage_and_an_absurd_retry_after(chaos_stack)
         )
         served = replicate.faults_served
         assert served["garbage_poll"] and served["429_retry_after_inf"] and served["429_retry_after_huge"]
-        unexpected = ImageJob.objects.filter(error_class__startswith="unexpected_")
-        assert unexpected.count() == served["garbage_poll"]
-        # Paid work: every prediction the stand-in created is on exactly one attempt row.
+        # Paid work: every prediction the stand-in created is on exactly one attempt row, and a
+        # token whose poll was garbled was not bought a second prediction.
         paid = list(ImageJob.objects.exclude(external_id="").values_list("external_id", flat=True))
         assert len(paid) == len(set(paid)) and set(paid) == set(replicate.predictions)
+        assert _paid_predictions(replicate)["per token"] == {
+            1: Token.objects.filter(status="revealed").count()
+        }
+        throttled = ImageJob.objects.filter(error_class="http_429").count()
         assert_invariants(
             stack,
             chain,
             total,
             allow_failed=True,
             local_ipfs=False,
-            outcome=f"scenario 9 (faults served {dict(served)}; {unexpected.count()} attempts ended in "
-            f"{unexpected.values_list('error_class', flat=True).first()}; "
-            f"{len(paid)} predictions paid, each on one attempt row)",
+            outcome=f"scenario 9 (faults served {dict(served)}; {throttled} attempts throttled, none "
+            f"counted; {len(paid)} predictions paid, each on one attempt row)",
         )
     finally:
         replicate.stop()
@@ -571,3 +576,46 @@ def _watcher_cursor() -> int | None:
 
 def _health(stack) -> dict:
     return requests.get(f"{stack.web_url}/health", timeout=10).json()
+
+
+def test_a_starved_replicate_account_and_a_cluster_killed_mid_run(chaos_stack):
+    """Scenario 11: the Replicate account is held to 6 predictions a minute with a burst of 1 (an
+    account low on credit), as the stand-in enforces and our budget is set, and a cluster is
+    SIGKILLed while tokens wait their turn and predictions run. Every token is revealed, none
+    fails, each is paid for once: throttling counts no attempt, and a prediction whose create
+    was in flight when its worker died is found again, not bought again."""
+    total = scale(6, 100)
+    replicate = documented_limits(ReplicateStandIn().start(), create=(6.0, 1.0))
+    replicate.run_seconds = (0.5, 1.5)
+    try:
+        stack = chaos_stack(
+            IMAGE_PROVIDER="replicate",
+            REPLICATE_API_TOKEN=replicate.token,
+            REPLICATE_BASE_URL=replicate.url,
+            REPLICATE_CREATES_PER_MINUTE="6",
+            REPLICATE_CREATE_BURST="1",
+            IMAGE_MAX_ATTEMPTS="2",
+        )
+        stack.start_web()
+        stack.start_relay()
+        clusters = [stack.start_cluster("c1"), stack.start_cluster("c2")]
+        chain = mint(stack, total, seed=5)
+        time.sleep(scale(15, 300))
+        stack.kill(clusters.pop(0))
+        clusters.append(stack.start_cluster("c1-restarted"))
+        assert wait_until(lambda: all_done(total), timeout=total * 10 + 120), list(
+            Token.objects.exclude(status="revealed").values_list("token_id", "status", "last_error")[:5]
+        )
+        paid = _paid_predictions(replicate)
+        assert paid["without a stored id"] == 0
+        assert paid["per token"] == {1: total}
+        throttled = replicate.throttled_count
+        assert_invariants(
+            stack,
+            chain,
+            total,
+            outcome=f"scenario 11 (Replicate at 6 a minute, burst 1; a cluster SIGKILLed; {throttled} "
+            f"creates answered 429, none counted; paid predictions per token {paid['per token']})",
+        )
+    finally:
+        replicate.stop()

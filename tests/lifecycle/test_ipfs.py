@@ -123,17 +123,42 @@ def test_pinata_upload_over_http(pinata, pinata_pinner):
     assert run(pinata_pinner).succeeded == 1
     token.refresh_from_db()
     assert token.status == "ready"
-    assert set(pinata.pins) == {token.image_cid, token.metadata_cid}
+    # Two requests: the batch's images as one directory, then its metadata as another.
+    images_root, metadata_root = pinata.uploads
+    assert pinata.pins[images_root]["directory"] == [token.image_cid]
+    assert pinata.pins[metadata_root]["directory"] == [token.metadata_cid]
     pin = pinata.pins[token.metadata_cid]
     assert pin["options"] == {"cidVersion": 0}
     assert token.metadata_cid == reference_cid_v0(metadata_bytes(token.metadata))
+    assert pin["filename"] == f"glisk-s0-metadata-{token.pk}-{token.pk}/glisk-s0-{token.pk}.json"
     assert pinata.pins[token.image_cid]["options"] == {"cidVersion": 1}
-    assert pin["metadata"]["name"] == f"glisk-s0-{token.pk}.json"
-    assert pin["metadata"]["keyvalues"] == {"token_id": str(token.pk), "kind": "metadata"}
+    assert pin["metadata"]["name"] == f"glisk-s0-metadata-{token.pk}-{token.pk}"
+    assert pin["metadata"]["keyvalues"] == {
+        "kind": "metadata",
+        "tokens": f"{token.pk}-{token.pk}",
+        "count": "1",
+    }
     assert all(r["headers"]["Authorization"] == f"Bearer {pinata.jwt}" for r in pinata.requests)
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "503", "slow"])
+def test_a_batch_goes_up_in_two_directory_uploads_with_each_file_at_its_own_cid(pinata, pinata_pinner):
+    tokens = [ready_for_ipfs() for _ in range(7)]
+    assert run(pinata_pinner).succeeded == 7
+    assert len(pinata.requests) == 2
+    images_root, metadata_root = pinata.uploads
+    stored = {t.pk: Token.objects.get(pk=t.pk) for t in tokens}
+    assert sorted(pinata.pins[images_root]["directory"]) == sorted(t.image_cid for t in stored.values())
+    assert sorted(pinata.pins[metadata_root]["directory"]) == sorted(t.metadata_cid for t in stored.values())
+    for token in stored.values():
+        with token.image.open("rb") as handle:
+            assert pinata.pins[token.image_cid]["data"] == handle.read()
+        assert json.loads(pinata.pins[token.metadata_cid]["data"]) == token.metadata
+        assert token.metadata_cid == cid_v0(metadata_bytes(token.metadata))
+    assert set(IpfsRecord.objects.values_list("outcome", flat=True)) == {"succeeded"}
+    assert IpfsRecord.objects.count() == 14
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "slow"])
 def test_pinata_transient_errors_retry(pinata, pinata_pinner, fault):
     pinata.inject(fault)
     token = ready_for_ipfs()
@@ -168,7 +193,8 @@ def test_image_is_not_pinned_again_when_only_the_metadata_failed(pinata, pinata_
     assert run(pinata_pinner).succeeded == 1  # retried within the same run once due again
     token.refresh_from_db()
     assert token.status == "ready"
-    assert pinata.uploads.count(token.image_cid) == 1
+    image_uploads = [root for root in pinata.uploads if token.image_cid in pinata.pins[root]["directory"]]
+    assert len(image_uploads) == 1
     records = list(IpfsRecord.objects.filter(token=token).values_list("kind", "outcome"))
     assert records == [("image", "succeeded"), ("metadata", "transient_error"), ("metadata", "succeeded")]
 
@@ -218,10 +244,10 @@ def test_an_operator_action_mid_stage_costs_that_token_only(pinata, pinata_pinne
     class OperatorActsDuringThePin:
         name, network_bound = pinata_pinner.name, False
 
-        def pin(self, **kwargs):
-            if kwargs["keyvalues"] == {"token_id": str(target.pk), "kind": "image"}:
+        def pin_directory(self, **kwargs):
+            if kwargs["keyvalues"]["kind"] == "image":
                 operator_regenerate(token_id=target.pk, operator="ops", reason="wrong colours")
-            return pinata_pinner.pin(**kwargs)
+            return pinata_pinner.pin_directory(**kwargs)
 
     report = run(OperatorActsDuringThePin())
     assert (report.succeeded, report.lost) == (2, 1)

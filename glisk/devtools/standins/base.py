@@ -6,9 +6,42 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+
+class RateLimit:
+    """A provider's rate limit as its API gateway keeps it: a token bucket of `per_minute`
+    requests a minute holding up to `burst`. `take()` admits a request, or says in how many
+    seconds the next one would be admitted (what a 429 announces)."""
+
+    def __init__(self, per_minute: float, burst: float):
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+        self.admitted = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self, cost: float = 1.0) -> float | None:
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= cost:
+                self.tokens -= cost
+                self.admitted += 1
+                return None
+            self.refused += 1
+            return (cost - self.tokens) / self.rate
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return int(min(self.burst, self.tokens + (time.monotonic() - self.at) * self.rate))
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -25,6 +58,7 @@ class StandInServer:
         """`public_url` is how clients reach it when that is not the bound address (a container
         bound to 0.0.0.0 and reached by its service name): the URLs it hands out use it."""
         self.faults: deque[str] = deque()
+        self.limits: dict[str, RateLimit] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults_served: Counter[str] = Counter()  # per kind, for the chaos suite's outcome lines
         self.lock = threading.Lock()
@@ -57,6 +91,23 @@ class StandInServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def limit(self, kind: str, per_minute: float | None, burst: float = 1.0) -> None:
+        """Ration `kind` of requests as the real service does (None: no limit)."""
+        if per_minute is None:
+            self.limits.pop(kind, None)
+        else:
+            self.limits[kind] = RateLimit(per_minute, burst)
+
+    def throttle(self, kind: str, cost: float = 1.0) -> float | None:
+        """None when a request of `kind` is admitted, else the seconds until it would be."""
+        bucket = self.limits.get(kind)
+        return None if bucket is None else bucket.take(cost)
+
+    @property
+    def throttled_count(self) -> int:
+        """Requests answered 429 by the rate limits."""
+        return sum(bucket.refused for bucket in self.limits.values())
 
     def inject(self, *faults: str) -> None:
         """Each fault applies to one upcoming request, in order."""
@@ -134,3 +185,23 @@ def read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if length > MAX_BODY:
         raise BodyRejected(413, f"the body is larger than {MAX_BODY} bytes")
     return handler.rfile.read(length) if length else b""
+
+
+# The providers' documented rate limits: Pinata 180 requests a minute on its API (a burst of 30
+# assumed: its documentation names none), Replicate 600 prediction creates and 3,000 other
+# requests a minute (short bursts tolerated).
+DOCUMENTED_LIMITS = {
+    "pinata": {"api": (180.0, 30.0)},
+    "replicate": {"create": (600.0, 20.0), "read": (3000.0, 100.0)},
+}
+
+
+S = TypeVar("S", bound=StandInServer)
+
+
+def documented_limits(standin: S, **overrides: tuple[float, float]) -> S:
+    """Ration `standin`'s requests at its provider's documented limits (or `overrides`)."""
+    provider = type(standin).__name__.removesuffix("StandIn").lower()
+    for kind, (per_minute, burst) in {**DOCUMENTED_LIMITS[provider], **overrides}.items():
+        standin.limit(kind, per_minute, burst)
+    return standin

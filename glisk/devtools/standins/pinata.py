@@ -1,7 +1,12 @@
 """A Pinata API stand-in: `pinFileToIPFS` with multipart parsing and CIDs computed like Pinata's.
 
+Several `file` parts whose filenames share one folder (`batch/1.png`, `batch/2.png`) are pinned
+as that folder, a UnixFS directory built as kubo builds it, and answered with its CID; each file
+keeps the CID it has alone. With a rate limit (`limit("api", 180, 30)`, Pinata's documented
+180 requests a minute) a request past it gets Pinata's 429, with its `x-ratelimit-*` headers.
+
 Faults (one per upload): "429", "500", "503", "slow", "401", "403", "400", "wrong_cid".
-`GET /ipfs/<cid>` serves what was pinned, as Pinata's gateway does (no faults there).
+`GET /ipfs/<cid>` serves what was pinned, as Pinata's gateway does (no faults, no limit there).
 """
 
 from __future__ import annotations
@@ -9,12 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 from glisk.devtools.standins.base import StandInServer, read_body, send_json
@@ -73,14 +81,29 @@ def reference_cid_v0(data: bytes) -> str:
     return text  # a multihash never starts with a zero byte, so no leading "1"s
 
 
-def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | None, bytes]]:
+    """Every part of a multipart body as (field name, filename, bytes), in order."""
     message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    parts: dict[str, tuple[str | None, bytes]] = {}
+    parts: list[tuple[str, str | None, bytes]] = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
-        parts[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+        parts.append((str(name), part.get_filename(), payload if isinstance(payload, bytes) else b""))
     return parts
+
+
+def reference_directory_cid(files: dict[str, bytes], version: int) -> str:
+    """The CID kubo gives a folder of `files` (`ipfs add -r`), by the kubo-compatible library
+    (written to a scratch folder: the library hashes folders on disk)."""
+    from aleph_cid import hash_folder
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, data in files.items():
+            (Path(scratch) / name).write_bytes(data)
+        return hash_folder(scratch, cid_version=version)
+
+
+RATE_LIMIT_REASON = {"error": {"reason": "RATE_LIMITED", "details": "Too many requests"}}
 
 
 class PinataHandler(BaseHTTPRequestHandler):
@@ -99,6 +122,20 @@ class PinataHandler(BaseHTTPRequestHandler):
         s.requests.append({"path": self.path, "headers": dict(self.headers), "size": len(body)})
         if self.path != "/pinning/pinFileToIPFS":
             send_json(self, 404, {"error": "Not found"})
+            return
+        throttled = s.throttle("api")
+        if throttled is not None:
+            limit = s.limits["api"]
+            send_json(
+                self,
+                429,
+                RATE_LIMIT_REASON,
+                {
+                    "x-ratelimit-limit": str(round(limit.rate * 60)),
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": str(math.ceil(throttled)),
+                },
+            )
             return
         fault = s.next_fault()
         s.delay()
@@ -122,13 +159,14 @@ class PinataHandler(BaseHTTPRequestHandler):
             send_json(self, int(fault), {"error": {"reason": "INTERNAL", "details": "try again"}})
             return
         parts = parse_multipart(self.headers.get("Content-Type", ""), body)
-        if "file" not in parts or fault == "400":
+        files = [(filename or "", data) for name, filename, data in parts if name == "file"]
+        fields = {name: data for name, _, data in parts if name != "file"}
+        if not files or fault == "400":
             send_json(self, 400, {"error": {"reason": "INVALID_REQUEST", "details": "file is required"}})
             return
-        filename, data = parts["file"]
         try:
-            options = json.loads(parts.get("pinataOptions", (None, b"{}"))[1] or b"{}")
-            metadata = json.loads(parts.get("pinataMetadata", (None, b"{}"))[1] or b"{}")
+            options = json.loads(fields.get("pinataOptions") or b"{}")
+            metadata = json.loads(fields.get("pinataMetadata") or b"{}")
             assert isinstance(options, dict)
             assert isinstance(metadata, dict)
         except (ValueError, AssertionError):
@@ -143,16 +181,45 @@ class PinataHandler(BaseHTTPRequestHandler):
             )
             return
         reference = reference_cid_v0 if version == 0 else reference_cid_v1
-        cid = reference(data)
+        pins = {reference(data): (filename, data) for filename, data in files}
+        if len(files) == 1 and "/" not in files[0][0]:
+            filename, data = files[0]
+            cid = reference(data)
+        else:
+            folders = {filename.split("/", 1)[0] for filename, _ in files}
+            names = [filename.split("/", 1)[-1] for filename, _ in files]
+            if len(folders) != 1 or any(not n or "/" in n for n in names) or len(set(names)) != len(names):
+                send_json(
+                    self,
+                    400,
+                    {"error": {"reason": "INVALID_REQUEST", "details": "files must share one folder"}},
+                )
+                return
+            cid = reference_directory_cid(dict(zip(names, (d for _, d in files), strict=True)), version)
+            filename, data = folders.pop(), b""
         if fault == "wrong_cid":
             cid = reference(data + b"tampered")
         with s.lock:
             duplicate = cid in s.pins
-            s.pins[cid] = {"data": data, "filename": filename, "metadata": metadata, "options": options}
+            for file_cid, (name, content) in pins.items():
+                s.pins[file_cid] = {
+                    "data": content,
+                    "filename": name,
+                    "metadata": metadata,
+                    "options": options,
+                }
+            if cid not in pins:
+                s.pins[cid] = {
+                    "data": b"",
+                    "filename": filename,
+                    "metadata": metadata,
+                    "options": options,
+                    "directory": sorted(pins),
+                }
             s.uploads.append(cid)
         answer: dict[str, Any] = {
             "IpfsHash": cid,
-            "PinSize": len(data),
+            "PinSize": sum(len(d) for _, d in files),
             "Timestamp": datetime.now(tz=UTC).isoformat().replace("+00:00", "Z"),
         }
         if duplicate:

@@ -6,6 +6,11 @@ Like the real API, a prediction runs after its create answered: it finishes `run
 and `Prefer: wait=N` holds the create answer up to N seconds for it. `latency` delays every
 answer (the network).
 
+With rate limits (`limit("create", 600, 10)` and `limit("read", 3000, 50)`, Replicate's
+documented ones), a request past its limit gets Replicate's 429: `{"detail": "Request was
+throttled. Your rate limit resets in ~Ns."}` with `ratelimit-remaining` and `ratelimit-reset`
+headers (and `Retry-After` on every other one, as some of Replicate's answers carry it).
+
 Faults (one per prediction create): "429", "429_retry_after" (3 s; "_inf" and "_huge" ask for
 "inf" and "1e9"), "500", "503", "slow" (sleeps past the client's timeout), "nsfw",
 "model_error", "401", "422", "starting" (answers `starting` and finishes after two polls),
@@ -17,6 +22,7 @@ body that is not JSON: the client library raises its own exception). Prompts lis
 from __future__ import annotations
 
 import io
+import math
 import random
 import re
 import secrets
@@ -47,6 +53,23 @@ def now() -> str:
 class ReplicateHandler(BaseHTTPRequestHandler):
     standin: ReplicateStandIn
 
+    def _throttled(self, kind: str) -> bool:
+        """Answer 429 if `kind` ("create" or "read") is past its rate limit."""
+        s = self.standin
+        wait = s.throttle(kind)
+        if wait is None:
+            return False
+        seconds = max(1, math.ceil(wait))
+        headers = {"ratelimit-remaining": "0", "ratelimit-reset": str(seconds)}
+        if s.limits[kind].refused % 2:
+            headers["Retry-After"] = str(seconds)
+        detail = f"Request was throttled. Your rate limit resets in ~{seconds}s."
+        send_json(self, 429, {"detail": detail, "status": 429}, headers)
+        return True
+
+    def _authorized_quietly(self) -> bool:
+        return self.headers.get("Authorization") == f"Bearer {self.standin.token}"
+
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") != f"Bearer {self.standin.token}":
             send_json(
@@ -68,6 +91,8 @@ class ReplicateHandler(BaseHTTPRequestHandler):
         s.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body})
         if not match:
             send_json(self, 404, {"detail": "Not found", "status": 404})
+            return
+        if self._authorized_quietly() and self._throttled("create"):
             return
         fault = s.next_fault()
         s.delay()
@@ -224,6 +249,8 @@ class ReplicateHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return
+        if self.path.startswith("/v1/") and self._authorized_quietly() and self._throttled("read"):
             return
         listing = re.fullmatch(r"/v1/predictions(?:\?cursor=(\d+))?", self.path)
         if listing:

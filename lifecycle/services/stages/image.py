@@ -167,6 +167,7 @@ RESUMABLE_WITH_ID = (
     "connection",
     "bad_response",
     "http_429",
+    "throttled",
     "http_500",
     "http_502",
     "http_503",
@@ -383,4 +384,5 @@ def image_stage_run(
         batch_size=settings.GLISK.worker_batch_size,
         attempts=AttemptLimit("image_attempts", settings.GLISK.image_max_attempts),
         after_batch=after_batch,
+        provider=provider,
     )

@@ -15,6 +15,8 @@ from lifecycle.providers.errors import ProviderError
 from lifecycle.providers.ipfs import (
     IMAGE_CID_VERSION,
     METADATA_CID_VERSION,
+    CidMismatch,
+    File,
     Pinned,
     Pinner,
     cid_of,
@@ -28,6 +30,7 @@ from lifecycle.services.stages.runner import (
     StageReport,
     calls_finish,
     calls_run,
+    calls_run_together,
     concurrency_for,
     network_bound,
     retry_or_fail,
@@ -86,14 +89,20 @@ def _pins(
     concurrency: int,
 ) -> tuple[dict[int, str], list[Call[Pinned]]]:
     """Pin each token's (data, filename, content type) of `kind` unless this stint pinned it
-    already; returns the CIDs pinned (or found pinned) and the calls made (failed ones included)."""
+    already, all of them in one directory upload; returns the CIDs pinned (or found pinned) and
+    the calls made (failed ones included), one per token.
+
+    A directory of several files that the provider refuses for good names no file: each of its
+    files then goes up alone, so that the refusal lands on the token whose file caused it."""
     cids: dict[int, str] = {}
     calls: list[Call[Pinned]] = []
+    files: dict[int, File] = {}
     for pk, (token, data, filename, content_type) in wanted.items():
         expected = cid_of(data, cid_version)
         if (pk, kind, expected) in pinned_before:
             cids[pk] = expected
             continue
+        files[pk] = File(name=filename, data=data, content_type=content_type)
         calls.append(
             Call(
                 token=token,
@@ -109,7 +118,15 @@ def _pins(
                 ),
             )
         )
-    calls_run(IpfsRecord, calls, worker_id=worker_id, concurrency=concurrency, paid=network_bound(pinner_))
+    upload = functools.partial(_upload, pinner_, files=files, kind=kind, cid_version=cid_version)
+    calls_run_together(IpfsRecord, calls, worker_id=worker_id, work=upload)
+    refused = [c for c in calls if c.error is not None and not c.error.transient]
+    if len(refused) > 1 and len({id(c.error) for c in refused}) == 1:
+        for c in refused:
+            c.error = None
+        calls_run(
+            IpfsRecord, refused, worker_id=worker_id, concurrency=concurrency, paid=network_bound(pinner_)
+        )
     calls_finish(IpfsRecord, calls, succeeded=lambda c: {"cid": c.result.cid, "size_bytes": c.result.size})  # type: ignore[union-attr]
     cids.update({c.token.pk: c.result.cid for c in calls if c.error is None and c.result is not None})
     return cids, calls
@@ -119,14 +136,34 @@ def _pin(pinner_: Pinner, _row: IpfsRecord, **pin: Any) -> Pinned:
     return pin_verified(pinner_, **pin)
 
 
+def _upload(
+    pinner_: Pinner, live: list[Call[Pinned]], *, files: dict[int, File], kind: str, cid_version: int
+) -> None:
+    """One directory upload of the live calls' files; each call's result is its file's pin."""
+    ids = sorted(c.token.pk for c in live)
+    batch = [files[pk] for pk in ids]
+    pinned = pinner_.pin_directory(
+        folder=f"glisk-s0-{kind}-{ids[0]}-{ids[-1]}",
+        files=batch,
+        keyvalues={"kind": kind, "tokens": f"{ids[0]}-{ids[-1]}", "count": str(len(ids))},
+        cid_version=cid_version,
+    )
+    for f in batch:
+        expected = cid_of(f.data, cid_version)
+        if pinned[f.name].cid != expected:
+            raise CidMismatch(expected, pinned[f.name].cid)
+    for c in live:
+        c.result = pinned[files[c.token.pk].name]
+
+
 def ipfs_pin_batch(
     *, tokens: list[Token], worker_id: str, pinner_: Pinner, report: StageReport, concurrency: int = 1
 ) -> None:
     """Pin a claimed batch's images (unless already pinned) and metadata; move it to `ready`.
 
     As a set: one read of the batch's stored images, one query for what this stint pinned
-    already, per kind one INSERT of attempt rows and one UPDATE finishing them, one write keeping
-    the image CIDs, and one statement handing the batch on; only the pins are per token."""
+    already, per kind one directory upload, one INSERT of attempt rows and one UPDATE finishing
+    them, one write keeping the image CIDs, and one statement handing the batch on."""
     attempts = {t.pk: t.ipfs_attempts + 1 for t in tokens}
     pins = functools.partial(
         _pins,
@@ -247,4 +284,7 @@ def ipfs_stage_run(
         attempts=AttemptLimit("ipfs_attempts", settings.GLISK.ipfs_max_attempts),
         max_batches=max_batches,
         wait_for_backoff=wait_for_backoff,
+        provider=pinner_,
+        # One upload a batch: let a batch gather before it goes up (a local store pins at once).
+        gather_seconds=settings.GLISK.ipfs_batch_wait_seconds if network_bound(pinner_) else 0.0,
     )

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from glisk.core.bulk import update_from_values
@@ -65,6 +65,7 @@ class StageReport:
     claimed: int = 0
     succeeded: int = 0
     retried: int = 0
+    throttled: int = 0  # given back uncounted: the provider's account had no budget
     failed: int = 0
     lost: int = 0
     details: list[str] = field(default_factory=list)
@@ -73,6 +74,7 @@ class StageReport:
         self.claimed += other.claimed
         self.succeeded += other.succeeded
         self.retried += other.retried
+        self.throttled += other.throttled
         self.failed += other.failed
         self.lost += other.lost
 
@@ -132,8 +134,46 @@ def calls_run(
     prediction to resume). Calls wait on the network, so a network-bound provider's calls run on
     up to `concurrency` threads (each with its own database connection). Each call ends with a
     `result` or an `error`; `calls_finish` records them."""
-    if not calls:
+    live = _calls_start(model, calls, worker_id=worker_id)
+    workers = min(concurrency, len(live))
+    check = worker_id if paid else None
+    if workers <= 1:
+        for c in live:
+            _call_one(c, check_lease_of=check)
         return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage-call") as pool:
+        list(pool.map(functools.partial(_call_one, check_lease_of=check, own_connection=True), live))
+
+
+def calls_run_together(
+    model: type[Model], calls: list[Call[Any]], *, worker_id: str, work: Callable[[list[Call[Any]]], None]
+) -> None:
+    """`calls_run` for calls that one provider request serves together (a directory upload):
+    the same lease check and attempt rows, then `work(live calls)` once, which sets each call's
+    `result` or `error`; every call is timed as the whole request."""
+    live = _calls_start(model, calls, worker_id=worker_id)
+    if not live:
+        return
+    started = time.monotonic()
+    try:
+        work(live)
+    except ProviderError as exc:
+        for c in live:
+            c.error = exc
+    except Exception as exc:
+        logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
+        for c in live:
+            c.failed_unexpectedly(exc)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    for c in live:
+        c.duration_ms = duration_ms
+
+
+def _calls_start(model: type[Model], calls: list[Call[Any]], *, worker_id: str) -> list[Call[Any]]:
+    """The calls whose token is still leased to this worker (the others are `lost`), each with
+    its attempt row written (one query checks the leases, one INSERT writes the rows)."""
+    if not calls:
+        return []
     held = tokens_leases_held(token_ids=[c.token.pk for c in calls], worker_id=worker_id)
     live = []
     for c in calls:
@@ -146,14 +186,7 @@ def calls_run(
         rows = model._default_manager.bulk_create([model(**c.started_row) for c in new])
         for c, row in zip(new, rows, strict=True):
             c.row = row
-    workers = min(concurrency, len(live))
-    check = worker_id if paid else None
-    if workers <= 1:
-        for c in live:
-            _call_one(c, check_lease_of=check)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage-call") as pool:
-        list(pool.map(functools.partial(_call_one, check_lease_of=check, own_connection=True), live))
+    return live
 
 
 def _call_one(c: Call[Any], *, check_lease_of: str | None = None, own_connection: bool = False) -> None:
@@ -261,6 +294,10 @@ def retry_or_fail(
 ) -> None:
     """A transient error under the cap backs off (lease given back); anything else fails the token.
 
+    Throttling (a 429, or no room in the account's budget) is the account's state, not the
+    token's: the token is given back with no attempt counted, due when the provider said its
+    limit resets (at most THROTTLE_WAIT_MAX_SECONDS), whatever its attempts so far.
+
     A failure to record that (the database failing under it) costs this token only: it is
     logged and counted lost, and the rest of the batch is still handed on; the token's lease
     runs out and the next worker takes it over."""
@@ -273,6 +310,17 @@ def retry_or_fail(
             "retry_after": error.retry_after,
         }
         reason = f"{provider}: {error}"
+        if error.throttled:
+            _throttled(
+                token=token,
+                worker_id=worker_id,
+                actor=actor,
+                error=error,
+                reason=reason,
+                detail=detail,
+                report=report,
+            )
+            return
         if error.transient and attempts < max_attempts:
             delay = backoff_seconds(attempts, retry_after=error.retry_after)
             kept = token_lease_release(
@@ -317,6 +365,42 @@ def retry_or_fail(
             "stage.token_failed",
             extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class},
         )
+
+
+def _throttled(
+    *,
+    token: Token,
+    worker_id: str,
+    actor: str,
+    error: ProviderError,
+    reason: str,
+    detail: dict[str, Any],
+    report: StageReport,
+) -> None:
+    """Give a throttled token back, counting nothing, due when its provider's limit resets."""
+    wait = min(settings.GLISK.throttle_wait_max_seconds, max(1.0, error.retry_after or 0.0))
+    kept = token_lease_release(
+        token_id=token.pk,
+        worker_id=worker_id,
+        fields={
+            "next_attempt_at": timezone.now() + timedelta(seconds=wait),
+            "last_error": f"{reason} (throttled: waits {wait:.0f}s, counts no attempt)"[:500],
+            "last_error_detail": {**detail, "throttled": True},
+        },
+    )
+    if kept:
+        report.throttled += 1
+    else:
+        report.lost += 1
+    logger.info(
+        "stage.throttled",
+        extra={
+            "token_id": token.pk,
+            "actor": actor,
+            "error_class": error.error_class,
+            "delay": round(wait, 2),
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -378,6 +462,21 @@ def _next_due_in(statuses: tuple[str, ...]) -> float | None:
     return None if upcoming is None else max(0.0, (upcoming - now).total_seconds())
 
 
+def _gathering_for(statuses: tuple[str, ...], *, batch_size: int, seconds: float) -> float:
+    """How much longer to let due tokens gather into a batch: 0 when a batch of `batch_size` is
+    due, when the oldest due token has waited `seconds`, or when none is due (one query)."""
+    now = timezone.now()
+    due = list(
+        Token.objects.filter(status__in=statuses, next_attempt_at__lte=now)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now))
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)[:batch_size]
+    )
+    if not due or len(due) >= batch_size:
+        return 0.0
+    return max(0.0, seconds - (now - due[0]).total_seconds())
+
+
 def run_stage(
     *,
     stage: str,
@@ -389,11 +488,21 @@ def run_stage(
     attempts: AttemptLimit,
     after_batch: Callable[[], None] | None = None,
     wait_for_backoff: bool = True,
+    provider: object = None,
+    gather_seconds: float = 0.0,
 ) -> StageReport:
     """Claim and work batches of `stage`'s due tokens until none is due soon, the budget ends or
     `max_batches` were worked. `after_batch` runs after each batch (the image task carries work
     on into the next stage there). `wait_for_backoff` False: stop when nothing is due rather than
-    wait for a token backing off (a carry-on between batches of another stage must not)."""
+    wait for a token backing off (a carry-on between batches of another stage must not).
+
+    A batch is only as large as the `provider`'s account budget lets it be worked now: a worker
+    claims no token it would hold while waiting for budget. With no budget it waits (holding
+    nothing) for the budget's next turn, or stops when that is beyond the task's budget.
+
+    `gather_seconds`: a provider that takes a whole batch in one request (Pinata's directory
+    uploads) is asked once per batch, so a batch is claimed when it is full or when its oldest
+    token has been due that long, not as soon as one token is due."""
     statuses = STAGE_STATUSES[stage]
     report = StageReport()
     deadline = time.monotonic() + budget_seconds
@@ -406,7 +515,22 @@ def run_stage(
             stage_nudge(stage=stage)
             report.details.append(f"yielded to {YIELD_TO}")
             break
-        claim = token_claim(statuses=statuses, worker_id=worker_id, limit=batch_size, lease_seconds=lease)
+        room = claimable(provider, batch_size)
+        if room <= 0:
+            turn = budget_wait_of(provider)
+            if not wait_for_backoff or time.monotonic() + turn > deadline:
+                report.details.append("no provider budget")
+                break
+            time.sleep(min(max(0.05, turn), MAX_BACKOFF_WAIT_SECONDS))
+            continue
+        if gather_seconds > 0:
+            gathering = _gathering_for(statuses, batch_size=room, seconds=gather_seconds)
+            if gathering > 0:
+                if time.monotonic() + gathering > deadline:
+                    break
+                time.sleep(gathering)
+                continue
+        claim = token_claim(statuses=statuses, worker_id=worker_id, limit=room, lease_seconds=lease)
         if not claim.tokens:
             # Tokens backing off after a transient error would otherwise wait for the sweeper
             # (a minute): wait here for the next one that is due soon, holding no lock.
@@ -415,7 +539,7 @@ def run_stage(
                 break
             time.sleep(max(0.05, wait))
             continue
-        if len(claim.tokens) == batch_size:
+        if len(claim.tokens) == room == batch_size:
             # A backlog: ask for one more worker on this stage (debounced, so it fans out gradually).
             stage_nudge(stage=stage)
         report.claimed += len(claim.tokens)
@@ -546,6 +670,19 @@ def _still_leased(
             )
     _set_back(tokens, worker_id, failure, report)
     return []
+
+
+def claimable(provider: object, tokens: int) -> int:
+    """How many of `tokens` the provider's account budget lets a stage work now (all of them for
+    a provider without one)."""
+    admits = getattr(provider, "claimable", None)
+    return tokens if admits is None else max(0, min(tokens, int(admits(tokens))))
+
+
+def budget_wait_of(provider: object) -> float:
+    """Seconds until the provider's account budget has room for a batch again (0 if unknown)."""
+    wait = getattr(provider, "budget_wait", None)
+    return 0.0 if wait is None else float(wait())
 
 
 def network_bound(provider: object) -> bool:

@@ -1,8 +1,11 @@
-"""`manage.py standin replicate|pinata`: one provider stand-in as a server of its own.
+"""`manage.py standin replicate|pinata|rpc`: one provider stand-in as a server of its own.
 
 The container devnet runs each in a container of its own, so that the workers reach them over
 the network exactly as they reach api.replicate.com and api.pinata.cloud. The credentials they
-accept come from the same settings the app uses (REPLICATE_API_TOKEN, PINATA_JWT).
+accept come from the same settings the app uses (REPLICATE_API_TOKEN, PINATA_JWT). Each rations
+requests as the real service does, at the documented limits unless told otherwise (`--limits
+none` for none): Replicate 600 creates and 3,000 other requests a minute, Pinata 180 requests a
+minute, and `rpc` (a front for the node at `--upstream`) 330 compute units a second.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from glisk.devtools.standins.base import StandInServer
+from glisk.devtools.standins.base import StandInServer, documented_limits
 
 
 class Command(BaseCommand):
     help = "Serve the Replicate or the Pinata stand-in (with its IPFS gateway) until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("provider", choices=["replicate", "pinata"])
+        parser.add_argument("provider", choices=["replicate", "pinata", "rpc"])
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
         parser.add_argument("--port", type=int, default=0)
         parser.add_argument(
@@ -33,6 +36,11 @@ class Command(BaseCommand):
             default=0.0,
             help="how long each prediction runs (Replicate's flux-schnell takes about 1 s)",
         )
+        parser.add_argument(
+            "--limits", choices=["documented", "none"], default="documented", help="ration requests or not"
+        )
+        parser.add_argument("--upstream", default="", help="rpc: the node to forward to")
+        parser.add_argument("--cu-per-second", type=float, default=330.0, help="rpc: the compute-unit budget")
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = settings.GLISK
@@ -45,13 +53,24 @@ class Command(BaseCommand):
                 raise CommandError("set REPLICATE_API_TOKEN: the stand-in accepts the token the app sends")
             replicate = ReplicateStandIn(token=config.replicate_api_token, **server)
             replicate.run_seconds = (options["run_seconds"], options["run_seconds"])
+            if options["limits"] == "documented":
+                documented_limits(replicate)
             standin = replicate
+        elif options["provider"] == "rpc":
+            from glisk.devtools.standins.rpc import RpcStandIn
+
+            if not options["upstream"]:
+                raise CommandError("set --upstream: the node the RPC front forwards to")
+            rate = options["cu_per_second"] if options["limits"] == "documented" else None
+            standin = RpcStandIn(options["upstream"], cu_per_second=rate, **server)
         else:
             from glisk.devtools.standins.pinata import PinataStandIn
 
             if not config.pinata_jwt:
                 raise CommandError("set PINATA_JWT: the stand-in accepts the JWT the app sends")
             standin = PinataStandIn(jwt=config.pinata_jwt, **server)
+            if options["limits"] == "documented":
+                documented_limits(standin)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

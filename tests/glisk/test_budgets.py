@@ -1,0 +1,118 @@
+"""The providers' request budgets: one token bucket per account in PostgreSQL, shared by every
+process that admits requests through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from glisk.core.budgets import (
+    PINATA,
+    BudgetExhausted,
+    budget_acquire,
+    budget_available,
+    budget_throttled,
+    budget_wait,
+)
+from glisk.core.models import ProviderBudget
+from tests.e2e.conftest import test_database_url
+from tests.lifecycle.conftest import configure
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# One process admitting requests through the shared Pinata budget for `seconds`, printing the
+# time of every admission.
+WORKER = """
+import json, os, sys, time
+import django
+django.setup()
+from glisk.core.budgets import budget_acquire
+start, seconds, admitted = float(sys.argv[1]), float(sys.argv[2]), []
+while time.time() < start:
+    time.sleep(0.001)
+while time.time() < start + seconds:
+    budget_acquire(name="pinata")
+    admitted.append(time.time())
+print(json.dumps(admitted))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_sharing_one_budget_stay_within_five_percent_of_the_limit_over_30_s():
+    rate, burst, seconds = 10.0, 5, 30.0
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": test_database_url(),
+        "PINATA_REQUESTS_PER_MINUTE": str(rate * 60),
+        "PINATA_BURST": str(burst),
+        "LOG_LEVEL": "WARNING",
+    }
+    start = time.time() + 3  # both processes have set Django up by then
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(start), str(seconds)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    times = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=seconds + 60)
+        assert worker.returncode == 0
+        admitted = json.loads(out.strip().splitlines()[-1])
+        assert len(admitted) > rate * seconds / 4  # each process got its share, roughly
+        times += admitted
+    times = [t for t in times if t < start + seconds]
+    limit = burst + rate * seconds
+    assert 0.95 * rate * seconds <= len(times) <= 1.05 * limit
+    # And no stretch of it ran ahead of the rate: any 5 s saw at most the burst plus 5 s of rate.
+    times.sort()
+    for i, first in enumerate(times):
+        window = sum(1 for t in times[i:] if t < first + 5)
+        assert window <= burst + rate * 5 + 1
+
+
+@pytest.mark.django_db
+def test_an_unlimited_budget_is_never_read_or_written(settings):
+    configure(settings, pinata_requests_per_minute=0.0)
+    assert budget_acquire(name=PINATA) == 0.0
+    assert budget_available(name=PINATA) == float("inf")
+    assert not ProviderBudget.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_turn_further_than_the_caller_waits_takes_nothing(settings):
+    configure(settings, pinata_requests_per_minute=60.0, pinata_burst=2.0)
+    assert budget_acquire(name=PINATA) == 0.0
+    assert budget_acquire(name=PINATA) == 0.0
+    assert budget_available(name=PINATA) < 1
+    with pytest.raises(BudgetExhausted) as raised:
+        budget_acquire(name=PINATA, max_wait=0.5)
+    assert 0.5 < raised.value.wait <= 1.0
+    before = ProviderBudget.objects.get(name=PINATA)
+    assert before.admitted == 2.0
+    waited = budget_acquire(name=PINATA, max_wait=2)  # its turn: within a second
+    assert 0.5 < waited <= 1.05
+
+
+@pytest.mark.django_db
+def test_a_429_pauses_the_whole_account_for_the_time_it_named(settings):
+    configure(settings, pinata_requests_per_minute=600.0, pinata_burst=10.0, throttle_wait_max_seconds=5.0)
+    assert budget_available(name=PINATA) == 10
+    budget_throttled(name=PINATA, seconds=3)
+    assert budget_available(name=PINATA) == 0
+    assert 2.5 < budget_wait(name=PINATA) <= 3.0
+    budget_throttled(name=PINATA, seconds=3600)  # cut to THROTTLE_WAIT_MAX_SECONDS
+    assert 4.5 < budget_wait(name=PINATA) <= 5.0
+    row = ProviderBudget.objects.get(name=PINATA)
+    assert row.throttled == 2 and row.throttled_seconds == 8.0
