@@ -77,10 +77,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "PINATA_JWT": pinata.jwt,
             "PINATA_API_URL": pinata.url,
             "WORKER_BATCH_SIZE": str(WORKER_BATCH),
-            # Our side of the limits: the documented rates, and less of a burst than the providers
-            # allow (their buckets and ours do not start at the same instant).
-            "RPC_COMPUTE_UNITS_PER_SECOND": str(RPC_CU_PER_SECOND),
-            "RPC_COMPUTE_UNITS_BURST": str(RPC_CU_PER_SECOND * 3),
         },
     )
     rpc: RpcStandIn | None = None
@@ -90,7 +86,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The relay stands in for Alchemy's webhooks (not metered in compute units): it reads
         # anvil itself. Everything of ours reads the chain through the rationed front.
         stack.start_relay()
-        stack.extra_env["RPC_URL"] = rpc.url
+        stack.extra_env.update(
+            {
+                "RPC_URL": rpc.url,
+                # Our side of the limit: the documented rate, and less of a burst than the
+                # provider allows (their bucket and ours do not start at the same instant).
+                "RPC_COMPUTE_UNITS_PER_SECOND": str(RPC_CU_PER_SECOND),
+                "RPC_COMPUTE_UNITS_BURST": str(RPC_CU_PER_SECOND * 3),
+            }
+        )
         stack.start_web()
         for n in range(args.clusters):
             stack.start_cluster(f"cluster-{n + 1}")

@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/realistic.py [--tokens 200] [--seconds 60] [--kill-at 30] [--compare]
 
-Replicate's stand-in runs each prediction for 1-3 s (answering the create at once, as the real
-API does), Pinata's answers in 0.2-1 s, anvil mines a block every 2 s; `--tokens` tokens are
-minted over `--seconds` seconds through the whole path (relay, webhook, stages, keeper).
+Replicate's stand-in runs each prediction for 1-3 s, Pinata's answers in 0.2-1 s, anvil mines a
+block every 2 s; `--tokens` tokens are minted over `--seconds` seconds through the whole path
+(relay, webhook, stages, keeper). Both stand-ins ration requests at the providers' documented
+limits (Replicate 600 creates and 3,000 other requests a minute, Pinata 180 a minute with a
+burst of 30) and answer 429 past them; `--no-limits` turns that off.
 
 `--kill-at S` SIGKILLs every cluster (their workers with them, as an OOM kill or a lost node
 would) S seconds into the run and starts them again at once. `--compare` runs without the kill
@@ -40,12 +42,16 @@ def run_once(args: argparse.Namespace, *, kill_at: float | None) -> dict[str, An
     from chain.models import RevealTransaction
     from glisk.devtools import devnet
     from glisk.devtools.stack import Stack, wait_until
+    from glisk.devtools.standins.base import documented_limits
     from glisk.devtools.standins.pinata import PinataStandIn
     from glisk.devtools.standins.replicate import ReplicateStandIn
     from lifecycle.models import ImageJob, Token
 
     connections.close_all()
     replicate, pinata = ReplicateStandIn().start(), PinataStandIn().start()
+    if not args.no_limits:
+        documented_limits(replicate)
+        documented_limits(pinata)
     replicate.latency, replicate.run_seconds = (0.02, 0.1), (1.0, 3.0)
     pinata.latency = (0.2, 1.0)
     stack = Stack(
@@ -132,6 +138,14 @@ def run_once(args: argparse.Namespace, *, kill_at: float | None) -> dict[str, An
             "predictions_per_revealed_token": {str(k): v for k, v in sorted(per_token.items())},
             "predictions_without_a_stored_id": len(created - stored_ids),
             "kill_at_s": kill_at,
+            "failed_reasons": dict(
+                Counter(
+                    e[:120]
+                    for e in Token.objects.filter(status="failed").values_list("last_error", flat=True)
+                )
+            ),
+            "http_429": {"replicate": replicate.throttled_count, "pinata": pinata.throttled_count},
+            "requests": {"replicate": len(replicate.requests), "pinata": len(pinata.requests)},
         }
         if "at" in restarted:
             first_after = (
@@ -164,8 +178,11 @@ def describe(result: dict[str, Any]) -> str:
         f"p50 {result['p50_s']:.1f} s, p95 {result['p95_s']:.1f} s, slowest {result['max_s']:.1f} s "
         f"(#{result['slowest_token']}); paid predictions {result['predictions_created']}, per revealed "
         f"token {result['predictions_per_revealed_token']}, without a stored id "
-        f"{result['predictions_without_a_stored_id']}"
+        f"{result['predictions_without_a_stored_id']}; 429s {result['http_429']} of requests "
+        f"{result['requests']}"
     )
+    if result["failed_reasons"]:
+        line += f"; failed because {result['failed_reasons']}"
     if result.get("first_reveal_after_restart_s") is not None:
         line += (
             f"; first reveal sent {result['first_reveal_after_restart_s']:.1f} s after the restart "
@@ -181,6 +198,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=2)
     parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL every cluster after S seconds")
     parser.add_argument("--compare", action="store_true", help="run once without the kill, then with it")
+    parser.add_argument("--no-limits", action="store_true", help="stand-ins that never answer 429")
     args = parser.parse_args()
     runs = []
     if args.compare:

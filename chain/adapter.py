@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from chain import abi
-from glisk.core.budgets import RPC, BudgetExhausted, budget_acquire, budget_throttled
+from glisk.core.budgets import RPC, BudgetExhausted, budget_acquire, budget_limit, budget_throttled
 
 # What one call costs in compute units, as Alchemy prices them: an account has a budget of
 # compute units a second (RPC_COMPUTE_UNITS_PER_SECOND), shared by every worker through the
@@ -48,9 +49,29 @@ COMPUTE_UNITS = {
     "eth_sendRawTransaction": 250,
 }
 DEFAULT_COMPUTE_UNITS = 26
+
+# Multicall3, at the same address on every chain that has it (Base mainnet and Sepolia do).
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+AGGREGATE3_SELECTOR = "0x82ad56cb"  # aggregate3((address,bool,bytes)[])
+MULTICALL_TOKENS = 100  # tokens a Multicall3 read covers (300 view calls, well under a block's gas)
 # How long one call may wait for its turn in the compute-unit budget before it gives up as
 # throttled (its caller retries later, as after any RPC hiccup).
 RPC_ADMISSION_WAIT_MAX_SECONDS = 30.0
+
+
+def _batches(
+    calls: Sequence[tuple[str, list[Any]]], *, chunk: int, max_units: float
+) -> Iterator[Sequence[tuple[str, list[Any]]]]:
+    """`calls` in runs of at most `chunk` calls and `max_units` compute units (0: no bound)."""
+    start, units = 0, 0
+    for at, (method, _) in enumerate(calls):
+        cost = compute_units({"method": method})
+        if at > start and (at - start >= chunk or (max_units and units + cost > max_units)):
+            yield calls[start:at]
+            start, units = at, 0
+        units += cost
+    if start < len(calls):
+        yield calls[start:]
 
 
 def compute_units(payload: Any) -> int:
@@ -235,6 +256,7 @@ class GliskChain:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._session = requests.Session()
+        self._multicall3: bool | None = None
 
     @classmethod
     def from_settings(cls) -> GliskChain:
@@ -324,10 +346,11 @@ class GliskChain:
         )
 
     def rpc_batch(self, calls: Sequence[tuple[str, list[Any]]], chunk: int = 200) -> list[Any]:
-        """Many calls as JSON-RPC batches; each result is a value or the `ChainError` it raised."""
+        """Many calls as JSON-RPC batches; each result is a value or the `ChainError` it raised.
+        A batch holds at most `chunk` calls and, with a compute-unit budget, no more compute units
+        than the budget's burst: the endpoint refuses any one request dearer than that."""
         results: list[Any] = []
-        for start in range(0, len(calls), chunk):
-            part = calls[start : start + chunk]
+        for part in _batches(calls, chunk=chunk, max_units=budget_limit(RPC).burst):
             first = next(self._ids)
             ids = [first + i for i in range(len(part))]
             self._ids = itertools.count(ids[-1] + 1)
@@ -434,14 +457,16 @@ class GliskChain:
         return bool(self.call("hasRole", ["bytes32", "address"], [HexBytes(role), account], ["bool"])[0])
 
     def token_states(self, token_ids: Iterable[int]) -> dict[int, TokenOnChain | ChainError]:
-        """`tokenPromptAuthor`, `isRevealed` and `tokenURI` for many tokens in batched calls."""
+        """`tokenPromptAuthor`, `isRevealed` and `tokenURI` for many tokens: through Multicall3 (one
+        `eth_call` a MULTICALL_TOKENS tokens, 26 compute units) where the chain has it, as Base
+        does, else as JSON-RPC batches (three `eth_call`s a token)."""
         ids = list(token_ids)
-        calls: list[tuple[str, list[Any]]] = []
-        for token_id in ids:
-            calls.append(self._eth_call(self._calldata("tokenPromptAuthor", ["uint256"], [token_id])))
-            calls.append(self._eth_call(self._calldata("isRevealed", ["uint256"], [token_id])))
-            calls.append(self._eth_call(self._calldata("tokenURI", ["uint256"], [token_id])))
-        results = self.rpc_batch(calls, chunk=300)
+        if len(ids) > 1 and self.has_multicall3():
+            results: list[Any] = []
+            for start in range(0, len(ids), MULTICALL_TOKENS):
+                results += self._multicall(self._token_calls(ids[start : start + MULTICALL_TOKENS]))
+        else:
+            results = self.rpc_batch([self._eth_call(data) for data in self._token_calls(ids)], chunk=300)
         states: dict[int, TokenOnChain | ChainError] = {}
         for n, token_id in enumerate(ids):
             author, revealed, uri = results[3 * n : 3 * n + 3]
@@ -459,6 +484,39 @@ class GliskChain:
             except (DecodingError, ValueError) as exc:
                 states[token_id] = ChainError(f"undecodable view result for token {token_id}: {exc}")
         return states
+
+    def _token_calls(self, ids: list[int]) -> list[str]:
+        calls = []
+        for token_id in ids:
+            calls.append(self._calldata("tokenPromptAuthor", ["uint256"], [token_id]))
+            calls.append(self._calldata("isRevealed", ["uint256"], [token_id]))
+            calls.append(self._calldata("tokenURI", ["uint256"], [token_id]))
+        return calls
+
+    def has_multicall3(self) -> bool:
+        """Whether Multicall3 is at its canonical address (asked once, while the answer is sure)."""
+        if self._multicall3 is None:
+            code = self.rpc("eth_getCode", [MULTICALL3, "latest"])
+            self._multicall3 = isinstance(code, str) and code not in ("", "0x", "0x0")
+        return self._multicall3
+
+    def _multicall(self, calls: list[str]) -> list[Any]:
+        """Our contract's view `calls` in one `aggregate3` call; each result is the call's return
+        data (hex) or the `ChainError` its revert decodes to."""
+        data = (
+            AGGREGATE3_SELECTOR
+            + abi_encode(
+                ["(address,bool,bytes)[]"], [[(self.contract_address, True, HexBytes(c)) for c in calls]]
+            ).hex()
+        )
+        answer = self.rpc("eth_call", [{"to": MULTICALL3, "data": data}, "latest"])
+        try:
+            (pairs,) = abi_decode(["(bool,bytes)[]"], bytes(HexBytes(answer)))
+        except (DecodingError, ValueError, TypeError) as exc:
+            raise RpcUnavailable(f"undecodable Multicall3 answer ({type(exc).__name__})") from None
+        if len(pairs) != len(calls):
+            raise RpcUnavailable("Multicall3 answered a different number of results")
+        return [("0x" + bytes(ret).hex()) if ok else decode_revert(bytes(ret)) for ok, ret in pairs]
 
     # --- events ----------------------------------------------------------------------------
     def mint_logs(self, from_block: int, to_block: int) -> list[MintLog]:

@@ -36,7 +36,15 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import AlreadyRevealed, ChainError, ContractRevert, GliskChain, RpcError, WrongChain
+from chain.adapter import (
+    AlreadyRevealed,
+    ChainError,
+    ContractRevert,
+    GliskChain,
+    RpcError,
+    RpcThrottled,
+    WrongChain,
+)
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
 from chain.services.guard import ChainGuard
@@ -541,6 +549,13 @@ def reveal_run(
                     break
                 sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+                continue
+            except RpcThrottled as exc:
+                # The account's compute units, not the node: wait what was named (or the
+                # budget's turn), without growing the backoff an outage gets.
+                wait = min(30.0, max(0.5, exc.retry_after or 1.0))
+                logger.info("reveal.throttled", extra={"retry_in": round(wait, 2)})
+                sleep(wait)
                 continue
             except ChainError as exc:
                 logger.warning("reveal.chain_error", extra={"error": str(exc), "retry_in": backoff})

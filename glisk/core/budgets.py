@@ -127,8 +127,8 @@ def budget_acquire(*, name: str, cost: float = 1.0, max_wait: float | None = Non
     limit = budget_limit(name)
     if limit.unlimited:
         return 0.0
-    # A request dearer than the whole burst still gets through, on its own, at the rate.
-    cost = min(cost, limit.burst) if limit.burst > 0 else cost
+    # A request dearer than the burst (a large JSON-RPC batch) costs what it costs: it waits
+    # until the rate has paid for the part the bucket does not hold.
     with transaction.atomic():
         state = _state(name, limit, lock=True)
         available = _available(state, limit)

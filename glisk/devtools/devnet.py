@@ -23,7 +23,7 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import MULTICALL3, ChainError, GliskChain
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL_BINARY = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -80,7 +80,8 @@ class DevnetInfo:
         values = read_env_file(path)
         try:
             return cls(
-                rpc_url=values["RPC_URL"],
+                # anvil itself, not the RPC front a foreground devnet puts before it
+                rpc_url=values.get("DEVNET_ANVIL_URL") or values["RPC_URL"],
                 contract_address=values["GLISK_NFT_CONTRACT_ADDRESS"],
                 deployment_block=int(values["CONTRACT_DEPLOYMENT_BLOCK"]),
                 keeper_private_key=values["KEEPER_PRIVATE_KEY"],
@@ -200,6 +201,18 @@ def deploy(chain: GliskChain, *, deployer: str) -> tuple[str, int]:
 ID_REGISTRY_ARTIFACT = Path(__file__).resolve().parent / "contracts" / "FarcasterIdRegistry.json"
 
 
+MULTICALL3_ARTIFACT = Path(__file__).resolve().parent / "contracts" / "Multicall3.json"
+
+
+def put_multicall3(chain: GliskChain) -> None:
+    """Put Multicall3's `aggregate3` at its canonical address, where Base has it: the backend and
+    the web frontend read many tokens in one call there."""
+    import json
+
+    code = json.loads(MULTICALL3_ARTIFACT.read_text())["deployedBytecode"]
+    chain.rpc("anvil_setCode", [MULTICALL3, code])
+
+
 def deploy_id_registry(chain: GliskChain, *, deployer: str) -> str:
     """Deploy the devnet's Farcaster IdRegistry (custodyOf/idOf, as on OP Mainnet)."""
     import json
@@ -252,6 +265,7 @@ def provision(
 ) -> DevnetInfo:
     """Deploy the contract, create and fund a keeper, grant it KEEPER_ROLE."""
     accounts = dev_accounts(chain)
+    put_multicall3(chain)
     address, block = deploy(chain, deployer=accounts[0])
     keeper_key = keeper_private_key or "0x" + secrets.token_hex(32)
     keeper = Account.from_key(keeper_key).address

@@ -125,7 +125,7 @@ RECOVERY_PAGES = 20
 # Replicate holds a `Prefer: wait=N` create for at most a minute.
 PREFER_WAIT_MAX_SECONDS = 60
 # A worker claims as many tokens as the create budget admits within this many seconds.
-CLAIM_HORIZON_SECONDS = 2.0
+CLAIM_HORIZON_SECONDS = 5.0
 
 
 class ReplicateImageProvider:

@@ -71,8 +71,16 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
         assert env["KEEPER_PRIVATE_KEY"] not in out  # the key is written to the file, never printed
         # Linking X and Farcaster works offline on the devnet: its stand-ins run with it, and the
         # chain has a Farcaster IdRegistry.
-        assert env["FARCASTER_RPC_URL"] == env["RPC_URL"] and env["FARCASTER_ID_REGISTRY"].startswith("0x")
+        assert env["FARCASTER_RPC_URL"] == env["DEVNET_ANVIL_URL"] == f"http://127.0.0.1:{port}"
+        assert env["FARCASTER_ID_REGISTRY"].startswith("0x")
         import requests
+
+        # The app reaches the chain through a front that rations compute units as Alchemy's
+        # smallest plan does (3,300 in any 10 s): 50 eth_getLogs (3,750) in one batch are refused.
+        assert env["RPC_URL"] != env["DEVNET_ANVIL_URL"] and env["RPC_COMPUTE_UNITS_PER_SECOND"] == "330"
+        logs = [{"jsonrpc": "2.0", "id": n, "method": "eth_getLogs", "params": [{}]} for n in range(50)]
+        refused = requests.post(env["RPC_URL"], json=logs, timeout=5)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == 429
 
         names = env["FNAME_REGISTRY_URL"]
         assert requests.post(f"{names}/transfers", json={"name": "alice", "to": 3}, timeout=5).ok
@@ -95,8 +103,14 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
         assert authorize.status_code == 302 and authorize.headers["Location"].startswith(
             env["X_REDIRECT_URI"]
         )
-        chain = GliskChain(
+        through_front = GliskChain(
             rpc_url=env["RPC_URL"], contract_address=env["GLISK_NFT_CONTRACT_ADDRESS"], chain_id=31337
+        )
+        assert through_front.next_token_id() == 1  # what fits the budget goes through to anvil
+        chain = GliskChain(
+            rpc_url=env["DEVNET_ANVIL_URL"],
+            contract_address=env["GLISK_NFT_CONTRACT_ADDRESS"],
+            chain_id=31337,
         )
         from eth_account import Account
 

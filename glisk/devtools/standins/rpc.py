@@ -52,6 +52,7 @@ class RpcHandler(BaseHTTPRequestHandler):
             send_json(self, 429, error)
             return
         with s.lock:
+            s.requests.append({"calls": len(calls), "compute_units": cost})
             s.compute_units += cost
             s.methods.update(str(c.get("method")) for c in calls if isinstance(c, dict))
         upstream = s.session().post(

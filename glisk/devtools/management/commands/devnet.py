@@ -4,6 +4,10 @@ Starts anvil on 127.0.0.1 with its state in var/devnet, deploys the contract, fu
 and grants it KEEPER_ROLE, and writes var/devnet.env, which the settings read when
 NETWORK=DEVNET. Run again, it reuses the running chain or the saved state. Ctrl-C stops anvil
 (which saves its state).
+
+While it runs in the foreground, the app reaches the chain through an RPC front that rations
+compute units as Alchemy does (330 a second, its smallest plan; `--rpc-cu-per-second 0` for
+none), and the app's own budget is set to the same: what works here works within a real plan.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--detach", action="store_true", help="leave anvil running in the background and return"
         )
+        parser.add_argument(
+            "--rpc-cu-per-second",
+            type=float,
+            default=330.0,
+            help="the RPC front's compute units a second, as Alchemy's smallest plan (0: no front)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         var: Path = settings.VAR_DIR
@@ -63,6 +73,7 @@ class Command(BaseCommand):
             bare = GliskChain(rpc_url=url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
             if existing and existing.rpc_url == url and devnet.has_contract(bare, existing.contract_address):
                 info = devnet.DevnetInfo(**{**existing.as_dict(), "anvil_pid": process.pid})
+                devnet.put_multicall3(bare)  # a state saved before Multicall3 was part of it
                 reused = "saved state"
             else:
                 info = devnet.DevnetInfo(
@@ -74,6 +85,8 @@ class Command(BaseCommand):
             if options["detach"]:
                 return
             social = self._social_standins(env_file)
+            if options["rpc_cu_per_second"] > 0:
+                social.append(self._rpc_front(env_file, anvil_url=url, rate=options["rpc_cu_per_second"]))
             self.stdout.write("devnet running; Ctrl-C stops it")
             stop = threading.Event()
             # Explicit handlers: a process started in the background (a CI job, `make devnet &`)
@@ -119,6 +132,25 @@ class Command(BaseCommand):
             handle.writelines(f"{key}={value}\n" for key, value in values.items())
         self.stdout.write(f"  X stand-in: {x.url}  name registry stand-in: {names.url}")
         return [x, names]
+
+    def _rpc_front(self, env_file: Path, *, anvil_url: str, rate: float) -> Any:
+        """The RPC front for anvil, rationing compute units at `rate`, as the app's RPC_URL (and
+        the app's own budget at the same rate), added to var/devnet.env."""
+        from glisk.devtools.standins.rpc import RpcStandIn
+
+        front = RpcStandIn(anvil_url, cu_per_second=rate).start()
+        values = {
+            "DEVNET_ANVIL_URL": anvil_url,
+            "RPC_URL": front.url,
+            "RPC_COMPUTE_UNITS_PER_SECOND": f"{rate:g}",
+        }
+        with env_file.open("a") as handle:
+            handle.write(
+                f"# The RPC front of this devnet run ({rate:g} compute units a second, as Alchemy):\n"
+            )
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+        self.stdout.write(f"  RPC front: {front.url} ({rate:g} compute units a second)")
+        return front
 
     def _alive(self, info: devnet.DevnetInfo) -> bool:
         chain = GliskChain(

@@ -51,6 +51,7 @@ class Command(BaseCommand):
         self._wait(bare, options["wait"])
         keeper = Account.from_key(config.keeper_private_key).address
         if devnet.has_contract(bare, config.contract_address):
+            devnet.put_multicall3(bare)  # a chain provisioned before Multicall3 was part of it
             self.stdout.write(f"GliskNFT already at {config.contract_address}; keeper {keeper}")
             return
         # Where the deployment would land, before sending anything: a chain that is not new, or

@@ -1,0 +1,101 @@
+"""The RPC's compute-unit budget: each request is priced as Alchemy prices it and admitted through
+the account's shared budget; a 429 (HTTP or JSON-RPC) is throttling, not a failure."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chain.adapter import ChainError, GliskChain, RpcThrottled, compute_units
+from glisk.core.models import ProviderBudget
+from glisk.devtools.standins.rpc import RpcStandIn
+from tests.lifecycle.conftest import configure
+
+pytestmark = pytest.mark.django_db
+
+
+def call(method, params=None):
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+
+
+def test_each_request_is_priced_in_compute_units():
+    assert compute_units(call("eth_getLogs")) == 75
+    assert compute_units(call("eth_sendRawTransaction")) == 250
+    assert compute_units([call("eth_call"), call("eth_call"), call("eth_blockNumber")]) == 62
+    assert compute_units(call("eth_someNewMethod")) == 26
+    assert compute_units([call("evm_mine"), call("anvil_setBalance"), call("eth_chainId")]) == 0
+
+
+@pytest.fixture
+def front(anvil_url):
+    server = RpcStandIn(anvil_url, cu_per_second=10.0).start()  # holds 100 CU
+    yield server
+    server.stop()
+
+
+def test_a_429_from_the_endpoint_is_throttling_and_pauses_the_account(front, settings):
+    configure(settings, rpc_compute_units_per_second=1000.0, rpc_compute_units_burst=1000.0)
+    chain = GliskChain(rpc_url=front.url, contract_address="", chain_id=31337)
+    chain.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x0"}])  # 75 of the front's 100
+    with pytest.raises(RpcThrottled) as raised:
+        chain.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x0"}])
+    assert raised.value.transient and "429" in str(raised.value)
+    budget = ProviderBudget.objects.get(name="rpc")
+    assert budget.throttled == 1 and budget.paused_until is not None
+    assert front.throttled_count == 1 and front.compute_units == 75
+
+
+def test_our_budget_keeps_the_calls_under_the_endpoints_limit(front, settings):
+    """The front allows 10 CU a second with 100 at once; ours is set the same with 50 at once:
+    20 calls of 10 CU wait their turns instead of being refused."""
+    configure(settings, rpc_compute_units_per_second=10.0, rpc_compute_units_burst=50.0)
+    chain = GliskChain(rpc_url=front.url, contract_address="", chain_id=31337)
+    started = time.monotonic()
+    for _ in range(8):
+        chain.block_number()
+    assert front.throttled_count == 0 and front.compute_units == 80
+    assert time.monotonic() - started >= 2.5  # 30 CU past the burst, at 10 a second
+
+
+def test_a_json_rpc_error_429_is_throttling(settings):
+    configure(settings, rpc_compute_units_per_second=0.0)
+    with pytest.raises(RpcThrottled):
+        GliskChain._unwrap({"jsonrpc": "2.0", "id": 1, "error": {"code": 429, "message": "too many"}})
+    assert ProviderBudget.objects.count() == 0  # unlimited: no budget row to pause
+
+
+def test_a_batch_is_never_dearer_than_the_budgets_burst(front, settings):
+    """The endpoint refuses any one request dearer than its bucket holds: batches are cut to our
+    burst (100 CU here: five eth_getBalance of 19), and every result comes back in order."""
+    configure(settings, rpc_compute_units_per_second=1000.0, rpc_compute_units_burst=100.0)
+    front.set_rate(1000.0)
+    chain = GliskChain(rpc_url=front.url, contract_address="", chain_id=31337)
+    results = chain.rpc_batch([("eth_getBalance", [f"0x{n + 1:040x}", "latest"]) for n in range(12)])
+    assert results == ["0x0"] * 12
+    assert [(r["calls"], r["compute_units"]) for r in front.requests] == [(5, 95), (5, 95), (2, 38)]
+
+
+def test_token_states_come_from_one_multicall3_read_where_the_chain_has_it(chain, accounts, devnet_info):
+    """The devnet has Multicall3 at its canonical address, as Base has: many tokens' state is one
+    `eth_call` (26 compute units), and reads exactly what the per-token calls read."""
+    from glisk.devtools import devnet
+
+    devnet.mint(chain, minter=accounts[1], prompt_author=accounts[2], quantity=3)
+    front = RpcStandIn(devnet_info.rpc_url, cu_per_second=None).start()
+    try:
+        through = GliskChain(rpc_url=front.url, contract_address=chain.contract_address, chain_id=31337)
+        first = chain.next_token_id() - 3
+        ids = [first, first + 1, first + 2, first + 999]  # the last does not exist: its calls revert
+        states = through.token_states(ids)
+        assert through.has_multicall3()
+        assert [r["calls"] for r in front.requests] == [1, 1]  # eth_getCode once, then one eth_call
+        one_by_one = chain.with_contract(chain.contract_address)
+        one_by_one._multicall3 = False  # the JSON-RPC batch path, for comparison
+        batched = one_by_one.token_states(ids)
+        assert [states[i] for i in ids[:3]] == [batched[i] for i in ids[:3]]
+        assert str(states[ids[3]]) == str(batched[ids[3]])  # the same revert, decoded the same
+        assert states[first].prompt_author == accounts[2] and not states[first].revealed
+        assert isinstance(states[first + 999], ChainError)
+    finally:
+        front.stop()
