@@ -74,6 +74,17 @@ def _batches(
         yield calls[start:]
 
 
+def _inner_result(ok: bool, data: bytes) -> Any:
+    """One Multicall3 view call's return data (hex), or what its failure means: a revert with data
+    is the contract's answer (a token that does not exist); a failure without data (out of gas
+    inside the multicall) says nothing about the token, and is retried like a node's hiccup."""
+    if ok:
+        return "0x" + data.hex()
+    if not data:
+        return RpcUnavailable("a view call inside Multicall3 failed without revert data")
+    return decode_revert(data)
+
+
 def compute_units(payload: Any) -> int:
     """The compute units a JSON-RPC request (one call or a batch) costs."""
     calls = payload if isinstance(payload, list) else [payload]
@@ -247,7 +258,17 @@ class TokenOnChain:
 class GliskChain:
     """JSON-RPC client for one node and the GliskNFT contract at `contract_address`."""
 
-    def __init__(self, *, rpc_url: str, contract_address: str, chain_id: int, timeout: float = 10.0):
+    def __init__(
+        self,
+        *,
+        rpc_url: str,
+        contract_address: str,
+        chain_id: int,
+        timeout: float = 10.0,
+        budget: str | None = RPC,
+    ):
+        """`budget`: the compute-unit budget its requests are admitted through (the Base RPC's
+        account by default; None for an endpoint of another account, such as Farcaster's)."""
         if not rpc_url:
             raise ChainError("no RPC endpoint is configured (RPC_URL, ALCHEMY_API_KEY or `manage.py devnet`)")
         self._rpc_url = rpc_url  # may hold an API key: never logged or shown
@@ -257,6 +278,7 @@ class GliskChain:
         self._ids = itertools.count(1)
         self._session = requests.Session()
         self._multicall3: bool | None = None
+        self.budget = budget
 
     @classmethod
     def from_settings(cls) -> GliskChain:
@@ -277,6 +299,7 @@ class GliskChain:
             contract_address=contract_address,
             chain_id=self.chain_id,
             timeout=self.timeout,
+            budget=self.budget,
         )
 
     def __repr__(self) -> str:
@@ -285,9 +308,9 @@ class GliskChain:
     # --- JSON-RPC --------------------------------------------------------------------------
     def _post(self, payload: Any) -> Any:
         cost = compute_units(payload)
-        if cost:
+        if cost and self.budget is not None:
             try:
-                budget_acquire(name=RPC, cost=cost, max_wait=RPC_ADMISSION_WAIT_MAX_SECONDS)
+                budget_acquire(name=self.budget, cost=cost, max_wait=RPC_ADMISSION_WAIT_MAX_SECONDS)
             except BudgetExhausted as exc:
                 raise RpcThrottled(str(exc), retry_after=exc.wait) from None
         try:
@@ -307,17 +330,16 @@ class GliskChain:
         except ValueError:
             raise RpcUnavailable("the RPC endpoint answered with something that is not JSON") from None
 
-    @staticmethod
-    def _throttled(headers: Any, body: Any) -> RpcThrottled:
+    def _throttled(self, headers: Any, body: Any) -> RpcThrottled:
         """A 429 from the endpoint: the account's compute-unit budget pauses for what it named."""
         from lifecycle.providers.errors import throttle_seconds
 
         seconds = throttle_seconds(headers or {}, body)
-        budget_throttled(name=RPC, seconds=1.0 if seconds is None else seconds)
+        if self.budget is not None:
+            budget_throttled(name=self.budget, seconds=1.0 if seconds is None else seconds)
         return RpcThrottled("the RPC endpoint answered 429 (compute units per second exceeded)", seconds)
 
-    @classmethod
-    def _unwrap(cls, reply: Any) -> Any:
+    def _unwrap(self, reply: Any) -> Any:
         if not isinstance(reply, dict):
             raise RpcUnavailable("malformed JSON-RPC reply")
         error = reply.get("error")
@@ -330,7 +352,7 @@ class GliskChain:
                 code = 0
             message = str(error.get("message", ""))
             if code == 429:
-                raise cls._throttled({}, message)
+                raise self._throttled({}, message)
             data = error.get("data")
             if (code == 3 or "revert" in message.lower()) and isinstance(data, str) and data.startswith("0x"):
                 raise decode_revert(data)
@@ -350,7 +372,8 @@ class GliskChain:
         A batch holds at most `chunk` calls and, with a compute-unit budget, no more compute units
         than the budget's burst: the endpoint refuses any one request dearer than that."""
         results: list[Any] = []
-        for part in _batches(calls, chunk=chunk, max_units=budget_limit(RPC).burst):
+        max_units = budget_limit(self.budget).burst if self.budget is not None else 0.0
+        for part in _batches(calls, chunk=chunk, max_units=max_units):
             first = next(self._ids)
             ids = [first + i for i in range(len(part))]
             self._ids = itertools.count(ids[-1] + 1)
@@ -516,7 +539,7 @@ class GliskChain:
             raise RpcUnavailable(f"undecodable Multicall3 answer ({type(exc).__name__})") from None
         if len(pairs) != len(calls):
             raise RpcUnavailable("Multicall3 answered a different number of results")
-        return [("0x" + bytes(ret).hex()) if ok else decode_revert(bytes(ret)) for ok, ret in pairs]
+        return [_inner_result(ok, bytes(ret)) for ok, ret in pairs]
 
     # --- events ----------------------------------------------------------------------------
     def mint_logs(self, from_block: int, to_block: int) -> list[MintLog]:

@@ -162,6 +162,7 @@ class FarcasterChecker:
             contract_address=c.farcaster_id_registry,
             chain_id=OP_MAINNET_CHAIN_ID,
             timeout=c.social_timeout_seconds,
+            budget=None,  # OP Mainnet's endpoint: not the Base account's compute units
         )
         return cls(
             id_registry=registry,

@@ -423,6 +423,9 @@ class Keeper:
         failures = [
             s for s in states.values() if isinstance(s, ChainError) and not isinstance(s, ContractRevert)
         ]
+        throttled = next((s for s in failures if isinstance(s, RpcThrottled)), None)
+        if throttled is not None:
+            raise throttled  # the account's budget, not a token's: the step waits, nothing counts
         if failures and len(failures) == len(states):
             raise failures[0]  # the node, not the tokens: the whole step backs off
         sendable: list[RevealCandidate] = []

@@ -131,16 +131,17 @@ def budget_acquire(*, name: str, cost: float = 1.0, max_wait: float | None = Non
     # until the rate has paid for the part the bucket does not hold.
     with transaction.atomic():
         state = _state(name, limit, lock=True)
-        available = _available(state, limit)
-        left = available - cost
-        wait = max(_paused_for(state), -left / limit.rate if left < 0 else 0.0)
+        left = _available(state, limit) - cost
+        # After a 429 the bucket refills from the end of the pause on (its `updated_at` is then in
+        # the future), so what queues during a pause goes out at the rate, not all at its end.
+        wait = _paused_for(state) + (-left / limit.rate if left < 0 else 0.0)
         if max_wait is not None and wait > max_wait:
             raise BudgetExhausted(name, wait)
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE core_providerbudget SET tokens = %s, updated_at = %s, admitted = admitted + %s,"
                 " waited_seconds = waited_seconds + %s WHERE name = %s",
-                [left, state.now, cost, wait, name],
+                [left, max(state.now, state.updated_at), cost, wait, name],
             )
     if wait > 0:
         time.sleep(wait)
@@ -178,7 +179,7 @@ def budget_wait(*, name: str, cost: float = 1.0) -> float:
         return 0.0
     state = _state(name, limit, lock=False)
     short = min(cost, limit.burst) - _available(state, limit)
-    return max(_paused_for(state), short / limit.rate if short > 0 else 0.0)
+    return _paused_for(state) + (short / limit.rate if short > 0 else 0.0)
 
 
 def budget_throttled(*, name: str, seconds: float) -> None:
@@ -194,11 +195,12 @@ def budget_throttled(*, name: str, seconds: float) -> None:
         until = state.now + timedelta(seconds=seconds)
         if state.paused_until is not None and state.paused_until > until:
             until = state.paused_until
+        # The bucket is spent, and refills only from the end of the pause on.
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE core_providerbudget SET tokens = LEAST(%s, 0), updated_at = %s, paused_until = %s,"
                 " throttled = throttled + 1, throttled_seconds = throttled_seconds + %s WHERE name = %s",
-                [_available(state, limit), state.now, until, seconds, name],
+                [_available(state, limit), max(until, state.updated_at), until, seconds, name],
             )
 
 

@@ -89,18 +89,36 @@ def unreachable_error(service: str, exc: BaseException) -> ProviderError:
     )
 
 
-# "Your rate limit resets in ~30s.", "Expected available in 1 second."
-_RESETS_IN = re.compile(r"(?:resets? in|available in)\s*~?\s*(\d+(?:\.\d+)?)\s*(ms|mi|m|s)?", re.I)
-_UNIT_SECONDS = {"ms": 0.001, "mi": 60.0, "m": 60.0, "s": 1.0}
+# "Your rate limit resets in ~30s.", "Expected available in 1 second.", "… in 2 minutes"
+_RESETS_IN = re.compile(
+    r"(?:resets? in|available in)\s*~?\s*(\d+(?:\.\d+)?)\s*"
+    r"(milliseconds?|millis|ms|minutes?|mins?|m|hours?|hrs?|h|seconds?|secs?|s)?\b",
+    re.I,
+)
 
 
-def _seconds(value: Any) -> float | None:
+def _unit_seconds(unit: str) -> float:
+    unit = unit.lower()
+    if unit.startswith(("ms", "milli")):
+        return 0.001
+    if unit.startswith("h"):
+        return 3600.0
+    if unit.startswith("m"):
+        return 60.0
+    return 1.0
+
+
+def _seconds(value: Any, *, unix_time: bool = False) -> float | None:
+    """A delay in seconds (at most a day); with `unix_time`, a value past 1e9 is a moment (a Unix
+    time, as some `x-ratelimit-reset` headers give) and its distance from now is returned."""
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         return None
     if math.isnan(seconds) or seconds < 0:
         return None
+    if unix_time and math.isfinite(seconds) and seconds > 1_000_000_000:
+        seconds = max(0.0, seconds - time.time())
     return min(seconds, RETRY_AFTER_MAX_SECONDS)
 
 
@@ -113,10 +131,8 @@ def throttle_seconds(headers: Mapping[str, str], body: Any = None) -> float | No
     if asked is not None:
         return asked
     for name in ("ratelimit-reset", "x-ratelimit-reset"):
-        reset = _seconds(headers.get(name))
+        reset = _seconds(headers.get(name), unix_time=True)
         if reset is not None:
-            if reset > 1_000_000_000:  # a Unix time, not a delay
-                return max(0.0, min(reset - time.time(), RETRY_AFTER_MAX_SECONDS))
             return reset
     if isinstance(body, Mapping):
         asked = _seconds(body.get("retry_after"))
@@ -133,11 +149,7 @@ def throttle_seconds(headers: Mapping[str, str], body: Any = None) -> float | No
     for text in texts:
         match = _RESETS_IN.search(text) if isinstance(text, str) else None
         if match:
-            unit = (match.group(2) or "s").lower()
-            factor = _UNIT_SECONDS.get(
-                unit, 60.0 if unit.startswith("min") else 0.001 if unit.startswith("milli") else 1.0
-            )
-            return min(float(match.group(1)) * factor, RETRY_AFTER_MAX_SECONDS)
+            return min(float(match.group(1)) * _unit_seconds(match.group(2) or "s"), RETRY_AFTER_MAX_SECONDS)
     return None
 
 

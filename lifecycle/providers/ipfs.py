@@ -96,6 +96,8 @@ class File:
 def directory_cids(files: list[File], *, cid_version: int) -> tuple[str, dict[str, str]]:
     """The CID kubo gives a directory of `files`, and each file's own CID (the same as alone)."""
     nodes = {f.name: file_dag(f.data, version=cid_version) for f in files}
+    if len(nodes) != len(files):
+        raise ValueError("a directory cannot hold two files of one name")
     return directory(nodes, version=cid_version).text, {name: node.text for name, node in nodes.items()}
 
 

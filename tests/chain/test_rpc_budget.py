@@ -60,8 +60,9 @@ def test_our_budget_keeps_the_calls_under_the_endpoints_limit(front, settings):
 
 def test_a_json_rpc_error_429_is_throttling(settings):
     configure(settings, rpc_compute_units_per_second=0.0)
+    chain = GliskChain(rpc_url="http://127.0.0.1:9", contract_address="", chain_id=31337)
     with pytest.raises(RpcThrottled):
-        GliskChain._unwrap({"jsonrpc": "2.0", "id": 1, "error": {"code": 429, "message": "too many"}})
+        chain._unwrap({"jsonrpc": "2.0", "id": 1, "error": {"code": 429, "message": "too many"}})
     assert ProviderBudget.objects.count() == 0  # unlimited: no budget row to pause
 
 
@@ -99,3 +100,50 @@ def test_token_states_come_from_one_multicall3_read_where_the_chain_has_it(chain
         assert isinstance(states[first + 999], ChainError)
     finally:
         front.stop()
+
+
+def test_a_throttled_batch_of_view_calls_costs_the_keeper_nothing(chain, accounts, settings, devnet_info):
+    """Alchemy answers a batch past the budget with HTTP 200 and an error 429 for each call it no
+    longer covers. A token whose state could not be read that way is the account's throttling,
+    not the token's: the keeper's whole step waits, and no token counts a reveal attempt."""
+    import dataclasses
+
+    from chain.services.keeper import Keeper, KeeperReport
+    from lifecycle.models import Token
+    from tests.chain.test_keeper import ready_tokens
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, batch_reveal_wait_seconds=0.0, reveal_max_attempts=1)
+    tokens = ready_tokens(chain, accounts, 3)
+    front = RpcStandIn(devnet_info.rpc_url, cu_per_second=10.0).start()  # 100 CU: 3 of the 9 calls
+    front.partial_batches = True
+    try:
+        through = GliskChain(rpc_url=front.url, contract_address=chain.contract_address, chain_id=31337)
+        through._multicall3 = False  # a chain without Multicall3: three eth_calls a token
+        keeper = Keeper(chain=through, private_key=settings.GLISK.keeper_private_key)
+        with pytest.raises(RpcThrottled):
+            keeper.precheck(keeper.due_batch(force=True), KeeperReport())
+        assert front.requests[-1]["refused"] == 6
+    finally:
+        front.stop()
+    assert set(
+        Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", "reveal_attempts")
+    ) == {("ready", 0)}
+
+
+def test_an_endpoint_of_another_account_spends_none_of_the_rpc_budget(front, settings):
+    """Farcaster's OP Mainnet endpoint is not the Base account: its calls and 429s leave the RPC
+    budget alone."""
+    configure(settings, rpc_compute_units_per_second=10.0, rpc_compute_units_burst=10.0)
+    other = GliskChain(rpc_url=front.url, contract_address="", chain_id=10, budget=None)
+    other.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x0"}])  # 75 CU, past our burst of 10
+    with pytest.raises(RpcThrottled):
+        other.rpc("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x0"}])
+    assert not ProviderBudget.objects.exists()
+
+
+def test_a_view_call_that_fails_inside_multicall3_without_revert_data_is_not_the_tokens_answer():
+    from chain.adapter import ContractRevert, RpcUnavailable, _inner_result
+
+    assert _inner_result(True, b"\x01") == "0x01"
+    assert isinstance(_inner_result(False, b""), RpcUnavailable)  # out of gas: ask again
+    assert isinstance(_inner_result(False, bytes.fromhex("7e273289") + bytes(32)), ContractRevert)

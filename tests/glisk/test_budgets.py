@@ -111,8 +111,38 @@ def test_a_429_pauses_the_whole_account_for_the_time_it_named(settings):
     assert budget_available(name=PINATA) == 10
     budget_throttled(name=PINATA, seconds=3)
     assert budget_available(name=PINATA) == 0
-    assert 2.5 < budget_wait(name=PINATA) <= 3.0
+    assert 2.5 < budget_wait(name=PINATA) <= 3.1  # the pause, then the refill of one request
     budget_throttled(name=PINATA, seconds=3600)  # cut to THROTTLE_WAIT_MAX_SECONDS
-    assert 4.5 < budget_wait(name=PINATA) <= 5.0
+    assert 4.5 < budget_wait(name=PINATA) <= 5.1
     row = ProviderBudget.objects.get(name=PINATA)
     assert row.throttled == 2 and row.throttled_seconds == 8.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_queues_during_a_pause_goes_out_at_the_rate_afterwards(settings):
+    """After a 429 the bucket refills from the end of the pause: requests that queued during it
+    are spaced at the rate, not all released at its end (which would draw the next 429)."""
+    import threading
+
+    from django.db import connections
+
+    configure(settings, pinata_requests_per_minute=1200.0, pinata_burst=1.0, throttle_wait_max_seconds=5.0)
+    budget_throttled(name=PINATA, seconds=1.0)
+    released: list[float] = []
+
+    def request() -> None:
+        try:
+            budget_acquire(name=PINATA)
+            released.append(time.monotonic())
+        finally:
+            connections.close_all()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=request) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    released.sort()
+    assert released[0] - started >= 0.9  # nobody before the pause ends
+    assert released[-1] - released[0] >= 0.35  # ten at 20 a second: spread over ~0.45 s

@@ -11,7 +11,14 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from glisk.core.budgets import PINATA, REPLICATE_CREATE, REPLICATE_READ, budget_available, budget_throttled
+from glisk.core.budgets import (
+    PINATA,
+    REPLICATE_CREATE,
+    REPLICATE_READ,
+    budget_available,
+    budget_reset,
+    budget_throttled,
+)
 from glisk.core.models import ProviderBudget
 from lifecycle.models import ImageJob, IpfsRecord, Token
 from lifecycle.providers.errors import throttle_seconds
@@ -79,10 +86,10 @@ def test_a_token_throttled_more_often_than_its_attempt_cap_still_goes_through(
     for _ in range(3):
         token.refresh_from_db()
         Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())
-        ProviderBudget.objects.filter(name=PINATA).update(paused_until=None)
+        budget_reset(name=PINATA)  # the announced second has passed
         assert pin(pinata_pinner).throttled == 1
     Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now())
-    ProviderBudget.objects.filter(name=PINATA).update(paused_until=None)
+    budget_reset(name=PINATA)
     assert pin(pinata_pinner).succeeded == 1
     token.refresh_from_db()
     assert token.status == "ready" and token.ipfs_attempts == 1
@@ -137,7 +144,7 @@ def test_a_prediction_whose_read_was_throttled_is_resumed_not_bought_again(repli
     assert ProviderBudget.objects.get(name=REPLICATE_READ).paused_until is not None
 
     replicate.limit("read", None)
-    ProviderBudget.objects.filter(name=REPLICATE_READ).update(paused_until=None)
+    budget_reset(name=REPLICATE_READ)
     Token.objects.filter(pk=token.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert generate(replicate_provider).succeeded == 1
     assert replicate.creates == 1  # the throttled prediction was read again, not bought again
@@ -159,3 +166,36 @@ def test_pinata_batches_gather_before_they_go_up(pinata, pinata_pinner, settings
     assert pin(pinata_pinner).succeeded == 3  # a full batch: at once, in two requests
     assert len(pinata.requests) == 4
     assert {t.status for t in Token.objects.filter(pk__in=[t.pk for t in others])} == {"ready"}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("Request was throttled. Your rate limit resets in 500 milliseconds.", 0.5),
+        ("resets in 250ms", 0.25),
+        ("resets in 3 hours", 10_800.0),
+        ("resets in 2 mins", 120.0),
+        ("Expected available in 7 seconds", 7.0),
+    ],
+)
+def test_every_unit_of_a_reset_text_is_read(text, seconds):
+    assert throttle_seconds({}, {"detail": text}) == seconds
+
+
+def test_a_reset_header_given_as_a_unix_time_is_read_as_the_time_left():
+    import time
+
+    waited = throttle_seconds({"x-ratelimit-reset": str(int(time.time()) + 6)})
+    assert waited is not None and 4 <= waited <= 6
+
+
+def test_a_carry_on_between_batches_does_not_wait_for_a_batch_to_gather(pinata, pinata_pinner, settings):
+    import time
+
+    configure(settings, ipfs_batch_wait_seconds=30.0)
+    uploading()
+    started = time.monotonic()
+    report = ipfs_stage_run(
+        worker_id="w-ipfs", budget_seconds=5, pinner_=pinata_pinner, wait_for_backoff=False
+    )
+    assert report.succeeded == 1 and time.monotonic() - started < 2

@@ -59,3 +59,8 @@ def test_a_batch_directory_matches_the_kubo_compatible_library(version):
     for f in files:  # each file keeps the CID it has alone
         assert cids[f.name] == file_dag(f.data, version=version).text
     assert root.startswith("Qm" if version == 0 else "bafybei")
+
+
+def test_a_directory_cannot_hold_two_files_of_one_name():
+    with pytest.raises(ValueError, match="two files of one name"):
+        directory_cids([File("a.png", b"1", "image/png"), File("a.png", b"2", "image/png")], cid_version=1)

@@ -42,6 +42,9 @@ class RpcHandler(BaseHTTPRequestHandler):
             return
         cost = compute_units(payload)
         calls = payload if isinstance(payload, list) else [payload]
+        if s.partial_batches and isinstance(payload, list) and cost and s.throttle("cu", cost) is not None:
+            self._partial(payload)
+            return
         if cost and s.throttle("cu", cost) is not None:
             first = calls[0] if calls and isinstance(calls[0], dict) else {}
             error = {
@@ -64,6 +67,32 @@ class RpcHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(upstream.content)
 
+    def _partial(self, calls: list[Any]) -> None:
+        """A batch past the budget, answered as Alchemy does: HTTP 200, the calls the budget still
+        covers (in order) forwarded, a JSON-RPC error 429 for each of the others."""
+        s = self.standin
+        admitted: list[Any] = []
+        for call in calls:
+            if s.throttle("cu", compute_units(call)) is not None:
+                break
+            admitted.append(call)
+        refused = calls[len(admitted) :]
+        replies: list[Any] = []
+        if admitted:
+            upstream = s.session().post(s.upstream, json=admitted, timeout=60)
+            replies = upstream.json()
+        replies += [
+            {"jsonrpc": "2.0", "id": c.get("id"), "error": {"code": 429, "message": THROTTLED_MESSAGE}}
+            for c in refused
+            if isinstance(c, dict)
+        ]
+        with s.lock:
+            s.requests.append(
+                {"calls": len(calls), "compute_units": compute_units(admitted), "refused": len(refused)}
+            )
+            s.compute_units += compute_units(admitted)
+        send_json(self, 200, replies)
+
 
 class RpcStandIn(StandInServer):
     handler_class = RpcHandler
@@ -73,6 +102,9 @@ class RpcStandIn(StandInServer):
         self.compute_units = 0
         self.methods: Counter[str] = Counter()
         self._local = threading.local()
+        # Alchemy answers a batch past the budget with HTTP 200 and an error 429 for each call it
+        # no longer covers; off, the whole batch is refused with HTTP 429.
+        self.partial_batches = False
         super().__init__(**server)
         self.set_rate(cu_per_second)
 

@@ -523,7 +523,7 @@ def run_stage(
                 break
             time.sleep(min(max(0.05, turn), MAX_BACKOFF_WAIT_SECONDS))
             continue
-        if gather_seconds > 0:
+        if gather_seconds > 0 and wait_for_backoff:  # a carry-on takes what is due at once
             gathering = _gathering_for(statuses, batch_size=room, seconds=gather_seconds)
             if gathering > 0:
                 if time.monotonic() + gathering > deadline:
@@ -676,7 +676,7 @@ def claimable(provider: object, tokens: int) -> int:
     """How many of `tokens` the provider's account budget lets a stage work now (all of them for
     a provider without one)."""
     admits = getattr(provider, "claimable", None)
-    return tokens if admits is None else max(0, min(tokens, int(admits(tokens))))
+    return tokens if admits is None else max(0, int(min(tokens, admits(tokens))))
 
 
 def budget_wait_of(provider: object) -> float:
