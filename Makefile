@@ -38,8 +38,13 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
+# The suite on PYTEST_WORKERS processes (pytest-xdist: a test database and an anvil per worker;
+# most tests wait on PostgreSQL, anvil and HTTP, not on a core), then the tests that must run
+# alone. Exit code 5 is "nothing selected", when PYTEST_ARGS picks no test of a phase.
+PYTEST_WORKERS ?= 4
 pytest: install tools
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not exclusive" --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m exclusive $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test: lint typecheck pytest
 
