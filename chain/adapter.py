@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,9 @@ class RpcUnavailable(ChainError):
     """The node did not answer usefully: timeout, connection refused, HTTP 429/5xx."""
 
     transient = True
+
+
+_RATE_LIMITED = re.compile(r"limit|rate|too many|throttl|capacity", re.I)
 
 
 class RpcThrottled(RpcUnavailable):
@@ -330,16 +334,21 @@ class GliskChain:
         except ValueError:
             raise RpcUnavailable("the RPC endpoint answered with something that is not JSON") from None
 
-    def _throttled(self, headers: Any, body: Any) -> RpcThrottled:
-        """A 429 from the endpoint: the account's compute-unit budget pauses for what it named."""
+    def _throttled(self, headers: Any, body: Any, *, pause: bool = True) -> RpcThrottled:
+        """A 429 from the endpoint: the account's compute-unit budget pauses for what it named
+        (once per answer: a batch's refused calls are one refusal, not one each)."""
         from lifecycle.providers.errors import throttle_seconds
 
         seconds = throttle_seconds(headers or {}, body)
-        if self.budget is not None:
-            budget_throttled(name=self.budget, seconds=1.0 if seconds is None else seconds)
+        if pause:
+            self._pause(seconds)
         return RpcThrottled("the RPC endpoint answered 429 (compute units per second exceeded)", seconds)
 
-    def _unwrap(self, reply: Any) -> Any:
+    def _pause(self, seconds: float | None) -> None:
+        if self.budget is not None:
+            budget_throttled(name=self.budget, seconds=1.0 if seconds is None else seconds)
+
+    def _unwrap(self, reply: Any, *, pause: bool = True) -> Any:
         if not isinstance(reply, dict):
             raise RpcUnavailable("malformed JSON-RPC reply")
         error = reply.get("error")
@@ -351,8 +360,10 @@ class GliskChain:
             except (TypeError, ValueError):
                 code = 0
             message = str(error.get("message", ""))
-            if code == 429:
-                raise self._throttled({}, message)
+            if code == 429 or (code == -32005 and _RATE_LIMITED.search(message)):
+                # -32005 "limit exceeded" / "request rate exceeded": how Infura, QuickNode and
+                # others say 429 inside JSON-RPC.
+                raise self._throttled({}, message, pause=pause)
             data = error.get("data")
             if (code == 3 or "revert" in message.lower()) and isinstance(data, str) and data.startswith("0x"):
                 raise decode_revert(data)
@@ -386,11 +397,17 @@ class GliskChain:
                 # A node that refuses batches answers with one error object.
                 raise RpcUnavailable("the RPC endpoint did not accept a JSON-RPC batch")
             by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+            refused: list[RpcThrottled] = []
             for i in ids:
                 try:
-                    results.append(self._unwrap(by_id.get(i)))
+                    results.append(self._unwrap(by_id.get(i), pause=False))
+                except RpcThrottled as exc:
+                    refused.append(exc)
+                    results.append(exc)
                 except ChainError as exc:
                     results.append(exc)
+            if refused:
+                self._pause(max((exc.retry_after or 0.0 for exc in refused), default=0.0) or None)
         return results
 
     # --- chain -----------------------------------------------------------------------------

@@ -326,6 +326,11 @@ def development_secret_key(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
+# Alchemy's price of the dearest call the keeper makes (eth_sendRawTransaction, in compute units;
+# chain.adapter.COMPUTE_UNITS holds every price): an RPC budget must be able to admit it.
+DEAREST_RPC_CALL_UNITS = 250
+
+
 def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from ``values`` (normally ``os.environ``).
 
@@ -464,6 +469,12 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     problems = list(r.problems)
     if config.file_storage == "s3" and not config.s3_bucket:
         problems.append("S3_BUCKET is required when FILE_STORAGE is s3")
+    if 0 < config.rpc_compute_units_burst < DEAREST_RPC_CALL_UNITS:
+        # The keeper's broadcast would wait for ever for a turn its budget can never give.
+        problems.append(
+            f"RPC_COMPUTE_UNITS_BURST must be at least {DEAREST_RPC_CALL_UNITS} (what one"
+            " eth_sendRawTransaction costs) when RPC_COMPUTE_UNITS_PER_SECOND is set"
+        )
     if production:
         problems.extend(_production_problems(config, problems))
     if problems:

@@ -144,8 +144,33 @@ def budget_acquire(*, name: str, cost: float = 1.0, max_wait: float | None = Non
                 [left, max(state.now, state.updated_at), cost, wait, name],
             )
     if wait > 0:
-        time.sleep(wait)
+        wait += _sleep_through_pauses(name, limit, wait, known=state.paused_until)
     return wait
+
+
+# How often a request waiting for its turn looks whether a 429 paused the account meanwhile.
+PAUSE_CHECK_SECONDS = 1.0
+
+
+def _sleep_through_pauses(name: str, limit: Limit, wait: float, *, known: datetime | None) -> float:
+    """Sleep `wait` seconds, pushing the end back by every pause a 429 starts meanwhile (one
+    admitted before it must not go out during it): the request keeps its place in the line, the
+    line resumes where it was when the pause ends. Returns the seconds added."""
+    added = 0.0
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, PAUSE_CHECK_SECONDS))
+        state = _state(name, limit, lock=False)
+        if state.paused_until is None or state.paused_until <= state.now:
+            continue
+        if known is not None and state.paused_until <= known:
+            continue
+        start = max(state.now, known) if known is not None else state.now
+        extra = (state.paused_until - start).total_seconds()
+        deadline += extra
+        added += extra
+        known = state.paused_until
+    return added
 
 
 def budget_available(*, name: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
 import re
 import time
@@ -62,18 +63,29 @@ RETRY_AFTER_MAX_SECONDS = 86_400.0
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds (delta form; HTTP dates are rare here and ignored), finite and at
-    most a day: a provider's "inf" or "1e9" must neither crash a stage nor park a token for years
-    (the stage caps it further at RETRY_BACKOFF_MAX_SECONDS)."""
+    """`Retry-After` in seconds (or an HTTP date: the seconds until then), finite and at most a
+    day: a provider's "inf" or "1e9" must neither crash a stage nor park a token for years (the
+    stage caps it further at RETRY_BACKOFF_MAX_SECONDS)."""
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        return _until_http_date(value)
     if math.isnan(seconds) or seconds < 0:
         return None
     return min(seconds, RETRY_AFTER_MAX_SECONDS)
+
+
+def _until_http_date(value: str) -> float | None:
+    """`Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`: the seconds from now until then (0 if past)."""
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return min(max(0.0, moment.timestamp() - time.time()), RETRY_AFTER_MAX_SECONDS)
 
 
 def timeout_error(service: str, seconds: float) -> ProviderError:
@@ -92,7 +104,7 @@ def unreachable_error(service: str, exc: BaseException) -> ProviderError:
 # "Your rate limit resets in ~30s.", "Expected available in 1 second.", "… in 2 minutes"
 _RESETS_IN = re.compile(
     r"(?:resets? in|available in)\s*~?\s*(\d+(?:\.\d+)?)\s*"
-    r"(milliseconds?|millis|ms|minutes?|mins?|m|hours?|hrs?|h|seconds?|secs?|s)?\b",
+    r"(milliseconds?|millis|msecs?|ms|minutes?|mins?|m|hours?|hrs?|h|seconds?|secs?|s)?(?![a-z])",
     re.I,
 )
 
@@ -118,6 +130,8 @@ def _seconds(value: Any, *, unix_time: bool = False) -> float | None:
     if math.isnan(seconds) or seconds < 0:
         return None
     if unix_time and math.isfinite(seconds) and seconds > 1_000_000_000:
+        if seconds > 1_000_000_000_000:  # milliseconds since the epoch
+            seconds /= 1000
         seconds = max(0.0, seconds - time.time())
     return min(seconds, RETRY_AFTER_MAX_SECONDS)
 
@@ -135,14 +149,14 @@ def throttle_seconds(headers: Mapping[str, str], body: Any = None) -> float | No
         if reset is not None:
             return reset
     if isinstance(body, Mapping):
-        asked = _seconds(body.get("retry_after"))
+        asked = _seconds(body.get("retry_after"), unix_time=True)
         if asked is not None:
             return asked
         error = body.get("error")
         texts = [
             body.get("detail"),
             body.get("title"),
-            error.get("details") if isinstance(error, Mapping) else error,
+            *((error.get("details"), error.get("message")) if isinstance(error, Mapping) else (error,)),
         ]
     else:
         texts = [body]

@@ -24,7 +24,9 @@ from lifecycle.providers.errors import (
     ProviderError,
     admitted,
     http_error,
+    throttle_seconds,
     throttled_by_provider,
+    throttled_error,
     timeout_error,
     unreachable_error,
 )
@@ -376,8 +378,14 @@ class ReplicateImageProvider:
             raise timeout_error("The image download", self.download_timeout) from None
         except requests.RequestException as exc:
             raise unreachable_error("The image download", exc) from None
+        if response.status_code == 429:
+            # The file host's own limit, not the API's account: the prediction is paid for and
+            # its output stays for an hour, so the token waits (counting nothing) and downloads
+            # it again.
+            raise throttled_error("the image download answered 429", throttle_seconds(response.headers))
         if response.status_code != 200:
-            # 404 after an hour: the output is gone and only a new generation can help.
+            # 404 after an hour: the output is gone and only a new generation can help; a 5xx
+            # is the file host's, and the next attempt downloads the same output again.
             raise ProviderError(
                 f"image download answered {response.status_code}",
                 transient=True,

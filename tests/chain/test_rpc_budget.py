@@ -102,10 +102,15 @@ def test_token_states_come_from_one_multicall3_read_where_the_chain_has_it(chain
         front.stop()
 
 
-def test_a_throttled_batch_of_view_calls_costs_the_keeper_nothing(chain, accounts, settings, devnet_info):
+@pytest.mark.parametrize("code", [429, -32005])
+def test_a_throttled_batch_of_view_calls_costs_the_keeper_nothing(
+    chain, accounts, settings, devnet_info, code
+):
     """Alchemy answers a batch past the budget with HTTP 200 and an error 429 for each call it no
-    longer covers. A token whose state could not be read that way is the account's throttling,
-    not the token's: the keeper's whole step waits, and no token counts a reveal attempt."""
+    longer covers (Infura and QuickNode: -32005, found in review). A token whose state could not
+    be read that way is the account's throttling, not the token's: the keeper's whole step waits,
+    no token counts a reveal attempt, and the budget pauses once for the answer, not per call."""
+
     import dataclasses
 
     from chain.services.keeper import Keeper, KeeperReport
@@ -113,9 +118,11 @@ def test_a_throttled_batch_of_view_calls_costs_the_keeper_nothing(chain, account
     from tests.chain.test_keeper import ready_tokens
 
     settings.GLISK = dataclasses.replace(settings.GLISK, batch_reveal_wait_seconds=0.0, reveal_max_attempts=1)
+    configure(settings, rpc_compute_units_per_second=1000.0, rpc_compute_units_burst=1000.0)  # ours: room
     tokens = ready_tokens(chain, accounts, 3)
     front = RpcStandIn(devnet_info.rpc_url, cu_per_second=10.0).start()  # 100 CU: 3 of the 9 calls
     front.partial_batches = True
+    front.refusal_code = code
     try:
         through = GliskChain(rpc_url=front.url, contract_address=chain.contract_address, chain_id=31337)
         through._multicall3 = False  # a chain without Multicall3: three eth_calls a token
@@ -125,6 +132,7 @@ def test_a_throttled_batch_of_view_calls_costs_the_keeper_nothing(chain, account
         assert front.requests[-1]["refused"] == 6
     finally:
         front.stop()
+    assert ProviderBudget.objects.get(name="rpc").throttled == 1
     assert set(
         Token.objects.filter(pk__in=[t.pk for t in tokens]).values_list("status", "reveal_attempts")
     ) == {("ready", 0)}

@@ -3,6 +3,7 @@ process that admits requests through it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -146,3 +147,37 @@ def test_what_queues_during_a_pause_goes_out_at_the_rate_afterwards(settings):
     released.sort()
     assert released[0] - started >= 0.9  # nobody before the pause ends
     assert released[-1] - released[0] >= 0.35  # ten at 20 a second: spread over ~0.45 s
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_admitted_before_a_429_wait_out_its_pause_and_keep_their_places(settings):
+    """Found in review: a request admitted before a 429 slept its original turn and went out
+    during the pause (drawing more 429s), and its debt was then charged to the requests after it."""
+    import threading
+
+    from django.db import connections
+
+    configure(settings, pinata_requests_per_minute=60.0, pinata_burst=1.0, throttle_wait_max_seconds=10.0)
+    started = time.monotonic()
+    released: list[float] = []
+
+    def request() -> None:
+        try:
+            budget_acquire(name=PINATA)
+            released.append(time.monotonic() - started)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    budget_throttled(name=PINATA, seconds=3.0)  # until ~3.3 s
+    for thread in threads:
+        thread.join()
+    released.sort()
+    assert released[0] < 0.3  # the bucket's one, before the 429
+    assert released[1] >= 3.2  # nobody during the pause
+    assert all(b - a >= 0.8 for a, b in itertools.pairwise(released[1:]))  # then at the rate
+    # Their debt was theirs: the next request waits about one turn, not the pause once more.
+    assert budget_wait(name=PINATA) <= 2.0

@@ -390,3 +390,12 @@ def test_the_token_list_cache_is_refused_unless_a_finite_number_of_seconds_up_to
         ConfigError, match="TOKEN_LIST_CACHE_SECONDS must be a finite number between 0 and 10"
     ):
         load_config({"TOKEN_LIST_CACHE_SECONDS": value})
+
+
+def test_an_rpc_budget_too_small_for_a_broadcast_is_refused():
+    """Found in review: with a burst under eth_sendRawTransaction's 250 compute units the keeper
+    waited for ever for a turn its budget could never give."""
+    with pytest.raises(ConfigError, match="RPC_COMPUTE_UNITS_BURST must be at least 250"):
+        load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "5"})
+    assert load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "5", "RPC_COMPUTE_UNITS_BURST": "250"})
+    assert load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "60"}).rpc_compute_units_burst == 300

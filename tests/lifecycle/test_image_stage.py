@@ -951,3 +951,24 @@ def test_giving_up_on_a_token_an_operator_moved_meanwhile_counts_it_lost():
     )
     assert (report.failed, report.lost) == (0, 1)
     assert Token.objects.get(pk=token.pk).status == "failed"
+
+
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_a_refused_download_gets_the_paid_output_again_not_a_new_prediction(
+    replicate, replicate_provider, status
+):
+    """Found in review: a 429 or 5xx from the file host counted an attempt, and the next attempt
+    bought a new prediction although the paid one's output is kept for an hour."""
+    replicate.file_faults.append(status)
+    token = TokenFactory.create()
+    report = run(replicate_provider)
+    assert (report.throttled, report.retried) == ((1, 0) if status == "429" else (0, 1))
+    token.refresh_from_db()
+    assert token.status == "generating"
+    assert token.image_attempts == (0 if status == "429" else 1)  # a 429 is never the token's fault
+    token.next_attempt_at = timezone.now()
+    token.save(update_fields=["next_attempt_at"])
+    assert run(replicate_provider).succeeded == 1
+    token.refresh_from_db()
+    assert token.status == "uploading"
+    assert replicate.creates == 1

@@ -176,6 +176,8 @@ def test_pinata_batches_gather_before_they_go_up(pinata, pinata_pinner, settings
         ("resets in 3 hours", 10_800.0),
         ("resets in 2 mins", 120.0),
         ("Expected available in 7 seconds", 7.0),
+        ("resets in 10 msec", 0.01),  # found in review: read as 10 s
+        ("resets in 1h30m", 3600.0),  # found in review: not read at all; the hour is enough
     ],
 )
 def test_every_unit_of_a_reset_text_is_read(text, seconds):
@@ -199,3 +201,21 @@ def test_a_carry_on_between_batches_does_not_wait_for_a_batch_to_gather(pinata, 
         worker_id="w-ipfs", budget_seconds=5, pinner_=pinata_pinner, wait_for_backoff=False
     )
     assert report.succeeded == 1 and time.monotonic() - started < 2
+
+
+def test_dates_and_millisecond_times_are_read_as_the_time_left():
+    """Found in review: an HTTP-date `Retry-After`, a reset in milliseconds since the epoch, a
+    `retry_after` given as a Unix time and a reset text under `error.message` were misread."""
+    import email.utils
+    import time
+
+    now = time.time()
+    forms = [
+        ({"Retry-After": email.utils.formatdate(now + 30, usegmt=True)}, None, 30),
+        ({"x-ratelimit-reset": str(int((now + 20) * 1000))}, None, 20),
+        ({}, {"retry_after": now + 15}, 15),
+        ({}, {"error": {"message": "Rate limit exceeded, resets in 5s"}}, 5),
+    ]
+    for headers, body, expected in forms:
+        waited = throttle_seconds(headers, body)
+        assert waited is not None and expected - 2 <= waited <= expected, (headers, body, waited)

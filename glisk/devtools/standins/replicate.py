@@ -28,6 +28,7 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -237,6 +238,15 @@ class ReplicateHandler(BaseHTTPRequestHandler):
         file_match = re.fullmatch(r"/files/([0-9a-f]+)/out-0\.webp", self.path)
         if file_match:
             data = s.files.get(file_match.group(1))
+            with s.lock:
+                file_fault = s.file_faults.popleft() if s.file_faults else None
+            if file_fault is not None:  # the CDN refusing for a while: "429" or a 5xx status
+                self.send_response(int(file_fault))
+                if file_fault == "429":
+                    self.send_header("Retry-After", "2")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if data is None or s.files_gone:
                 self.send_response(404)
                 self.end_headers()
@@ -308,6 +318,7 @@ class ReplicateStandIn(StandInServer):
         self.page_size = 100  # predictions per page of GET /v1/predictions
         self.list_faults: list[str] = []  # one per GET /v1/predictions: "429", "500", "garbage"
         self.files_gone = False
+        self.file_faults: deque[str] = deque()  # statuses for the next output downloads, in order
         self.files_garbled = False  # outputs answered with an HTML page under an odd Content-Type
         self.lock = threading.Lock()
         super().__init__(**server)

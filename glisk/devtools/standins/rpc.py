@@ -81,10 +81,13 @@ class RpcHandler(BaseHTTPRequestHandler):
         if admitted:
             upstream = s.session().post(s.upstream, json=admitted, timeout=60)
             replies = upstream.json()
+        error = (
+            {"code": -32005, "message": "request rate exceeded, try again later"}
+            if s.refusal_code == -32005
+            else {"code": 429, "message": THROTTLED_MESSAGE}
+        )
         replies += [
-            {"jsonrpc": "2.0", "id": c.get("id"), "error": {"code": 429, "message": THROTTLED_MESSAGE}}
-            for c in refused
-            if isinstance(c, dict)
+            {"jsonrpc": "2.0", "id": c.get("id"), "error": error} for c in refused if isinstance(c, dict)
         ]
         with s.lock:
             s.requests.append(
@@ -105,6 +108,9 @@ class RpcStandIn(StandInServer):
         # Alchemy answers a batch past the budget with HTTP 200 and an error 429 for each call it
         # no longer covers; off, the whole batch is refused with HTTP 429.
         self.partial_batches = False
+        # The JSON-RPC code of a refused call in such a batch: Alchemy's 429, or the -32005 "limit
+        # exceeded" of EIP-1474 that Infura and QuickNode answer.
+        self.refusal_code = 429
         super().__init__(**server)
         self.set_rate(cu_per_second)
 

@@ -172,6 +172,10 @@ RESUMABLE_WITH_ID = (
     "http_502",
     "http_503",
     "http_504",
+    "download_500",
+    "download_502",
+    "download_503",
+    "download_504",
 )
 RESUMABLE_WITHOUT_ID = ("timeout", "connection", "bad_response", "search_failed", "http_502", "http_504")
 
