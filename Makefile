@@ -68,7 +68,7 @@ devnet: install
 	$(PY) manage.py devnet
 
 # Every benchmark once, at sizes that finish in about ten minutes here; each prints its figures
-# and writes JSON to bench/results/ (the README's table gives the sizes it reports).
+# and writes JSON to bench/results/ (docs/performance.md gives the figures).
 bench: install
 	$(PY) bench/gas.py
 	$(PY) bench/anvil_blocks.py

@@ -47,7 +47,7 @@ def mint(stack, total, seed=7):
 
 
 def assert_invariants(stack, chain, total, *, outcome, allow_failed=False, local_ipfs=True):
-    """The audit, then one line for the README's outcome table (`pytest -s` shows it)."""
+    """The audit, then one line for docs/reliability.md's outcome table (`pytest -s` shows it)."""
     gateway = stack.web_url if local_ipfs and stack.procs else None
     result = pipeline_audit(chain=chain, gateway_url=gateway)
     failed = Token.objects.filter(status="failed").values_list("last_error", flat=True)
