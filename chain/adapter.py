@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,33 +22,19 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from chain import abi
+from chain.errors import (
+    ChainError,
+    ContractRevert,
+    RpcError,
+    RpcThrottled,
+    RpcUnavailable,
+    WrongChain,
+    decode_revert,
+    rate_limited,
+)
+from chain.logs import MalformedLog, MintLog, decode_batch_minted
+from chain.pricing import call_batches, compute_units
 from glisk.core.budgets import RPC, BudgetExhausted, budget_acquire, budget_limit, budget_throttled
-
-# What one call costs in compute units, as Alchemy prices them: an account has a budget of
-# compute units a second (RPC_COMPUTE_UNITS_PER_SECOND), shared by every worker through the
-# limiter in PostgreSQL. A method not listed costs DEFAULT_COMPUTE_UNITS; the devnet's own
-# methods (anvil_*, evm_*) cost nothing.
-COMPUTE_UNITS = {
-    "eth_chainId": 0,
-    "net_version": 0,
-    "eth_syncing": 0,
-    "eth_blockNumber": 10,
-    "eth_feeHistory": 10,
-    "eth_maxPriorityFeePerGas": 10,
-    "eth_getTransactionReceipt": 15,
-    "eth_getBlockByNumber": 16,
-    "eth_getBlockByHash": 16,
-    "eth_getTransactionByHash": 17,
-    "eth_gasPrice": 19,
-    "eth_getBalance": 19,
-    "eth_getCode": 26,
-    "eth_call": 26,
-    "eth_getTransactionCount": 26,
-    "eth_getLogs": 75,
-    "eth_estimateGas": 87,
-    "eth_sendRawTransaction": 250,
-}
-DEFAULT_COMPUTE_UNITS = 26
 
 # Multicall3, at the same address on every chain that has it (Base mainnet and Sepolia do).
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -58,21 +43,6 @@ MULTICALL_TOKENS = 100  # tokens a Multicall3 read covers (300 view calls, well 
 # How long one call may wait for its turn in the compute-unit budget before it gives up as
 # throttled (its caller retries later, as after any RPC hiccup).
 RPC_ADMISSION_WAIT_MAX_SECONDS = 30.0
-
-
-def _batches(
-    calls: Sequence[tuple[str, list[Any]]], *, chunk: int, max_units: float
-) -> Iterator[Sequence[tuple[str, list[Any]]]]:
-    """`calls` in runs of at most `chunk` calls and `max_units` compute units (0: no bound)."""
-    start, units = 0, 0
-    for at, (method, _) in enumerate(calls):
-        cost = compute_units({"method": method})
-        if at > start and (at - start >= chunk or (max_units and units + cost > max_units)):
-            yield calls[start:at]
-            start, units = at, 0
-        units += cost
-    if start < len(calls):
-        yield calls[start:]
 
 
 def _inner_result(ok: bool, data: bytes) -> Any:
@@ -86,163 +56,7 @@ def _inner_result(ok: bool, data: bytes) -> Any:
     return decode_revert(data)
 
 
-def compute_units(payload: Any) -> int:
-    """The compute units a JSON-RPC request (one call or a batch) costs."""
-    calls = payload if isinstance(payload, list) else [payload]
-    total = 0
-    for call in calls:
-        method = str(call.get("method", "")) if isinstance(call, dict) else ""
-        if method.startswith(("anvil_", "evm_")):
-            continue
-        total += COMPUTE_UNITS.get(method, DEFAULT_COMPUTE_UNITS)
-    return total
-
-
 logger = logging.getLogger(__name__)
-
-
-class ChainError(Exception):
-    """A failed chain call. `transient` says whether retrying later can help."""
-
-    transient = False
-
-
-class RpcUnavailable(ChainError):
-    """The node did not answer usefully: timeout, connection refused, HTTP 429/5xx."""
-
-    transient = True
-
-
-_RATE_LIMITED = re.compile(r"limit|rate|too many|throttl|capacity", re.I)
-
-
-class RpcThrottled(RpcUnavailable):
-    """The account's compute-unit budget is spent (HTTP 429, a JSON-RPC error 429, or our own
-    shared limiter's turn too far away): the account's state, retried without counting."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RpcError(ChainError):
-    """A JSON-RPC error object from the node."""
-
-    def __init__(self, code: int, message: str, data: Any = None):
-        self.code, self.rpc_message, self.data = code, message, data
-        super().__init__(f"JSON-RPC error {code}: {message[:200]}")
-        # -32005 limit exceeded / -32603 internal: worth retrying; others are our request's fault.
-        self.transient = code in (-32005, -32603, -32000) and "revert" not in message.lower()
-
-
-class WrongChain(ChainError):
-    def __init__(self, expected: int, actual: int):
-        self.expected, self.actual = expected, actual
-        super().__init__(f"the RPC endpoint serves chain {actual}, but NETWORK expects chain {expected}")
-
-
-class ContractRevert(ChainError):
-    """A revert, decoded against the contract's custom errors when it is one of them."""
-
-    def __init__(self, name: str, args: Sequence[Any] = (), data: str = ""):
-        self.name, self.args_, self.data = name, tuple(args), data
-        shown = ", ".join(str(a) for a in self.args_)
-        super().__init__(f"reverted: {name}({shown})")
-
-
-class AlreadyRevealed(ContractRevert):
-    @property
-    def token_id(self) -> int:
-        return int(self.args_[0])
-
-
-class LengthMismatch(ContractRevert):
-    pass
-
-
-class Unauthorized(ContractRevert):
-    pass
-
-
-_TYPED_REVERTS: dict[str, type[ContractRevert]] = {
-    "AlreadyRevealed": AlreadyRevealed,
-    "LengthMismatch": LengthMismatch,
-    "AccessControlUnauthorizedAccount": Unauthorized,
-}
-_ERROR_STRING = "0x08c379a0"  # Error(string)
-_PANIC = "0x4e487b71"  # Panic(uint256)
-
-
-def decode_revert(data: str | bytes | None) -> ContractRevert:
-    """Turn revert data into a typed exception (custom error, `Error(string)` or `Panic`)."""
-    raw = HexBytes(data or b"")
-    hex_data = raw.to_0x_hex()
-    if len(raw) < 4:
-        return ContractRevert("UnknownRevert", (), hex_data)
-    sel, body = "0x" + raw[:4].hex(), bytes(raw[4:])
-    try:
-        if sel == _ERROR_STRING:
-            return ContractRevert("Error", abi_decode(["string"], body), hex_data)
-        if sel == _PANIC:
-            return ContractRevert("Panic", abi_decode(["uint256"], body), hex_data)
-        item = abi.errors_by_selector().get(sel)
-        if item is not None:
-            types = [p["type"] for p in item.get("inputs", [])]
-            values = abi_decode(types, body) if types else ()
-            return _TYPED_REVERTS.get(item["name"], ContractRevert)(item["name"], values, hex_data)
-    except DecodingError:
-        pass
-    return ContractRevert("UnknownRevert", (), hex_data)
-
-
-class MalformedLog(ValueError):
-    """A log that claims to be BatchMinted but does not decode as one."""
-
-
-@dataclass(frozen=True)
-class MintLog:
-    """A decoded `BatchMinted` log with where it sits on chain."""
-
-    minter: str
-    prompt_author: str
-    start_token_id: int
-    quantity: int
-    total_paid_wei: int
-    tx_hash: str
-    log_index: int
-    block_number: int
-    block_hash: str
-    block_timestamp: datetime | None = None
-
-
-def _word_address(topic: str) -> str:
-    raw = HexBytes(topic)
-    if len(raw) != 32 or any(raw[:12]):
-        raise MalformedLog("an indexed address topic must be 32 bytes with 12 zero bytes first")
-    return to_checksum_address(raw[12:])
-
-
-def decode_batch_minted(topics: Sequence[str], data: str) -> tuple[str, str, int, int, int]:
-    """(minter, prompt author, start id, quantity, total paid) from a BatchMinted log's parts."""
-    try:
-        if len(topics) != 4 or str(topics[0]).lower() != abi.BATCH_MINTED_TOPIC:
-            raise MalformedLog("not a BatchMinted log (topic0 or topic count)")
-        minter, author = _word_address(topics[1]), _word_address(topics[2])
-        start_raw = HexBytes(topics[3])
-        if len(start_raw) != 32:
-            raise MalformedLog("startTokenId topic must be 32 bytes")
-        start = int.from_bytes(start_raw, "big")
-        body = HexBytes(data)
-        if len(body) != 64:
-            raise MalformedLog("BatchMinted data must be exactly two 32-byte words")
-        quantity, total_paid = abi_decode(["uint256", "uint256"], bytes(body))
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, MalformedLog):
-            raise
-        raise MalformedLog(f"undecodable BatchMinted log: {type(exc).__name__}") from exc
-    if start < 1 or not 1 <= quantity <= abi.MAX_BATCH_SIZE:
-        raise MalformedLog(f"BatchMinted out of range (start {start}, quantity {quantity})")
-    return minter, author, start, quantity, total_paid
 
 
 @dataclass(frozen=True)
@@ -360,9 +174,7 @@ class GliskChain:
             except (TypeError, ValueError):
                 code = 0
             message = str(error.get("message", ""))
-            if code == 429 or (code == -32005 and _RATE_LIMITED.search(message)):
-                # -32005 "limit exceeded" / "request rate exceeded": how Infura, QuickNode and
-                # others say 429 inside JSON-RPC.
+            if rate_limited(code, message):
                 raise self._throttled({}, message, pause=pause)
             data = error.get("data")
             if (code == 3 or "revert" in message.lower()) and isinstance(data, str) and data.startswith("0x"):
@@ -384,7 +196,7 @@ class GliskChain:
         than the budget's burst: the endpoint refuses any one request dearer than that."""
         results: list[Any] = []
         max_units = budget_limit(self.budget).burst if self.budget is not None else 0.0
-        for part in _batches(calls, chunk=chunk, max_units=max_units):
+        for part in call_batches(calls, chunk=chunk, max_units=max_units):
             first = next(self._ids)
             ids = [first + i for i in range(len(part))]
             self._ids = itertools.count(ids[-1] + 1)

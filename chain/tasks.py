@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from chain.services.keeper import reveal_run
 from chain.services.recovery import tokens_recover
 from chain.services.watcher import watcher_run

@@ -327,7 +327,7 @@ def development_secret_key(var_dir: Path) -> str:
 
 
 # Alchemy's price of the dearest call the keeper makes (eth_sendRawTransaction, in compute units;
-# chain.adapter.COMPUTE_UNITS holds every price): an RPC budget must be able to admit it.
+# chain.pricing.COMPUTE_UNITS holds every price): an RPC budget must be able to admit it.
 DEAREST_RPC_CALL_UNITS = 250
 
 

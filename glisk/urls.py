@@ -7,7 +7,7 @@ from chain.views import AlchemyWebhookView
 from glisk.api import self_contained
 from glisk.backoffice.metrics import metrics
 from glisk.health import health
-from glisk.public_api import social
+from glisk.public_api import prompts, social
 from glisk.public_api import views as public
 from lifecycle.api.views import AuthorTokensApi, LeaderboardApi, TokenDetailApi
 from lifecycle.views import ipfs_gateway
@@ -19,11 +19,11 @@ urlpatterns = [
     path("webhooks/alchemy", AlchemyWebhookView.as_view(), name="alchemy-webhook"),
     # The web frontend's API (its contract; see glisk/public_api).
     path("api/authors/leaderboard", public.LeaderboardApi.as_view(), name="frontend-leaderboard"),
-    path("api/authors/prompt", public.PromptUpdateApi.as_view(), name="frontend-prompt"),
+    path("api/authors/prompt", prompts.PromptUpdateApi.as_view(), name="frontend-prompt"),
     path("api/authors/x/auth/start", social.XAuthStartApi.as_view(), name="frontend-x-start"),
     path("api/authors/x/callback", social.x_callback, name="frontend-x-callback"),
     path("api/authors/farcaster/link", social.FarcasterLinkApi.as_view(), name="frontend-farcaster-link"),
-    path("api/authors/<str:wallet>/nonce", public.PromptNonceApi.as_view(), name="frontend-prompt-nonce"),
+    path("api/authors/<str:wallet>/nonce", prompts.PromptNonceApi.as_view(), name="frontend-prompt-nonce"),
     path("api/authors/<str:wallet>/tokens", public.AuthorTokensApi.as_view(), name="frontend-author-tokens"),
     path("api/authors/<str:wallet>", public.AuthorStatusApi.as_view(), name="frontend-author"),
     # The richer read API (paged, with CIDs, URIs and transactions).

@@ -20,7 +20,9 @@ from django.conf import settings
 
 from authors.services import authors_ensure
 from chain import abi
-from chain.adapter import ChainError, ContractRevert, GliskChain, MalformedLog, decode_batch_minted
+from chain.adapter import GliskChain
+from chain.errors import ChainError, ContractRevert
+from chain.logs import MalformedLog, decode_batch_minted
 from chain.models import MintEvent
 from lifecycle.selectors import DisputedToken, tokens_disputed
 from lifecycle.services.minting import ChainMint, token_mint_settle

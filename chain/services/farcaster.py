@@ -21,7 +21,8 @@ from django.utils import timezone
 from eth_utils import is_address, to_checksum_address
 
 from authors.social import LinkRefused, LinkUnavailable
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from chain.services.signatures import SignatureRefused, VerifierUnavailable, wallet_signature_verify
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 
 GWEI = 10**9
 PERCENTILES = {"slow": 10, "medium": 50, "fast": 90}

@@ -8,7 +8,8 @@ import logging
 
 from django.utils import timezone
 
-from chain.adapter import GliskChain, WrongChain
+from chain.adapter import GliskChain
+from chain.errors import WrongChain
 from glisk.core.state import state_delete, state_get, state_set
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from authors.models import Author
 from authors.services import authors_ensure
-from chain.adapter import MintLog
+from chain.logs import MintLog
 from chain.models import MintEvent, WebhookDelivery
 from glisk.core.bulk import insert_from_arrays_returning
 from lifecycle.services.minting import MintedBatch, tokens_register_minted

@@ -36,15 +36,8 @@ from eth_account import Account
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import (
-    AlreadyRevealed,
-    ChainError,
-    ContractRevert,
-    GliskChain,
-    RpcError,
-    RpcThrottled,
-    WrongChain,
-)
+from chain.adapter import GliskChain
+from chain.errors import AlreadyRevealed, ChainError, ContractRevert, RpcError, RpcThrottled, WrongChain
 from chain.models import RevealTransaction
 from chain.services.fees import Fees, fees_current, fees_replacing
 from chain.services.guard import ChainGuard

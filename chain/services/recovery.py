@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from django.db import transaction
 
 from authors.services import authors_ensure
-from chain.adapter import ChainError, GliskChain, TokenOnChain
+from chain.adapter import GliskChain, TokenOnChain
+from chain.errors import ChainError
 from lifecycle.selectors import token_ids_present
 from lifecycle.services.minting import FoundOnChain, tokens_register_recovered
 from lifecycle.services.reveals import cid_from_uri

@@ -19,7 +19,8 @@ from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
 from chain import abi
-from chain.adapter import ChainError, ContractRevert, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError, ContractRevert
 from glisk.core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)

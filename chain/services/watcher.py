@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 
-from chain.adapter import ChainError, GliskChain, WrongChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError, WrongChain
 from chain.models import MintEvent
 from chain.services.disputes import mint_disputes_settle
 from chain.services.guard import ChainGuard

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chain import abi
-from chain.adapter import MalformedLog, MintLog, decode_batch_minted
+from chain.logs import MalformedLog, MintLog, decode_batch_minted
 from chain.models import MintEvent, WebhookDelivery
 from chain.services.ingestion import mint_logs_ingest
 from glisk.core.errors import ApplicationError

@@ -17,7 +17,8 @@ from typing import Any
 import requests
 from django.db.models import Count, F
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from chain.models import RevealTransaction
 from lifecycle.models import AttemptOutcome, ImageJob, IpfsRecord, Token, TokenStatus, TokenTransition
 from lifecycle.providers.ipfs import cid_matches

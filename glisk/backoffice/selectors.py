@@ -13,7 +13,8 @@ from django.utils import timezone
 from django_q.models import OrmQ, Success
 from eth_account import Account
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from chain.models import RevealTransaction, WebhookDelivery
 from chain.services.guard import wrong_chain_problem
 from chain.services.watcher import cursor_key

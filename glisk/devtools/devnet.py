@@ -23,7 +23,8 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 
 from chain import abi
-from chain.adapter import MULTICALL3, ChainError, GliskChain
+from chain.adapter import MULTICALL3, GliskChain
+from chain.errors import ChainError
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL_BINARY = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"

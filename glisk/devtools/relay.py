@@ -22,7 +22,8 @@ from typing import Any
 import requests
 
 from chain import abi
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 
 logger = logging.getLogger(__name__)
 

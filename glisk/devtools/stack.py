@@ -17,7 +17,8 @@ from typing import IO, Any
 
 import requests
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from glisk.devtools import devnet
 from glisk.devtools.standins.fnames import FnamesStandIn, sign_in_message
 from glisk.devtools.standins.x import XStandIn

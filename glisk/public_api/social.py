@@ -35,8 +35,9 @@ from authors.x_api import XClient
 from chain.services.farcaster import FarcasterChecker
 from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ErrorOutput
+from glisk.public_api.prompts import PROMPT_BODY_MAX, PayloadTooLarge, StrictText
 from glisk.public_api.throttles import SocialClientThrottle
-from glisk.public_api.views import PROMPT_BODY_MAX, PayloadTooLarge, StrictText, _checksummed
+from glisk.public_api.views import wallet_checksummed
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class XAuthStartApi(_SmallJsonApi):
         client = XClient.from_settings()
         data = XStartInput(data=request.data)
         data.is_valid(raise_exception=True)
-        wallet = _checksummed(data.validated_data["wallet_address"])
+        wallet = wallet_checksummed(data.validated_data["wallet_address"])
         _signed_by(
             wallet,
             data.validated_data["message"],
@@ -242,7 +243,7 @@ class FarcasterLinkApi(_SmallJsonApi):
         data = FarcasterLinkInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        wallet = _checksummed(values["wallet_address"])
+        wallet = wallet_checksummed(values["wallet_address"])
         _signed_by(
             wallet,
             values["wallet_message"],

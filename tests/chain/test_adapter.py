@@ -6,10 +6,10 @@ import pytest
 from eth_abi import encode
 
 from chain import abi
-from chain.adapter import (
+from chain.adapter import GliskChain
+from chain.errors import (
     AlreadyRevealed,
     ContractRevert,
-    GliskChain,
     LengthMismatch,
     RpcUnavailable,
     Unauthorized,

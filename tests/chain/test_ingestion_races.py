@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from chain.adapter import MintLog
+from chain.logs import MintLog
 from chain.models import MintEvent
 from chain.services.ingestion import IngestResult, mint_logs_ingest
 from lifecycle.models import Token, TokenTransition

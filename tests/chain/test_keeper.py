@@ -277,7 +277,7 @@ def test_reveal_now_sends_the_chosen_token_alone(chain, accounts, keeper, settin
 
 def test_a_token_whose_state_cannot_be_read_waits_while_the_others_go(chain, accounts, keeper, settings):
     """A view call that fails for one token (not the node) must not hold back the batch."""
-    from chain.adapter import ChainError
+    from chain.errors import ChainError
 
     tokens = ready_tokens(chain, accounts, 3)
     poisoned = tokens[0].pk

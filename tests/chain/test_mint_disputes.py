@@ -96,7 +96,7 @@ def test_a_reorged_mint_is_corrected_from_the_chain_and_the_tokens_restart(chain
 
 def webhook_ingest_replay(chain, receipt):
     """The old delivery's log, as stored (the chain no longer has it to read)."""
-    from chain.adapter import MintLog
+    from chain.logs import MintLog
 
     event = MintEvent.objects.get(tx_hash=receipt["transactionHash"])
     log = MintLog(

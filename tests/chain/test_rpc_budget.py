@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from chain.adapter import ChainError, GliskChain, RpcThrottled, compute_units
+from chain.adapter import GliskChain
+from chain.errors import ChainError, RpcThrottled
+from chain.pricing import compute_units
 from glisk.core.models import ProviderBudget
 from glisk.devtools.standins.rpc import RpcStandIn
 from tests.lifecycle.conftest import configure
@@ -150,7 +152,8 @@ def test_an_endpoint_of_another_account_spends_none_of_the_rpc_budget(front, set
 
 
 def test_a_view_call_that_fails_inside_multicall3_without_revert_data_is_not_the_tokens_answer():
-    from chain.adapter import ContractRevert, RpcUnavailable, _inner_result
+    from chain.adapter import _inner_result
+    from chain.errors import ContractRevert, RpcUnavailable
 
     assert _inner_result(True, b"\x01") == "0x01"
     assert isinstance(_inner_result(False, b""), RpcUnavailable)  # out of gas: ask again

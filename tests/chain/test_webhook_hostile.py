@@ -150,7 +150,7 @@ def test_a_truncated_delivery_cannot_be_replayed_and_says_why(client):
 def test_a_later_source_fills_block_fields_only_for_the_same_block():
     from datetime import UTC, datetime
 
-    from chain.adapter import MintLog
+    from chain.logs import MintLog
     from chain.models import MintEvent
     from chain.services.ingestion import mint_logs_ingest
 

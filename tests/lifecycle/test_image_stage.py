@@ -932,7 +932,7 @@ def test_giving_up_on_a_token_an_operator_moved_meanwhile_counts_it_lost():
     """Found in review: an operator's move between a worker's read of a token and its failing
     it raised out of the stage, and the rest of the batch was left leased."""
     from lifecycle.providers.errors import ProviderError
-    from lifecycle.services.stages.runner import StageReport, retry_or_fail
+    from lifecycle.services.stages.outcomes import StageReport, retry_or_fail
 
     token = TokenFactory.create(
         status="failed", claimed_by="w-test", lease_expires_at=timezone.now() + timedelta(minutes=1)

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from chain.services.recovery import tokens_recover
 
 

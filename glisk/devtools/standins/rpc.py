@@ -1,7 +1,7 @@
 """An RPC front for anvil that rations compute units as Alchemy does.
 
 Each request (one call or a batch) is priced in compute units by Alchemy's table
-(`chain.adapter.COMPUTE_UNITS`) and admitted through a token bucket of `cu_per_second` that
+(`chain.pricing.COMPUTE_UNITS`) and admitted through a token bucket of `cu_per_second` that
 holds ten seconds of it (Alchemy counts over a rolling 10 s). A request past it is answered
 HTTP 429 with Alchemy's JSON-RPC error body; everything else goes to anvil unchanged.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from chain.adapter import compute_units
+from chain.pricing import compute_units
 from glisk.devtools.standins.base import StandInServer, read_body, send_json
 
 THROTTLED_MESSAGE = (

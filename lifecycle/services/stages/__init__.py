@@ -6,7 +6,7 @@ finish each token with a lease-checked transition, and record every attempt as a
 
 from lifecycle.services.stages.image import image_generate_token, image_stage_run, prompt_for
 from lifecycle.services.stages.ipfs import ipfs_pin_token, ipfs_stage_run, metadata_bytes, token_metadata
-from lifecycle.services.stages.runner import StageReport, backoff_seconds
+from lifecycle.services.stages.outcomes import StageReport, backoff_seconds
 
 __all__ = [
     "StageReport",

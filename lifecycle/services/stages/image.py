@@ -18,18 +18,14 @@ from glisk.core.storage import storage_save_many
 from lifecycle.models import AttemptOutcome, ImageJob, Token, TokenStatus
 from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
 from lifecycle.providers.images import GeneratedImage, ImageProvider, image_provider
+from lifecycle.services.stages.calls import Call, calls_finish, calls_run
+from lifecycle.services.stages.outcomes import StageReport, retry_or_fail, stage_hand_on
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
     AttemptLimit,
-    Call,
-    StageReport,
-    calls_finish,
-    calls_run,
     concurrency_for,
     network_bound,
-    retry_or_fail,
     run_stage,
-    stage_hand_on,
 )
 from lifecycle.services.tokens import tokens_lease_update, tokens_move
 

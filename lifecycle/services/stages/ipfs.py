@@ -23,19 +23,14 @@ from lifecycle.providers.ipfs import (
     pin_verified,
     pinner,
 )
+from lifecycle.services.stages.calls import Call, calls_finish, calls_run, calls_run_together
+from lifecycle.services.stages.outcomes import StageReport, retry_or_fail, stage_hand_on
 from lifecycle.services.stages.runner import (
     EXTENSIONS,
     AttemptLimit,
-    Call,
-    StageReport,
-    calls_finish,
-    calls_run,
-    calls_run_together,
     concurrency_for,
     network_bound,
-    retry_or_fail,
     run_stage,
-    stage_hand_on,
 )
 from lifecycle.services.tokens import tokens_lease_update
 

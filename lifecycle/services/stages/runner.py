@@ -4,418 +4,40 @@ each attempt as a row, and on a provider error either back off or fail the token
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import math
-import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import Model, Q
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db.models import Q
 from django.utils import timezone
 
-from glisk.core.bulk import update_from_values
 from glisk.core.stages import stage_nudge, stage_waiting
-from lifecycle.models import STAGE_STATUSES, AttemptOutcome, Token
-from lifecycle.providers.errors import ContentPolicyViolation, ProviderError
+from lifecycle.models import STAGE_STATUSES, Token
+from lifecycle.providers.errors import ProviderError
+from lifecycle.services.stages.outcomes import (
+    MAX_BACKOFF_WAIT_SECONDS,
+    StageReport,
+    retry_or_fail,
+)
 from lifecycle.services.tokens import (
-    InvalidStateTransition,
     token_claim,
-    token_fail,
-    token_lease_held,
-    token_lease_release,
     token_leases_renew,
     tokens_leased,
-    tokens_leases_held,
     tokens_leases_release,
-    tokens_move,
 )
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/gif": "gif"}
-MAX_BACKOFF_WAIT_SECONDS = 30.0
 YIELD_TO = "reveal"  # the stage a stage task makes way for between batches
 YIELD_AFTER_SECONDS = 2.0  # how long its task may wait before that (a free worker takes it at once)
-
-
-def backoff_seconds(attempt: int, *, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter, at least what the provider asked for, and never more than
-    RETRY_BACKOFF_MAX_SECONDS (whatever the provider asked)."""
-    c = settings.GLISK
-    ceiling = c.retry_backoff_max_seconds
-    exponential = min(ceiling, c.retry_backoff_base_seconds * 2 ** min(max(0, attempt - 1), 32))
-    delay = exponential * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
-    # Nothing asked: the backoff alone decides; "forever" (inf) means as long as we ever wait.
-    asked = 0.0 if retry_after is None else retry_after if math.isfinite(retry_after) else ceiling
-    return min(ceiling, max(delay, asked))
-
-
-@dataclass
-class StageReport:
-    claimed: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    throttled: int = 0  # given back uncounted: the provider's account had no budget
-    failed: int = 0
-    lost: int = 0
-    details: list[str] = field(default_factory=list)
-
-    def add(self, other: StageReport) -> None:
-        self.claimed += other.claimed
-        self.succeeded += other.succeeded
-        self.retried += other.retried
-        self.throttled += other.throttled
-        self.failed += other.failed
-        self.lost += other.lost
-
-
-def _outcome_of(error: ProviderError) -> str:
-    if isinstance(error, ContentPolicyViolation):
-        return AttemptOutcome.CONTENT_POLICY
-    return AttemptOutcome.TRANSIENT_ERROR if error.transient else AttemptOutcome.PERMANENT_ERROR
-
-
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
-
-
-def without_urls(text: str) -> str:
-    """An exception's text without URLs: they may carry keys, and this text reaches operators and
-    the public token list (its generation_error)."""
-    return _URL.sub("<url>", text)
-
-
-@dataclass
-class Call(Generic[T]):
-    """One provider call of a stage's batch, recorded as an attempt row of the stage's model
-    (`ImageJob`, `IpfsRecord`). `call(row)` does the paid work; `row` is an earlier attempt's row
-    this call takes over (its worker died), else one is written for it before the call."""
-
-    token: Token
-    started_row: dict[str, Any]
-    call: Callable[[Any], T]
-    row: Any = None
-    result: T | None = None
-    error: ProviderError | None = None
-    lost: bool = False  # the lease was taken over before the call: nothing was paid for
-    duration_ms: int = 0
-    error_text: str = ""  # what the attempt row says of an unexpected error (operators only)
-
-    def failed_unexpectedly(self, exc: Exception) -> None:
-        """Not the provider's answer (a full disk, a client library's own exception): recorded
-        and counted like a transient provider error. The token's last error (which the public
-        token list shows) names the class only; the attempt row, which only operators see, keeps
-        the message without URLs."""
-        self.error = ProviderError(
-            f"unexpected {type(exc).__name__}",
-            transient=True,
-            error_class=f"unexpected_{type(exc).__name__}"[:64],
-        )
-        self.error_text = f"{self.error}: {without_urls(str(exc))[:1000]}"
-
-
-def calls_run(
-    model: type[Model], calls: list[Call[Any]], *, worker_id: str, concurrency: int, paid: bool = False
-) -> None:
-    """Run a batch's provider calls, each recorded as an attempt row before it starts.
-
-    Before anything is paid for, one query checks the batch's leases (a call whose token was
-    taken over is `lost` and not made) and one multi-row INSERT writes the attempt rows, so a
-    crash mid-call leaves a trace (and whatever the call records on its row, such as a
-    prediction to resume). Calls wait on the network, so a network-bound provider's calls run on
-    up to `concurrency` threads (each with its own database connection). Each call ends with a
-    `result` or an `error`; `calls_finish` records them."""
-    live = _calls_start(model, calls, worker_id=worker_id)
-    workers = min(concurrency, len(live))
-    check = worker_id if paid else None
-    if workers <= 1:
-        for c in live:
-            _call_one(c, check_lease_of=check)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage-call") as pool:
-        list(pool.map(functools.partial(_call_one, check_lease_of=check, own_connection=True), live))
-
-
-def calls_run_together(
-    model: type[Model], calls: list[Call[Any]], *, worker_id: str, work: Callable[[list[Call[Any]]], None]
-) -> None:
-    """`calls_run` for calls that one provider request serves together (a directory upload):
-    the same lease check and attempt rows, then `work(live calls)` once, which sets each call's
-    `result` or `error`; every call is timed as the whole request."""
-    live = _calls_start(model, calls, worker_id=worker_id)
-    if not live:
-        return
-    started = time.monotonic()
-    try:
-        work(live)
-    except ProviderError as exc:
-        for c in live:
-            c.error = exc
-    except Exception as exc:
-        logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
-        for c in live:
-            c.failed_unexpectedly(exc)
-    duration_ms = int((time.monotonic() - started) * 1000)
-    for c in live:
-        c.duration_ms = duration_ms
-
-
-def _calls_start(model: type[Model], calls: list[Call[Any]], *, worker_id: str) -> list[Call[Any]]:
-    """The calls whose token is still leased to this worker (the others are `lost`), each with
-    its attempt row written (one query checks the leases, one INSERT writes the rows)."""
-    if not calls:
-        return []
-    held = tokens_leases_held(token_ids=[c.token.pk for c in calls], worker_id=worker_id)
-    live = []
-    for c in calls:
-        if c.token.pk in held:
-            live.append(c)
-        else:
-            c.lost = True
-    new = [c for c in live if c.row is None]
-    if new:
-        rows = model._default_manager.bulk_create([model(**c.started_row) for c in new])
-        for c, row in zip(new, rows, strict=True):
-            c.row = row
-    return live
-
-
-def _call_one(c: Call[Any], *, check_lease_of: str | None = None, own_connection: bool = False) -> None:
-    started = time.monotonic()
-    try:
-        if check_lease_of is not None and not token_lease_held(token_id=c.token.pk, worker_id=check_lease_of):
-            # Its attempt row stays `started` without an id: a later worker searches for the
-            # work by the row's seed before buying any, and finds none.
-            c.lost = True
-            return
-        c.result = c.call(c.row)
-    except ProviderError as exc:
-        c.error = exc
-    except Exception as exc:
-        # Not the provider's answer (a full disk, a client library's own exception): recorded and
-        # counted like a transient provider error, so it backs off and fails at the cap instead
-        # of being paid for again at every lease expiry.
-        logger.exception("stage.unexpected_error", extra={"error_class": type(exc).__name__})
-        c.failed_unexpectedly(exc)
-    finally:
-        c.duration_ms = int((time.monotonic() - started) * 1000)
-        if own_connection:
-            connections.close_all()  # this thread's connections only
-
-
-def calls_finish(
-    model: type[Model],
-    calls: list[Call[T]],
-    *,
-    succeeded: Callable[[Call[T]], dict[str, Any]],
-    failed: Callable[[ProviderError], dict[str, Any]] | None = None,
-) -> None:
-    """Record how each call that was made ended, on its attempt row: the outcome, the duration,
-    and what `succeeded` (or `failed`) says about it. One UPDATE for the batch's successes, one
-    for its failures."""
-    now = timezone.now()
-    finished: dict[Any, dict[str, Any]] = {}
-    for c in calls:
-        if c.lost or c.row is None:
-            continue
-        values: dict[str, Any] = {"duration_ms": c.duration_ms, "finished_at": now}
-        if c.error is None:
-            values.update(outcome=AttemptOutcome.SUCCEEDED, **succeeded(c))
-        else:
-            values.update(
-                outcome=_outcome_of(c.error),
-                error=c.error_text or str(c.error)[:2000],
-                error_class=c.error.error_class,
-                **(failed(c.error) if failed else {}),
-            )
-        finished[c.row.pk] = values
-    update_from_values(model, finished)
-
-
-def stage_hand_on(
-    *,
-    fields: dict[int, dict[str, Any]],
-    worker_id: str,
-    actor: str,
-    source: str,
-    to: str,
-    reason: str,
-    next_stage: str,
-    report: StageReport,
-) -> set[int]:
-    """Hand a batch's finished tokens on: one lease-checked move of all of them to `to` (each with
-    its own `fields`, the last error cleared, due now) and the next stage's nudge, in one
-    transaction. A token whose lease was taken over meanwhile counts as lost; its new owner reuses
-    what this worker stored. The history names the worker (machine, process) that did the work.
-    Returns the tokens handed on."""
-    if not fields:
-        return set()
-    now = timezone.now()
-    with transaction.atomic():
-        moved = tokens_move(
-            fields={
-                pk: {**values, "next_attempt_at": now, "last_error": "", "last_error_detail": None}
-                for pk, values in fields.items()
-            },
-            to=to,
-            source=source,
-            lease_owner=worker_id,
-            actor=actor,
-            reason=reason,
-            detail={"worker": worker_id},
-        )
-        if moved:
-            stage_nudge(stage=next_stage)
-    report.succeeded += len(moved)
-    report.lost += len(fields) - len(moved)
-    return moved
-
-
-def retry_or_fail(
-    *,
-    token: Token,
-    worker_id: str,
-    actor: str,
-    error: ProviderError,
-    provider: str,
-    attempts_field: str,
-    attempts: int,
-    max_attempts: int,
-    report: StageReport,
-) -> None:
-    """A transient error under the cap backs off (lease given back); anything else fails the token.
-
-    Throttling (a 429, or no room in the account's budget) is the account's state, not the
-    token's: the token is given back with no attempt counted, due when the provider said its
-    limit resets (at most THROTTLE_WAIT_MAX_SECONDS), whatever its attempts so far.
-
-    A failure to record that (the database failing under it) costs this token only: it is
-    logged and counted lost, and the rest of the batch is still handed on; the token's lease
-    runs out and the next worker takes it over."""
-    with _costs_only(token, report):
-        detail = {
-            "provider": provider,
-            "error_class": error.error_class,
-            "status": error.status,
-            "transient": error.transient,
-            "retry_after": error.retry_after,
-        }
-        reason = f"{provider}: {error}"
-        if error.throttled:
-            _throttled(
-                token=token,
-                worker_id=worker_id,
-                actor=actor,
-                error=error,
-                reason=reason,
-                detail=detail,
-                report=report,
-            )
-            return
-        if error.transient and attempts < max_attempts:
-            delay = backoff_seconds(attempts, retry_after=error.retry_after)
-            kept = token_lease_release(
-                token_id=token.pk,
-                worker_id=worker_id,
-                fields={
-                    attempts_field: attempts,
-                    "next_attempt_at": timezone.now() + timedelta(seconds=delay),
-                    "last_error": reason[:500],
-                    "last_error_detail": detail,
-                },
-            )
-            if kept:
-                report.retried += 1
-            else:
-                report.lost += 1
-            logger.warning(
-                "stage.retry_scheduled",
-                extra={
-                    "token_id": token.pk,
-                    "actor": actor,
-                    "attempt": attempts,
-                    "error_class": error.error_class,
-                    "delay": round(delay, 2),
-                },
-            )
-            return
-        why = reason if not error.transient else f"{reason} (gave up after {attempts} attempts)"
-        try:
-            token_fail(
-                token_id=token.pk,
-                actor=actor,
-                reason=why,
-                lease_owner=worker_id,
-                detail=detail,
-                fields={attempts_field: attempts},
-            )
-            report.failed += 1
-        except InvalidStateTransition:  # its lease was taken over, or an operator moved it meanwhile
-            report.lost += 1
-        logger.error(
-            "stage.token_failed",
-            extra={"token_id": token.pk, "actor": actor, "error_class": error.error_class},
-        )
-
-
-def _throttled(
-    *,
-    token: Token,
-    worker_id: str,
-    actor: str,
-    error: ProviderError,
-    reason: str,
-    detail: dict[str, Any],
-    report: StageReport,
-) -> None:
-    """Give a throttled token back, counting nothing, due when its provider's limit resets."""
-    wait = min(settings.GLISK.throttle_wait_max_seconds, max(1.0, error.retry_after or 0.0))
-    kept = token_lease_release(
-        token_id=token.pk,
-        worker_id=worker_id,
-        fields={
-            "next_attempt_at": timezone.now() + timedelta(seconds=wait),
-            "last_error": f"{reason} (throttled: waits {wait:.0f}s, counts no attempt)"[:500],
-            "last_error_detail": {**detail, "throttled": True},
-        },
-    )
-    if kept:
-        report.throttled += 1
-    else:
-        report.lost += 1
-    logger.info(
-        "stage.throttled",
-        extra={
-            "token_id": token.pk,
-            "actor": actor,
-            "error_class": error.error_class,
-            "delay": round(wait, 2),
-        },
-    )
-
-
-@contextlib.contextmanager
-def _costs_only(token: Token, report: StageReport) -> Iterator[None]:
-    """A database error inside costs `token` only: logged, and the token counted lost."""
-    try:
-        yield
-    except DatabaseError as exc:
-        logger.exception(
-            "stage.failure_not_recorded", extra={"token_id": token.pk, "error_class": type(exc).__name__}
-        )
-        report.lost += 1
-
-
-StageWork = Callable[[list[Token], str, StageReport], None]
 
 
 @contextlib.contextmanager
@@ -475,6 +97,9 @@ def _gathering_for(statuses: tuple[str, ...], *, batch_size: int, seconds: float
     if not due or len(due) >= batch_size:
         return 0.0
     return max(0.0, seconds - (now - due[0]).total_seconds())
+
+
+StageWork = Callable[[list[Token], str, StageReport], None]
 
 
 def run_stage(

@@ -22,7 +22,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from eth_account import Account
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from glisk.devtools import devnet
 
 

@@ -19,7 +19,8 @@ from eth_typing import HexAddress, HexStr
 from web3.types import Nonce
 from web3.utils.address import get_create_address
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from glisk.devtools import devnet
 
 

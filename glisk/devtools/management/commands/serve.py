@@ -89,7 +89,8 @@ class Command(BaseCommand):
                 self._stop_devnet()
 
     def _devnet_alive(self) -> bool:
-        from chain.adapter import ChainError, GliskChain
+        from chain.adapter import GliskChain
+        from chain.errors import ChainError
         from glisk.devtools.devnet import has_contract
 
         if not settings.GLISK.contract_address or not settings.GLISK.rpc_url:

@@ -9,7 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from chain.adapter import ChainError, GliskChain
+from chain.adapter import GliskChain
+from chain.errors import ChainError
 from glisk.devtools.relay import WebhookRelay
 
 
