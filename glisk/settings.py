@@ -11,7 +11,8 @@ from pathlib import Path
 
 import environ
 
-from glisk.config import database_config, development_secret_key, load_config, read_env_file
+from glisk.config import database_config, development_secret_key, load_config
+from glisk.env import read_env_file
 from glisk.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent

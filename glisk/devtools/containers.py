@@ -313,7 +313,7 @@ def wait_for(what: str, predicate: Any, *, timeout: float, interval: float = 1.0
 
 
 def devnet_settings() -> dict[str, str]:
-    from glisk.config import read_env_file
+    from glisk.env import read_env_file
 
     return read_env_file(ROOT / DEVNET_ENV)
 

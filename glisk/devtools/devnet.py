@@ -76,7 +76,7 @@ class DevnetInfo:
 
     @classmethod
     def read(cls, path: Path) -> DevnetInfo | None:
-        from glisk.config import read_env_file
+        from glisk.env import read_env_file
 
         values = read_env_file(path)
         try:

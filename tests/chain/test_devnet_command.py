@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from chain.adapter import GliskChain
-from glisk.config import read_env_file
 from glisk.devtools import devnet
+from glisk.env import read_env_file
 from tests.e2e.conftest import test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from eth_account import Account
 from chain import abi
 from chain.adapter import GliskChain
 from glisk.backoffice.audit import stage_work_by_machine
-from glisk.config import read_env_file
 from glisk.core.machine import machine_name
 from glisk.devtools import devnet
+from glisk.env import read_env_file
 from glisk.logging import gunicorn_logging_config
 from lifecycle.models import TokenTransition
 from lifecycle.providers.images import LocalImageProvider
