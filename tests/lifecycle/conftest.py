@@ -6,8 +6,8 @@ import pytest
 
 from glisk.devtools.standins.pinata import PinataStandIn
 from glisk.devtools.standins.replicate import ReplicateStandIn
-from lifecycle.providers.images import ReplicateImageProvider
 from lifecycle.providers.ipfs import PinataPinner
+from lifecycle.providers.replicate import ReplicateImageProvider
 
 
 @pytest.fixture

@@ -633,7 +633,7 @@ def test_a_transient_error_without_retry_after_backs_off_briefly(settings):
 
 
 def test_a_prediction_that_outlived_our_deadline_is_polled_not_bought_again(replicate, fast_retries):
-    from lifecycle.providers.images import ReplicateImageProvider
+    from lifecycle.providers.replicate import ReplicateImageProvider
 
     slow_poller = ReplicateImageProvider(
         api_token=replicate.token,
