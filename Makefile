@@ -40,11 +40,16 @@ typecheck: install
 
 # The suite on PYTEST_WORKERS processes (pytest-xdist: a test database and an anvil per worker;
 # most tests wait on PostgreSQL, anvil and HTTP, not on a core), then the tests that must run
-# alone. Exit code 5 is "nothing selected", when PYTEST_ARGS picks no test of a phase.
+# alone. PYTEST_ARGS picks tests by path or -k; PYTEST_MARK by marker (pytest keeps only the last
+# -m, which would pull the exclusive tests into the parallel run). Exit code 5 is "nothing
+# selected", when a phase has no test the selection picks.
 PYTEST_WORKERS ?= 4
+PYTEST_MARK ?=
+MARK_AND = $(if $(PYTEST_MARK), and ($(PYTEST_MARK)))
 pytest: install tools
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not exclusive" --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(VENV)/bin/pytest -m exclusive $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	@case " $(PYTEST_ARGS) " in *" -m "*|*" -m"*) echo "PYTEST_ARGS must not hold -m: use PYTEST_MARK='…'"; exit 2;; esac
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not exclusive$(MARK_AND)" --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m "exclusive$(MARK_AND)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test: lint typecheck pytest
 

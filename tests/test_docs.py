@@ -26,7 +26,8 @@ def slug(heading: str) -> str:
 
 @cache
 def anchors(path: Path) -> set[str]:
-    return {slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", path.read_text(), re.M)}
+    prose = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # a shell comment is no heading
+    return {slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", prose, re.M)}
 
 
 def test_the_readme_is_a_front_door_that_links_every_docs_page():
@@ -76,6 +77,15 @@ def flags(text: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
 
 
+def flag_values(text: str) -> list[tuple[str, list[str]]]:
+    """(flag, the literal values shown for it): `--limits documented|none` gives both words;
+    placeholders (`URL`, `N`) and numbers are not literal choices."""
+    shown = []
+    for flag, value in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)[ =]([a-z][\w.|\\-]*)", text):
+        shown.append((flag, [v for v in value.replace("\\", "").split("|") if v]))
+    return shown
+
+
 MANAGE = r"manage\.py ([a-z_]+)([^`]*)"
 
 
@@ -89,13 +99,16 @@ def test_every_manage_py_command_shown_exists_with_its_flags():
             wrong.append(f"manage.py {name}: no such command")
             continue
         parser = load_command_class(commands[name], name).create_parser("manage.py", name)
-        known = {option for action in parser._actions for option in action.option_strings}
-        wrong += [f"manage.py {name} {flag}" for flag in flags(rest) - known]
+        actions = {option: action for action in parser._actions for option in action.option_strings}
+        wrong += [f"manage.py {name} {flag}" for flag in flags(rest) - set(actions)]
+        for flag, values in flag_values(rest):
+            choices = getattr(actions.get(flag), "choices", None)
+            wrong += [f"manage.py {name} {flag} {v}" for v in values if choices and v not in choices]
     assert wrong == []
 
 
 def test_every_make_target_shown_exists():
-    targets = {name for name, _ in shown(r"`(?:[A-Z_]+=\S+ )*make ([a-z-]+)()")}
+    targets = {name for name, _ in shown(r"(?:`|^\$ )(?:[A-Z_]+=\S+ )*make ([a-z-]+)()")}
     assert {"demo", "test", "test-containers"} <= targets
     for target in sorted(targets):
         dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -132,5 +145,5 @@ def test_every_benchmark_shown_exists_with_its_flags():
                     timeout=60,
                 ).stdout
             text = helps[key] + helps[script]
-        wrong += [f"bench/{script} {flag}" for flag in flags(rest) if flag not in text]
+        wrong += [f"bench/{script} {flag}" for flag in flags(rest) - flags(text)]  # whole flags, not prefixes
     assert wrong == []
