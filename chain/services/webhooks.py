@@ -50,7 +50,10 @@ def webhook_signature_valid(*, body: bytes, signature: str | None, secret: str) 
     if not signature or not secret:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.strip().lower())
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a header holding 0xE9),
+    # which was a 500 and lost the delivery's trace.
+    given = signature.strip().lower().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(expected.encode(), given)
 
 
 REJECTED_BODY_KEPT = 4096  # bytes of an unverified body kept for inspection

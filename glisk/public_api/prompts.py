@@ -27,7 +27,7 @@ from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ErrorOutput
 from glisk.config import PROMPT_MAX_LENGTH
 from glisk.core.errors import ApplicationError
-from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle
+from glisk.public_api.throttles import PromptClientThrottle, PromptWalletThrottle, client_address
 from glisk.public_api.views import WALLET_PARAMETER, wallet_checksummed
 
 
@@ -187,7 +187,7 @@ class PromptUpdateApi(APIView):
             form=form,
             signature_kind=kind,
             nonce=nonce,
-            client_address=PromptClientThrottle().get_ident(request),
+            client_address=client_address(request),
         )
         return Response({"success": True, "has_prompt": True})
 

@@ -36,7 +36,7 @@ from chain.services.farcaster import FarcasterChecker
 from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ErrorOutput
 from glisk.public_api.prompts import PROMPT_BODY_MAX, PayloadTooLarge, StrictText
-from glisk.public_api.throttles import SocialClientThrottle
+from glisk.public_api.throttles import SocialClientThrottle, client_address
 from glisk.public_api.views import wallet_checksummed
 
 logger = logging.getLogger(__name__)
@@ -156,9 +156,9 @@ def x_callback(request: HttpRequest) -> HttpResponse:
             {"detail": message, "error": {"type": exc.error_type, "message": message}}, status=503
         )
     state = request.GET.get("state", "")
-    if settings.GLISK.x_require_same_browser and not hmac.compare_digest(
-        request.COOKIES.get(BROWSER_COOKIE, ""), _state_hash(state)
-    ):
+    # As bytes: a cookie with non-ASCII characters made compare_digest raise (a 500).
+    cookie = request.COOKIES.get(BROWSER_COOKIE, "").encode("utf-8", "surrogateescape")
+    if settings.GLISK.x_require_same_browser and not hmac.compare_digest(cookie, _state_hash(state).encode()):
         # Not the browser that started this sign-in (or its cookie expired): nothing is spent.
         return _back_to_frontend(x_linked="false", error="browser_mismatch")
     try:
@@ -178,7 +178,7 @@ def x_callback(request: HttpRequest) -> HttpResponse:
             account_id=user_id,
             handle=username,
             proof={"x_user_id": user_id},
-            client_address=SocialClientThrottle().get_ident(request),  # type: ignore[arg-type]
+            client_address=client_address(request),
         )
     except (LinkRefused, LinkUnavailable) as exc:
         return _back_to_frontend(x_linked="false", error=str(exc))
@@ -264,6 +264,6 @@ class FarcasterLinkApi(_SmallJsonApi):
             handle=username,
             proof=proof.as_record(),
             proof_digest=proof.digest,
-            client_address=SocialClientThrottle().get_ident(request),
+            client_address=client_address(request),
         )
         return Response({"username": username, "fid": proof.fid})

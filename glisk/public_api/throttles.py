@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 from django.db import transaction
@@ -53,3 +55,19 @@ class SocialClientThrottle(AtomicRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+_WITH_PORT = re.compile(r"^\[?(?P<host>[0-9A-Fa-f:.]+?)\]?:(?P<port>\d{1,5})$")
+
+
+def client_address(request: Request | Any) -> str | None:
+    """The client's IP address as an address column can hold it, or None: a proxy may forward
+    `203.0.113.5:41000`, `[2001:db8::1]:443` or `unknown`, and the column refused those (a 500
+    after the signature had been checked and the throttle counted)."""
+    ident = str(PromptClientThrottle().get_ident(request) or "").strip()
+    for candidate in (ident, m.group("host") if (m := _WITH_PORT.match(ident)) else ""):
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.db.models import QuerySet
@@ -19,6 +20,8 @@ from glisk.api import ApiError, ErrorOutput
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import Token, TokenStatus
 
+_PLAIN_NUMBER = re.compile(r"[0-9]{1,9}")
+
 
 class Pagination(LimitOffsetPagination):
     """limit/offset paging that refuses malformed values instead of silently ignoring them."""
@@ -30,7 +33,9 @@ class Pagination(LimitOffsetPagination):
         values = request.query_params.getlist(name)
         if len(values) > 1:
             raise ApiError(f"{name} given more than once", error_type="invalid_query")
-        if values and (not values[0].isdigit() or int(values[0]) < minimum):
+        # ASCII digits, at most 9 of them: str.isdigit() also takes "²" and "¹", which int()
+        # refuses, and a 5,000-digit number is past what int() converts (both were a 500).
+        if values and (not _PLAIN_NUMBER.fullmatch(values[0]) or int(values[0]) < minimum):
             raise ApiError(f"{name} must be an integer >= {minimum}", error_type="invalid_query")
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,87 @@
+"""Hostile clients at the public edge: what a review reproduced as 500s now gets a clear 4xx (or the
+redirect it should), over real HTTP where the defect needed a real server to show."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from eth_account import Account
+
+from chain.models import WebhookDelivery
+from tests.factories import AuthorFactory
+from tests.public_api.test_social_links import consent_at_x, follow_callback, start_x, x  # noqa: F401 (x: a fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WALLET = "0x" + "ab" * 20
+
+
+@pytest.mark.parametrize("value", ["²", "¹", "9" * 5000, "٣", "1e3", "-1", " 5"])
+@pytest.mark.parametrize("path", ["/api/stats/authors", f"/api/tokens/by-author/{WALLET}"])
+@pytest.mark.parametrize("name", ["limit", "offset"])
+def test_paging_values_int_cannot_read_are_a_400_not_a_500(live_server, path, name, value):
+    """Found in review: "²" and "¹" pass str.isdigit() and then int() raises; so does a
+    5,000-digit number (past Python's conversion limit)."""
+    AuthorFactory.create(wallet_address=WALLET)
+    response = requests.get(f"{live_server.url}{path}", params={name: value}, timeout=10)
+    assert response.status_code == 400, response.text[:200]
+    assert "must be an integer" in response.json()["detail"]
+
+
+def test_a_webhook_signature_with_a_non_ascii_byte_is_refused_and_its_trace_kept(live_server):
+    """Found in review: byte 0xE9 in X-Alchemy-Signature made hmac.compare_digest raise (a 500),
+    and the delivery's trace was not stored."""
+    body = b'{"webhookId": "wh_1", "event": {"data": {"block": {}}}}'
+    response = requests.post(
+        f"{live_server.url}/webhooks/alchemy",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Alchemy-Signature": "\xe9" * 64},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    assert "detail" in response.json()
+    assert WebhookDelivery.objects.get().outcome == "rejected_signature"
+
+
+def test_a_non_ascii_sign_in_cookie_is_a_browser_mismatch_not_a_500(live_server, x):  # noqa: F811
+    """Found in review: a non-ASCII glisk_x_sign_in cookie on the X callback raised in
+    hmac.compare_digest; it is a browser that did not start the sign-in."""
+    key, browser = Account.create(), requests.Session()
+    callback = consent_at_x(start_x(live_server, key, browser=requests.Session()).json()["authorization_url"])
+    browser.cookies.set("glisk_x_sign_in", "\xe9t\xe9")
+    assert follow_callback(callback, browser) == {
+        "tab": "author",
+        "x_linked": "false",
+        "error": "browser_mismatch",
+    }
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "stored"),
+    [
+        ("203.0.113.5:41000", "203.0.113.5"),
+        ("[2001:db8::7]:443", "2001:db8::7"),
+        ("unknown", None),
+        ("198.51.100.9", "198.51.100.9"),
+    ],
+)
+def test_a_forwarded_client_that_is_no_bare_address_still_updates_the_prompt(
+    client, settings, forwarded, stored
+):
+    """Found in review: behind a proxy (NUM_PROXIES=1) a forwarded `host:port` or `unknown` went
+    into an IP-address column and the signed update answered 500, after its signature was checked
+    and the throttle counted."""
+    from authors.models import PromptUpdate
+    from tests.public_api.test_frontend_api import body_for
+    from tests.public_api.wallets import eoa
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    wallet = eoa()
+    response = client.post(
+        "/api/authors/prompt",
+        data=body_for(wallet),
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )
+    assert response.status_code == 200, response.content[:300]
+    assert PromptUpdate.objects.get().client_address == stored
