@@ -423,6 +423,10 @@ def _production_problems(c: Config, already: list[str]) -> list[str]:
             problems.append("IPFS_PROVIDER must be pinata in production (local is for the devnet only)")
     if "*" in c.allowed_hosts:
         problems.append("ALLOWED_HOSTS must not contain '*' in production")
+    if not c.metrics_token and c.network != "DEVNET":
+        # Otherwise /metrics is public, and each anonymous scrape runs some 40 queries, a few
+        # of them writes (the histograms' watermarks, the clusters' last-seen times).
+        missing("METRICS_TOKEN", "/metrics would be open to anyone")
     if c.x_client_id:
         # Without the secret X refuses the code exchange (a confidential client): refuse here.
         for name, value in (

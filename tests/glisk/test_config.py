@@ -25,6 +25,7 @@ GOOD_PRODUCTION = {
     "REPLICATE_API_TOKEN": "r8_abcdefghijklmnopqrstuvwxyz",
     "IPFS_PROVIDER": "pinata",
     "PINATA_JWT": "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl",
+    "METRICS_TOKEN": "metrics-token-for-prometheus-0123456789",
 }
 
 
@@ -399,3 +400,11 @@ def test_an_rpc_budget_too_small_for_a_broadcast_is_refused():
         load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "5"})
     assert load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "5", "RPC_COMPUTE_UNITS_BURST": "250"})
     assert load_config({"RPC_COMPUTE_UNITS_PER_SECOND": "60"}).rpc_compute_units_burst == 300
+
+
+def test_production_refuses_to_start_without_a_metrics_token():
+    """Found in review: production started with /metrics public, and each anonymous scrape ran
+    some 40 queries, a few of them writes. The container devnet (NETWORK=DEVNET) may leave it open."""
+    values = {k: v for k, v in GOOD_PRODUCTION.items() if k != "METRICS_TOKEN"}
+    with pytest.raises(ConfigError, match="METRICS_TOKEN is required in production"):
+        load_config(values)
