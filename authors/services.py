@@ -90,7 +90,18 @@ def author_prompt_set(
             if not spent:
                 raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
         authors, _ = authors_ensure(wallets=[wallet])
-        author = authors[wallet.lower()]
+        # Under the author's row lock, so a static replay cannot slip in after a bound update.
+        author = Author.objects.select_for_update().get(pk=authors[wallet.lower()].pk)
+        if (
+            form == PromptUpdate.Form.STATIC
+            and author.prompt_updates.filter(form=PromptUpdate.Form.BOUND).exists()
+        ):
+            # The owner has signed a bound message: the static one (which anyone who once saw a
+            # signature of it can replay) no longer changes this wallet's prompt.
+            raise PromptRefused(
+                "this wallet has signed a bound message before, so the static message no longer "
+                f"changes its prompt: sign the bound message from GET /api/authors/{wallet}/nonce"
+            )
         author.prompt_text = prompt_text
         author.save(update_fields=["prompt_text", "updated_at"])
         PromptUpdate.objects.create(

@@ -117,6 +117,7 @@ class PromptUpdateApi(APIView):
     throttle_classes = [PromptClientThrottle]
     parser_classes = [JSONParser]
     verified_wallet: str | None = None
+    verified_form: str = ""
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:
@@ -177,7 +178,7 @@ class PromptUpdateApi(APIView):
         if nonce and not prompt_nonce_usable(wallet=wallet, nonce=nonce):
             # Before the wallet's allowance is counted: a replayed signature must not use it up.
             raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
-        self.verified_wallet = wallet
+        self.verified_wallet, self.verified_form = wallet, form
         throttle = PromptWalletThrottle()
         if not throttle.allow_request(request, self):
             self.throttled(request, throttle.wait() or 0.0)

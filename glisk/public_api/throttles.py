@@ -37,7 +37,9 @@ class PromptClientThrottle(AtomicRateThrottle):
 
 class PromptWalletThrottle(AtomicRateThrottle):
     """Accepted-signature updates per wallet. Checked only once the signature verifies, so nobody
-    can use up another wallet's allowance by sending requests in its name."""
+    can use up another wallet's allowance by sending requests in its name. The static message's
+    updates have an allowance of their own: a captured static signature can be replayed by anyone,
+    and its replays must not use up what the owner's bound (nonce) updates need."""
 
     scope = "prompt_wallet"
 
@@ -45,7 +47,10 @@ class PromptWalletThrottle(AtomicRateThrottle):
         wallet = getattr(view, "verified_wallet", None)
         if not wallet:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": str(wallet).lower()}
+        ident = str(wallet).lower()
+        if getattr(view, "verified_form", "") == "static":
+            ident += ":static"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class SocialClientThrottle(AtomicRateThrottle):

@@ -85,3 +85,32 @@ def test_a_forwarded_client_that_is_no_bare_address_still_updates_the_prompt(
     )
     assert response.status_code == 200, response.content[:300]
     assert PromptUpdate.objects.get().client_address == stored
+
+
+def test_replays_of_a_captured_static_signature_cannot_lock_the_owner_out(client, monkeypatch):
+    """Found in review: ten replays of one captured static prompt signature used up the wallet's
+    10 updates an hour, and the owner's own bound update then got 429 for the hour."""
+    from django.core.cache import cache
+
+    from authors.models import Author
+    from glisk.public_api.throttles import PromptWalletThrottle
+    from tests.public_api.test_frontend_api import body_for, bound_message
+    from tests.public_api.wallets import eoa
+
+    cache.clear()
+    monkeypatch.setitem(PromptWalletThrottle.THROTTLE_RATES, "prompt_wallet", "3/hour")
+    owner = eoa()
+    captured = body_for(owner, "a replayed prompt")
+    replays = [client.post("/api/authors/prompt", captured, "application/json").status_code for _ in range(5)]
+    assert replays == [200, 200, 200, 429, 429]
+    _, message = bound_message(client, owner, "the owner's own prompt")
+    mine = client.post(
+        "/api/authors/prompt", body_for(owner, "the owner's own prompt", message=message), "application/json"
+    )
+    assert mine.status_code == 200, mine.content[:300]
+    assert Author.objects.get(wallet_address=owner.address).prompt_text == "the owner's own prompt"
+    # Once the owner has signed a bound message, the captured static one changes nothing more.
+    cache.clear()
+    replay = client.post("/api/authors/prompt", captured, "application/json")
+    assert replay.status_code == 400 and "bound message" in replay.json()["detail"]
+    assert Author.objects.get(wallet_address=owner.address).prompt_text == "the owner's own prompt"
