@@ -273,8 +273,12 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         csrf_trusted_origins=r.strings("CSRF_TRUSTED_ORIGINS", []),
         database_url=database_url,
         conn_max_age=r.integer("CONN_MAX_AGE", 60),
-        secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", False),
-        secure_hsts_seconds=r.integer("SECURE_HSTS_SECONDS", 0),
+        # Secure by default off the devnet (production only: the settings apply them there). The
+        # redirect reads X-Forwarded-Proto, so a TLS proxy in front does not loop.
+        secure_ssl_redirect=r.boolean("SECURE_SSL_REDIRECT", network != "DEVNET"),
+        secure_hsts_seconds=r.integer(
+            "SECURE_HSTS_SECONDS", 0 if network == "DEVNET" else 31_536_000, minimum=0
+        ),
         token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0, maximum=10.0),
         alchemy_api_key=alchemy_api_key,
         alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),

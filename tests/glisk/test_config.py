@@ -408,3 +408,32 @@ def test_production_refuses_to_start_without_a_metrics_token():
     values = {k: v for k, v in GOOD_PRODUCTION.items() if k != "METRICS_TOKEN"}
     with pytest.raises(ConfigError, match="METRICS_TOKEN is required in production"):
         load_config(values)
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings(tmp_path):
+    """Found in review: `manage.py check --deploy` with the production values .env.example asks
+    for reported security.W004 (no HSTS) and security.W008 (no SSL redirect); both are on by
+    default in production now (off only on NETWORK=DEVNET)."""
+    import secrets
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        **GOOD_PRODUCTION,
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "glisk.example",
+        "DATABASE_URL": "postgresql://glisk:unused@127.0.0.1:1/glisk",  # check --deploy never connects
+        "GLISK_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "glisk.settings",
+    }
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "no issues" in checked.stdout
