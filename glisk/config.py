@@ -71,6 +71,7 @@ class Config:
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
     token_list_cache_seconds: float
+    leaderboard_cache_seconds: float
 
     alchemy_api_key: str = field(repr=False)  # secret (or may hold one)
     alchemy_webhook_secret: str = field(repr=False)  # secret (or may hold one)
@@ -280,6 +281,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
             "SECURE_HSTS_SECONDS", 0 if network == "DEVNET" else 31_536_000, minimum=0
         ),
         token_list_cache_seconds=r.number("TOKEN_LIST_CACHE_SECONDS", 1.0, maximum=10.0),
+        leaderboard_cache_seconds=r.number("LEADERBOARD_CACHE_SECONDS", 10.0, maximum=300.0),
         alchemy_api_key=alchemy_api_key,
         alchemy_webhook_secret=r.raw("ALCHEMY_WEBHOOK_SECRET"),
         rpc_url=rpc_url,

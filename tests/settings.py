@@ -10,6 +10,7 @@ os.environ.setdefault("STAGE_CONCURRENCY", "1")
 # Token lists are read fresh on every request, so a test sees its own writes at once; the tests
 # of the short cache turn it on.
 os.environ.setdefault("TOKEN_LIST_CACHE_SECONDS", "0")
+os.environ.setdefault("LEADERBOARD_CACHE_SECONDS", "0")
 # Pinata's batches go up as soon as they are due; the test of gathering a batch turns it on.
 os.environ.setdefault("IPFS_BATCH_WAIT_SECONDS", "0")
 

@@ -66,6 +66,10 @@ class Recent(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Forget every kept value (tests; a value being computed is still handed to its waiters)."""
+        self._entries.clear()
+
     def _sweep(self, now: float) -> None:
         self._swept_at = now
         for key, (expires, _) in list(self._entries.items()):  # a copy: other threads write too

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from eth_utils import is_address
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 from authors.models import Author
 from authors.selectors import author_get_by_wallet, authors_with_token_counts
 from glisk.api import ApiError, ErrorOutput
+from glisk.core.recent import Recent
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import Token, TokenStatus
 
@@ -145,3 +147,18 @@ class LeaderboardApi(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Author]:
         return authors_with_token_counts(with_tokens_only=True)
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Every page is cut from one ranking kept per worker for LEADERBOARD_CACHE_SECONDS: it
+        counts every token, so no client (nor one asking for every offset) can make the database
+        count them on every request."""
+
+        def rank() -> list[Any]:
+            return list(LeaderboardEntry(self.get_queryset(), many=True).data)
+
+        ranking = RANKINGS.get_or_compute("authors", settings.GLISK.leaderboard_cache_seconds, rank)
+        page = self.paginate_queryset(ranking)
+        return self.get_paginated_response(page)
+
+
+RANKINGS: Recent[str, list[Any]] = Recent(max_entries=10)

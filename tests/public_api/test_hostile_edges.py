@@ -114,3 +114,35 @@ def test_replays_of_a_captured_static_signature_cannot_lock_the_owner_out(client
     replay = client.post("/api/authors/prompt", captured, "application/json")
     assert replay.status_code == 400 and "bound message" in replay.json()["detail"]
     assert Author.objects.get(wallet_address=owner.address).prompt_text == "the owner's own prompt"
+
+
+@pytest.mark.parametrize("path", ["/api/authors/leaderboard", "/api/stats/authors?limit=5&offset=1"])
+def test_the_leaderboards_count_every_token_at_most_once_per_moment_per_worker(client, settings, path):
+    """Found in review: both leaderboards counted every token on every request, uncached and
+    unthrottled (65 ms at 20,000 tokens, 370-520 ms at 200,000): anyone could keep the database
+    counting. Now one count per LEADERBOARD_CACHE_SECONDS per worker, and pages are cut from it."""
+    import dataclasses
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from glisk.public_api.views import LEADERBOARDS
+    from lifecycle.api.views import RANKINGS
+    from tests.factories import TokenFactory
+
+    for _ in range(3):
+        TokenFactory.create()
+    settings.GLISK = dataclasses.replace(settings.GLISK, leaderboard_cache_seconds=10.0)
+    LEADERBOARDS.clear()
+    RANKINGS.clear()
+    first = client.get(path)
+    assert first.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        again = [client.get(path) for _ in range(5)]
+        other_page = client.get("/api/stats/authors?limit=2&offset=0")
+    assert all(r.status_code == 200 and r.content == first.content for r in again)
+    assert other_page.status_code == 200
+    counted = [q["sql"] for q in queries.captured_queries if "lifecycle_token" in q["sql"]]
+    # The repeated requests count nothing; the other page is cut from the ranking already counted
+    # (the frontend's leaderboard is another ranking: the other page counts once).
+    assert len(counted) == (0 if "stats" in path else 1), counted
