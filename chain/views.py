@@ -13,6 +13,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from chain.models import WebhookDelivery
@@ -20,6 +21,7 @@ from chain.services.webhooks import (
     SIGNATURE_HEADER,
     webhook_delivery_process,
     webhook_delivery_record,
+    webhook_rejection_count,
     webhook_signature_valid,
 )
 from glisk.api import ErrorOutput
@@ -75,6 +77,15 @@ class WebhookSummary(serializers.Serializer):
     capacity_error = serializers.CharField(required=False)
 
 
+class RejectedDeliveryThrottle(SimpleRateThrottle):
+    """Deliveries whose signature did not verify, per client address (signed ones never count)."""
+
+    scope = "webhook_rejected"
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
 class AlchemyWebhookView(APIView):
     authentication_classes = [AlchemySignatureAuthentication]
     permission_classes = [SignedByAlchemy]
@@ -87,6 +98,12 @@ class AlchemyWebhookView(APIView):
         try:
             super().initial(request, *args, **kwargs)
         except (exceptions.NotAuthenticated, exceptions.AuthenticationFailed) as exc:
+            # Unsigned traffic costs bounded storage whatever its rate: a client past its rate is
+            # answered 429 and only counted; the rest keep a trace up to the hour's sample.
+            throttle = RejectedDeliveryThrottle()
+            if not throttle.allow_request(request, self):
+                webhook_rejection_count()
+                raise exceptions.Throttled(throttle.wait()) from exc
             webhook_delivery_record(
                 body=request.body, meta=request.META, verified=False, error=str(exc.detail)
             )

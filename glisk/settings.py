@@ -203,6 +203,7 @@ REST_FRAMEWORK = {
         "prompt_wallet": "10/hour",
         "prompt_client": "30/hour",
         "social_client": "30/hour",
+        "webhook_rejected": "60/minute",  # deliveries whose signature fails (chain.views)
     },
     "NUM_PROXIES": GLISK.num_proxies,
 }

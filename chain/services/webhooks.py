@@ -68,12 +68,36 @@ REJECTED_HEADERS_KEPT = {
 REJECTED_HEADER_KEPT = 256  # characters of each
 
 
+# Of deliveries whose signature did not verify, at most this many are kept an hour (a sample to
+# inspect); the others are only counted (UNSTORED_KEY), so their rate costs no storage.
+REJECTED_KEPT_PER_HOUR = 100
+UNSTORED_KEY = "webhook.deliveries_unstored"
+
+
+def webhook_rejection_count(*, outcome: str = "rejected_signature") -> None:
+    """Count a refused delivery that is not stored (past the hour's sample, or throttled):
+    /metrics counts deliveries as stored + pruned + these."""
+    with transaction.atomic():
+        counts = dict(state_get_for_update(key=UNSTORED_KEY, default={}) or {})
+        counts[outcome] = int(counts.get(outcome, 0)) + 1
+        state_set(key=UNSTORED_KEY, value=counts)
+
+
 def webhook_delivery_record(
     *, body: bytes, meta: dict[str, Any], verified: bool, error: str = ""
-) -> WebhookDelivery:
+) -> WebhookDelivery | None:
     """Store a delivery (autocommitted, before anything else can fail). A verified one is kept
-    whole (it can be replayed); of one whose signature did not verify only its size, its SHA-256
-    and its first few KiB are kept, so that nobody can fill the database through this endpoint."""
+    whole (it can be replayed) and always stored; of one whose signature did not verify only its
+    size, its SHA-256 and its first few KiB are kept, and only REJECTED_KEPT_PER_HOUR of those an
+    hour (None: counted, not stored), so that nobody can fill the database through this endpoint."""
+    if not verified:
+        recent = WebhookDelivery.objects.filter(
+            outcome=WebhookDelivery.Outcome.REJECTED_SIGNATURE,
+            received_at__gte=timezone.now() - timedelta(hours=1),
+        )[:REJECTED_KEPT_PER_HOUR]
+        if recent.count() >= REJECTED_KEPT_PER_HOUR:
+            webhook_rejection_count()
+            return None
     headers = {
         key[5:].replace("_", "-").title(): str(value)
         for key, value in meta.items()

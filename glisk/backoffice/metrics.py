@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from chain.models import RevealTransaction, WebhookDelivery
 from chain.services.keeper import KEEPER_FUNDS_KEY
-from chain.services.webhooks import PRUNED_KEY
+from chain.services.webhooks import PRUNED_KEY, UNSTORED_KEY
 from glisk.backoffice.histograms import histograms_advance
 from glisk.backoffice.selectors import backlog_eta
 from glisk.core.budgets import budgets_status
@@ -84,7 +84,10 @@ class GliskCollector:
             "glisk_webhook_deliveries", "Webhook deliveries by outcome", labels=["outcome"]
         )
         # Stored plus pruned (the daily prune deletes old rows): a counter never goes down.
-        pruned = state_get(key=PRUNED_KEY, default={}) or {}
+        pruned = dict(state_get(key=PRUNED_KEY, default={}) or {})
+        # Refused deliveries past the hour's sample or a client's rate are counted, not stored.
+        for outcome, n in (state_get(key=UNSTORED_KEY, default={}) or {}).items():
+            pruned[outcome] = int(pruned.get(outcome, 0)) + int(n)
         stored = dict(WebhookDelivery.objects.values_list("outcome").annotate(n=Count("pk")))
         for outcome in sorted(set(stored) | set(pruned)):
             deliveries.add_metric([outcome], stored.get(outcome, 0) + int(pruned.get(outcome, 0)))

@@ -22,7 +22,9 @@ from glisk.core.recent import Recent
 from lifecycle.display import ipfs_http_url
 from lifecycle.models import Token, TokenStatus
 
-_PLAIN_NUMBER = re.compile(r"[0-9]{1,9}")
+# ASCII digits, at most 18 (what a PostgreSQL bigint OFFSET holds; the schema says so too).
+_PLAIN_NUMBER = re.compile(r"[0-9]{1,18}")
+PAGING_MAX = 10**18 - 1
 
 
 class Pagination(LimitOffsetPagination):
@@ -35,8 +37,8 @@ class Pagination(LimitOffsetPagination):
         values = request.query_params.getlist(name)
         if len(values) > 1:
             raise ApiError(f"{name} given more than once", error_type="invalid_query")
-        # ASCII digits, at most 9 of them: str.isdigit() also takes "²" and "¹", which int()
-        # refuses, and a 5,000-digit number is past what int() converts (both were a 500).
+        # str.isdigit() also takes "²" and "¹", which int() refuses, and a 5,000-digit number is
+        # past what int() converts (both were a 500).
         if values and (not _PLAIN_NUMBER.fullmatch(values[0]) or int(values[0]) < minimum):
             raise ApiError(f"{name} must be an integer >= {minimum}", error_type="invalid_query")
 
@@ -44,9 +46,9 @@ class Pagination(LimitOffsetPagination):
         params = super().get_schema_operation_parameters(view)
         for param in params:
             if param["name"] == self.limit_query_param:
-                param["schema"]["minimum"] = 1
+                param["schema"].update(minimum=1, maximum=PAGING_MAX)
             elif param["name"] == self.offset_query_param:
-                param["schema"]["minimum"] = 0
+                param["schema"].update(minimum=0, maximum=PAGING_MAX)
         return params
 
     def get_limit(self, request: Request) -> int | None:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WALLET = "0x" + "ab" * 20
 
 
-@pytest.mark.parametrize("value", ["²", "¹", "9" * 5000, "٣", "1e3", "-1", " 5"])
+@pytest.mark.parametrize("value", ["²", "¹", "9" * 5000, "9" * 19, "٣", "1e3", "-1", " 5"])
 @pytest.mark.parametrize("path", ["/api/stats/authors", f"/api/tokens/by-author/{WALLET}"])
 @pytest.mark.parametrize("name", ["limit", "offset"])
 def test_paging_values_int_cannot_read_are_a_400_not_a_500(live_server, path, name, value):
@@ -146,3 +146,36 @@ def test_the_leaderboards_count_every_token_at_most_once_per_moment_per_worker(c
     # The repeated requests count nothing; the other page is cut from the ranking already counted
     # (the frontend's leaderboard is another ranking: the other page counts once).
     assert len(counted) == (0 if "stats" in path else 1), counted
+
+
+def test_unsigned_webhook_posts_cost_bounded_storage_and_signed_ones_are_never_dropped(client, monkeypatch):
+    """Found in review: every unsigned POST to /webhooks/alchemy was a stored row (about 4.5 KB,
+    kept 7 days) with no limit on how many. Now a client past its rate gets 429 and is only
+    counted, at most REJECTED_KEPT_PER_HOUR traces are kept an hour, and the rest are counted;
+    a signed delivery is kept whatever came before it."""
+    from django.core.cache import cache
+
+    from chain.services import webhooks
+    from chain.views import RejectedDeliveryThrottle
+    from glisk.core.state import state_get
+    from tests.chain.helpers import post_delivery
+
+    cache.clear()
+    monkeypatch.setitem(RejectedDeliveryThrottle.THROTTLE_RATES, "webhook_rejected", "30/minute")
+    unsigned = b'{"x": 1}'
+    answers = [post_delivery(client, None, body=unsigned, signature="ab" * 32).status_code for _ in range(40)]
+    assert answers == [401] * 30 + [429] * 10
+    assert WebhookDelivery.objects.count() == 30
+
+    cache.clear()
+    webhooks_kept = webhooks.REJECTED_KEPT_PER_HOUR
+    for _ in range(webhooks_kept - 30 + 5):
+        assert post_delivery(client, None, body=b'{"x": 2}', signature="cd" * 32).status_code in (401, 429)
+        cache.clear()
+    assert WebhookDelivery.objects.filter(outcome="rejected_signature").count() == webhooks_kept
+    counted = (state_get(key=webhooks.UNSTORED_KEY, default={}) or {}).get("rejected_signature", 0)
+    assert counted == 10 + 5
+
+    signed = post_delivery(client, {"webhookId": "wh_x", "id": "evt_1", "event": {"data": {"block": {}}}})
+    assert signed.status_code in (200, 400)  # read and judged, never throttled or dropped
+    assert WebhookDelivery.objects.filter(signature_valid=True).count() == 1
