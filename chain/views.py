@@ -112,7 +112,13 @@ class AlchemyWebhookView(APIView):
 
     @extend_schema(
         request={"application/json": OpenApiTypes.OBJECT},
-        responses={200: WebhookSummary, 400: ErrorOutput, 401: ErrorOutput, 413: ErrorOutput},
+        responses={
+            200: WebhookSummary,
+            400: ErrorOutput,
+            401: ErrorOutput,
+            413: ErrorOutput,
+            429: ErrorOutput,
+        },
         summary="Alchemy Custom (GraphQL) webhook: BatchMinted logs of the GliskNFT contract",
     )
     def post(self, request: Request) -> Response:
