@@ -154,6 +154,8 @@ class ParsedDelivery:
 def _ids_of(body: bytes) -> tuple[str, str]:
     """The event and webhook ids of a (verified but malformed) body, where it has them: the
     delivery's page and search show them."""
+    if json_too_deep(body):
+        return "", ""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -188,14 +190,46 @@ def _str(value: Any, name: str, pattern: re.Pattern[str] | None = None) -> str:
     return str(value)
 
 
+# Alchemy's payload nests about ten levels. json.loads on a body nested tens of thousands deep
+# raises RecursionError, or overflows the C stack where the recursion limit was raised.
+MAX_JSON_DEPTH = 64
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `body` nests arrays and objects more than `limit` deep (strings skipped). Bodies
+    with few brackets, every real delivery, are answered by two counts at C speed."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
 def parse_alchemy_payload(body: bytes, *, contract_address: str, network: str) -> ParsedDelivery:
     """Validate an Alchemy GraphQL delivery and decode our contract's successful BatchMinted logs.
 
     Raises `WebhookRejected` (400) for anything malformed; nothing is decoded half-way.
     """
+    if json_too_deep(body):
+        raise WebhookRejected(f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise WebhookRejected("body is not valid JSON") from None
     _require(isinstance(payload, dict), "payload must be a JSON object")
     event = payload.get("event")

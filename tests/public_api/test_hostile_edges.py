@@ -179,3 +179,17 @@ def test_unsigned_webhook_posts_cost_bounded_storage_and_signed_ones_are_never_d
     signed = post_delivery(client, {"webhookId": "wh_x", "id": "evt_1", "event": {"data": {"block": {}}}})
     assert signed.status_code in (200, 400)  # read and judged, never throttled or dropped
     assert WebhookDelivery.objects.filter(signature_valid=True).count() == 1
+
+
+def test_a_signed_webhook_nested_ten_thousands_deep_is_a_400_not_a_dead_worker(client):
+    """Suspected in review, found here: a correctly signed body nested 100,000 deep made
+    json.loads raise RecursionError, which the parser did not catch (a 500); in a process whose
+    recursion limit is raised (this test run's), it overflowed the C stack and the process died."""
+    from tests.chain.helpers import post_delivery
+
+    body = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    response = post_delivery(client, None, body=body)  # signed with the right key
+    assert response.status_code == 400
+    assert "nests deeper than 64 levels" in response.json()["detail"]
+    stored = WebhookDelivery.objects.get()
+    assert stored.signature_valid and stored.outcome == "malformed" and bytes(stored.body) == body
