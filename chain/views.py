@@ -25,6 +25,7 @@ from chain.services.webhooks import (
     webhook_signature_valid,
 )
 from glisk.api import ErrorOutput
+from glisk.core.clients import throttle_ident
 
 
 class AlchemySignatureAuthentication(BaseAuthentication):
@@ -83,7 +84,7 @@ class RejectedDeliveryThrottle(SimpleRateThrottle):
     scope = "webhook_rejected"
 
     def get_cache_key(self, request: Request, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": throttle_ident(self.get_ident(request))}
 
 
 class AlchemyWebhookView(APIView):

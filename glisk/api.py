@@ -129,6 +129,15 @@ SELF_CONTAINED_CSP = (
 def self_contained(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            # The documentation pages are read, nothing else: an OPTIONS made the Swagger view
+            # render its metadata through an HTML renderer without a template (a 500).
+            message = f"{request.method} is not allowed here: GET the page"
+            refused = JsonResponse(
+                {"detail": message, "error": {"type": "method_not_allowed", "message": message}}, status=405
+            )
+            refused["Allow"] = "GET, HEAD"
+            return refused
         response = view(request, *args, **kwargs)
         response["Content-Security-Policy"] = SELF_CONTAINED_CSP
         return response

@@ -115,13 +115,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # One cache every process shares (the API's throttle counts): Django's database cache, whose
 # table a migration creates.
-# Culling (past MAX_ENTRIES Django deletes a third of the keys) would reset throttle counts, so
-# the cap is far above what expiring entries ever reach.
+# Django counts the table on every write and culls past MAX_ENTRIES: expired keys first, then a
+# third of the rest (which would reset some throttle counts). The throttles keep one key per
+# client and scope for an hour, so 50,000 holds an hour of that many clients, and keeps the count
+# cheap: with millions of expired rows it cost three times as much per request.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "glisk_cache",
-        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
     }
 }
 

@@ -11,6 +11,8 @@ import hmac
 import json
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,12 +76,29 @@ REJECTED_KEPT_PER_HOUR = 100
 UNSTORED_KEY = "webhook.deliveries_unstored"
 
 
+# Refused deliveries not stored are counted in this process and written at most once a second,
+# so a flood of them costs no database write per request (nor a lock every worker queues on).
+UNSTORED_FLUSH_SECONDS = 1.0
+_unstored_lock = threading.Lock()
+_unstored_pending: dict[str, int] = {}
+_unstored_flushed_at = 0.0
+
+
 def webhook_rejection_count(*, outcome: str = "rejected_signature") -> None:
     """Count a refused delivery that is not stored (past the hour's sample, or throttled):
-    /metrics counts deliveries as stored + pruned + these."""
+    /metrics counts deliveries as stored + pruned + these (at most a second behind)."""
+    global _unstored_flushed_at
+    with _unstored_lock:
+        _unstored_pending[outcome] = _unstored_pending.get(outcome, 0) + 1
+        if time.monotonic() - _unstored_flushed_at < UNSTORED_FLUSH_SECONDS:
+            return
+        pending = dict(_unstored_pending)
+        _unstored_pending.clear()
+        _unstored_flushed_at = time.monotonic()
     with transaction.atomic():
         counts = dict(state_get_for_update(key=UNSTORED_KEY, default={}) or {})
-        counts[outcome] = int(counts.get(outcome, 0)) + 1
+        for name, n in pending.items():
+            counts[name] = int(counts.get(name, 0)) + n
         state_set(key=UNSTORED_KEY, value=counts)
 
 

@@ -10,12 +10,17 @@ from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from glisk.core.clients import throttle_ident
 from glisk.core.state import advisory_xact_lock
 
 
 class AtomicRateThrottle(SimpleRateThrottle):
     """DRF's throttle reads the request history and writes it back: concurrent requests would all
-    read the old count. Here each key's read and write happen under a transaction-level lock."""
+    read the old count. Here each key's read and write happen under a transaction-level lock.
+    Clients are counted by `throttle_ident` (an IPv6 client by its /64)."""
+
+    def get_ident(self, request: Request) -> str:
+        return throttle_ident(super().get_ident(request))
 
     def allow_request(self, request: Request, view: Any) -> bool:
         key = self.get_cache_key(request, view) if self.rate is not None else None
@@ -49,7 +54,9 @@ class PromptWalletThrottle(AtomicRateThrottle):
             return None
         ident = str(wallet).lower()
         if getattr(view, "verified_form", "") == "static":
-            ident += ":static"
+            # Per client too: anyone who once saw a static signature can replay it from anywhere,
+            # and their replays must not spend the allowance of the owner's own browser.
+            ident += f":static:{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
@@ -69,7 +76,9 @@ def client_address(request: Request | Any) -> str | None:
     """The client's IP address as an address column can hold it, or None: a proxy may forward
     `203.0.113.5:41000`, `[2001:db8::1]:443` or `unknown`, and the column refused those (a 500
     after the signature had been checked and the throttle counted)."""
-    ident = str(PromptClientThrottle().get_ident(request) or "").strip()
+    # DRF's reading of the client (REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES), before
+    # throttle_ident folds an IPv6 address into its /64.
+    ident = str(SimpleRateThrottle.get_ident(PromptClientThrottle(), request) or "").strip()
     for candidate in (ident, m.group("host") if (m := _WITH_PORT.match(ident)) else ""):
         try:
             return str(ipaddress.ip_address(candidate))

@@ -162,6 +162,7 @@ def test_unsigned_webhook_posts_cost_bounded_storage_and_signed_ones_are_never_d
 
     cache.clear()
     monkeypatch.setitem(RejectedDeliveryThrottle.THROTTLE_RATES, "webhook_rejected", "30/minute")
+    monkeypatch.setattr(webhooks, "UNSTORED_FLUSH_SECONDS", 0.0)  # every count written at once
     unsigned = b'{"x": 1}'
     answers = [post_delivery(client, None, body=unsigned, signature="ab" * 32).status_code for _ in range(40)]
     assert answers == [401] * 30 + [429] * 10
@@ -193,3 +194,86 @@ def test_a_signed_webhook_nested_ten_thousands_deep_is_a_400_not_a_dead_worker(c
     assert "nests deeper than 64 levels" in response.json()["detail"]
     stored = WebhookDelivery.objects.get()
     assert stored.signature_valid and stored.outcome == "malformed" and bytes(stored.body) == body
+
+
+def test_a_flood_of_refused_webhook_posts_writes_its_count_once_a_second_not_per_request(client, monkeypatch):
+    """Found in review: past the throttle and the hour's sample, every unsigned POST still locked
+    and updated one SystemState row, so a flood serialized every worker on that row."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chain.views import RejectedDeliveryThrottle
+    from tests.chain.helpers import post_delivery
+
+    cache.clear()
+    monkeypatch.setitem(RejectedDeliveryThrottle.THROTTLE_RATES, "webhook_rejected", "5/minute")
+    for _ in range(5):
+        post_delivery(client, None, body=b"{}", signature="ab" * 32)
+    with CaptureQueriesContext(connection) as queries:
+        answers = {
+            post_delivery(client, None, body=b"{}", signature="ab" * 32).status_code for _ in range(100)
+        }
+    assert answers == {429}
+    writes = [
+        q["sql"] for q in queries.captured_queries if "core_systemstate" in q["sql"] and "UPDATE" in q["sql"]
+    ]
+    assert len(writes) <= 3, len(writes)  # the test takes well under 3 s
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+@pytest.mark.parametrize("method", ["OPTIONS", "POST", "PUT", "DELETE"])
+def test_the_documentation_pages_answer_other_methods_405_with_a_detail(live_server, page, method):
+    """Found in review: OPTIONS /docs made the Swagger view render its metadata through an HTML
+    renderer without a template: a 500 over gunicorn."""
+    response = requests.request(method, f"{live_server.url}{page}", timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD" and "detail" in response.json()
+    assert requests.get(f"{live_server.url}{page}", timeout=10).status_code == 200
+
+
+def test_static_replays_from_other_addresses_leave_the_owners_browser_its_allowance(
+    client, settings, monkeypatch
+):
+    """Found in review: replays of a captured static signature from ten addresses spent the
+    wallet's static allowance, and the owner's own static update (what the current frontend
+    signs) got 429 for an hour."""
+    from django.core.cache import cache
+
+    from glisk.public_api.throttles import PromptWalletThrottle
+    from tests.public_api.test_frontend_api import body_for
+    from tests.public_api.wallets import eoa
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    monkeypatch.setitem(PromptWalletThrottle.THROTTLE_RATES, "prompt_wallet", "2/hour")
+    owner = eoa()
+    replayed = body_for(owner, "a replayed prompt")
+    for n in range(10):
+        for _ in range(3):
+            client.post(
+                "/api/authors/prompt", replayed, "application/json", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}"
+            )
+    mine = client.post(
+        "/api/authors/prompt", body_for(owner, "mine"), "application/json", HTTP_X_FORWARDED_FOR="203.0.113.9"
+    )
+    assert mine.status_code == 200, mine.content[:200]
+
+
+def test_an_ipv6_client_is_counted_by_its_64(client, settings, monkeypatch):
+    """Found in review: throttles keyed on the full IPv6 address, so a client holding a /64 got
+    a fresh allowance per address."""
+    from django.core.cache import cache
+
+    from glisk.public_api.throttles import PromptClientThrottle
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    monkeypatch.setitem(PromptClientThrottle.THROTTLE_RATES, "prompt_client", "3/hour")
+    codes = [
+        client.get(f"/api/authors/{WALLET}/nonce", HTTP_X_FORWARDED_FOR=f"2001:db8:0:1::{n}").status_code
+        for n in range(1, 6)
+    ]
+    assert codes == [200, 200, 200, 429, 429]
+    other_network = client.get(f"/api/authors/{WALLET}/nonce", HTTP_X_FORWARDED_FOR="2001:db8:0:2::1")
+    assert other_network.status_code == 200
