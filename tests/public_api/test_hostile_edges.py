@@ -277,3 +277,19 @@ def test_an_ipv6_client_is_counted_by_its_64(client, settings, monkeypatch):
     assert codes == [200, 200, 200, 429, 429]
     other_network = client.get(f"/api/authors/{WALLET}/nonce", HTTP_X_FORWARDED_FOR="2001:db8:0:2::1")
     assert other_network.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("address", "ident"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:0:1::5", "2001:db8:0:1::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("unknown", "unknown"),
+        (None, ""),  # a WSGI call without REMOTE_ADDR (found by the schema test: a 500)
+    ],
+)
+def test_the_throttle_ident_of_a_client(address, ident):
+    from glisk.core.clients import throttle_ident
+
+    assert throttle_ident(address) == ident
