@@ -44,7 +44,6 @@ from lifecycle.providers.ipfs import is_cid
 from lifecycle.selectors import reveal_now_preview
 from lifecycle.services.operator import ACTIONS, ActionRefused, applicable_actions
 
-ATTEMPTS_FIELD = {"image": "image_attempts", "ipfs": "ipfs_attempts", "reveal": "reveal_attempts"}
 ACTION_LABELS = {
     "retry": "Retry from the stage that failed",
     "regenerate": "Regenerate the image",

@@ -21,13 +21,6 @@ from lifecycle.models import (
 from lifecycle.selectors import stuck_q
 
 ATTEMPTS_FIELD = {"image": "image_attempts", "ipfs": "ipfs_attempts", "reveal": "reveal_attempts"}
-ACTION_LABELS = {
-    "retry": "Retry from the stage that failed",
-    "regenerate": "Regenerate the image",
-    "repin": "Re-pin image and metadata",
-    "reveal_now": "Reveal now, alone (skip the batch wait)…",
-    "mark_failed": "Mark failed",
-}
 
 
 class StuckFilter(admin.SimpleListFilter):

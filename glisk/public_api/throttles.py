@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from glisk.core.clients import throttle_ident
 from glisk.core.state import advisory_xact_lock
@@ -78,7 +78,7 @@ def client_address(request: Request | Any) -> str | None:
     after the signature had been checked and the throttle counted)."""
     # DRF's reading of the client (REMOTE_ADDR, or X-Forwarded-For behind NUM_PROXIES), before
     # throttle_ident folds an IPv6 address into its /64.
-    ident = str(SimpleRateThrottle.get_ident(PromptClientThrottle(), request) or "").strip()
+    ident = str(BaseThrottle().get_ident(request) or "").strip()
     for candidate in (ident, m.group("host") if (m := _WITH_PORT.match(ident)) else ""):
         try:
             return str(ipaddress.ip_address(candidate))

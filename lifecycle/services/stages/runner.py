@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
@@ -34,7 +33,6 @@ from lifecycle.services.tokens import (
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 EXTENSIONS = {"image/png": "png", "image/webp": "webp", "image/jpeg": "jpg", "image/gif": "gif"}
 YIELD_TO = "reveal"  # the stage a stage task makes way for between batches
 YIELD_AFTER_SECONDS = 2.0  # how long its task may wait before that (a free worker takes it at once)
