@@ -59,7 +59,7 @@ class AuthorForm(forms.ModelForm):
 
 
 HISTORY_COLUMNS = ("when", "form", "signature", "prompt SHA-256", "nonce / operator", "client")
-LINK_COLUMNS = ("when (UTC)", "account", "change", "handle", "by", "proof", "reason")
+LINK_COLUMNS = ("when (UTC)", "account", "change", "handle", "by", "wallet proof", "proof", "reason")
 
 
 def _short_actor(actor: str) -> str:
@@ -90,7 +90,9 @@ class AuthorAdmin(admin.ModelAdmin):
     search_fields = ("wallet_address", "twitter_handle", "farcaster_handle", "prompt_text")
     readonly_fields = (
         "twitter_handle",
+        "twitter_verified",
         "farcaster_handle",
+        "farcaster_verified",
         "created_at",
         "updated_at",
         "token_counts",
@@ -101,8 +103,10 @@ class AuthorAdmin(admin.ModelAdmin):
         "wallet_address",
         "prompt_text",
         "twitter_handle",
+        "twitter_verified",
         "unlink_x_reason",
         "farcaster_handle",
+        "farcaster_verified",
         "unlink_farcaster_reason",
         "token_counts",
         "prompt_history",
@@ -184,7 +188,8 @@ class AuthorAdmin(admin.ModelAdmin):
         body = format_html_join(
             "",
             '<tr><td style="white-space:nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td>'
-            '<td><span title="{}">{}</span></td><td style="font-size:11px">{}</td><td>{}</td></tr>',
+            '<td><span title="{}">{}</span></td><td>{}</td>'
+            '<td style="font-size:11px">{}</td><td>{}</td></tr>',
             (
                 (
                     link.created_at.astimezone(UTC).strftime("%m-%d %H:%M:%S"),
@@ -193,6 +198,7 @@ class AuthorAdmin(admin.ModelAdmin):
                     link.handle,
                     link.actor,
                     _short_actor(link.actor),
+                    link.wallet_proof or "-",
                     format_html_join(
                         "", "<code>{}={}</code><br>", ((k, _short(v)) for k, v in sorted(link.proof.items()))
                     )

@@ -29,6 +29,18 @@ class Author(models.Model):
     farcaster_fid = models.CharField(
         max_length=32, blank=True, default="", help_text="The linked Farcaster fid."
     )
+    # Whether the wallet's side of each link is proven beyond the replayable static message: only
+    # then does the handle go into pinned token metadata (which can never be corrected).
+    twitter_verified = models.BooleanField(
+        default=False,
+        help_text="The X link was signed with a bound (nonce) message: its handle is pinned into "
+        "token metadata.",
+    )
+    farcaster_verified = models.BooleanField(
+        default=False,
+        help_text="The Farcaster link was signed with a bound message, or the fid's custody address "
+        "is this wallet: its handle is pinned into token metadata.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,7 +72,8 @@ class Author(models.Model):
 
 
 class PromptNonce(models.Model):
-    """A one-time number an author's bound prompt update must carry (replay protection)."""
+    """A one-time number an author's bound message (a prompt update or an account link) must
+    carry (replay protection)."""
 
     wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
     nonce = models.CharField(max_length=64, unique=True)
@@ -104,6 +117,14 @@ class PromptUpdate(models.Model):
         return f"prompt update of {self.author} ({self.form})"
 
 
+class WalletProof(models.TextChoices):
+    """How a link proved that the wallet wanted it."""
+
+    STATIC = "static", "static message (replayable)"
+    BOUND = "bound", "bound message (nonce, chain, expiry)"
+    CUSTODY = "custody", "the wallet is the fid's custody address"
+
+
 class XLinkRequest(models.Model):
     """An X sign-in in progress: the OAuth `state` and PKCE verifier, kept here so that any web
     worker can finish the flow and a restart loses nothing. Used once; expires in minutes."""
@@ -111,6 +132,7 @@ class XLinkRequest(models.Model):
     state = models.CharField(max_length=64, unique=True)
     code_verifier = models.CharField(max_length=128)
     wallet_address = models.CharField(max_length=42, help_text="EIP-55 checksummed address.")
+    wallet_proof = models.CharField(max_length=16, choices=WalletProof.choices, default=WalletProof.STATIC)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
@@ -149,6 +171,13 @@ class SocialLink(models.Model):
         blank=True,
         default="",
         help_text="SHA-256 of a Farcaster sign-in message: each is accepted once.",
+    )
+    wallet_proof = models.CharField(
+        max_length=16,
+        choices=WalletProof.choices,
+        blank=True,
+        default="",
+        help_text="How the wallet asked for the link; empty for unlinks.",
     )
     actor = models.CharField(max_length=128, help_text="wallet:<address> or operator:<name>.")
     reason = models.TextField(blank=True, default="")

@@ -59,6 +59,17 @@ def prompt_nonce_usable(*, wallet: str, nonce: str) -> bool:
     ).exists()
 
 
+def nonce_spend(*, wallet: str, nonce: str) -> bool:
+    """Mark `nonce` used if it was issued to `wallet` and is unexpired and unused, in one
+    statement (call it inside the transaction of the write it allows). False otherwise."""
+    now = timezone.now()
+    return bool(
+        PromptNonce.objects.filter(
+            nonce=nonce, wallet_address__iexact=wallet, used_at__isnull=True, expires_at__gt=now
+        ).update(used_at=now)
+    )
+
+
 def prompt_nonces_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
     """Delete nonces that expired more than `older_than` ago (anyone may ask for one)."""
     deleted, _ = PromptNonce.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
@@ -80,15 +91,8 @@ def author_prompt_set(
     and unused; it is spent in the same transaction, so it serves exactly one update.
     """
     with transaction.atomic():
-        if nonce:
-            spent = PromptNonce.objects.filter(
-                nonce=nonce,
-                wallet_address__iexact=wallet,
-                used_at__isnull=True,
-                expires_at__gt=timezone.now(),
-            ).update(used_at=timezone.now())
-            if not spent:
-                raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
+        if nonce and not nonce_spend(wallet=wallet, nonce=nonce):
+            raise PromptRefused("the nonce is unknown, expired or already used: ask for a new one")
         authors, _ = authors_ensure(wallets=[wallet])
         # Under the author's row lock, so a static replay cannot slip in after a bound update.
         author = Author.objects.select_for_update().get(pk=authors[wallet.lower()].pk)

@@ -18,8 +18,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from eth_utils import to_checksum_address
 
-from authors.models import Author, SocialLink, XLinkRequest
-from authors.services import authors_ensure
+from authors.models import Author, SocialLink, WalletProof, XLinkRequest
+from authors.services import authors_ensure, nonce_spend
 from glisk.core.errors import ApplicationError
 from glisk.core.state import advisory_xact_lock
 
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 HANDLE_FIELDS = {SocialLink.Network.X: "twitter_handle", SocialLink.Network.FARCASTER: "farcaster_handle"}
 ACCOUNT_FIELDS = {SocialLink.Network.X: "x_user_id", SocialLink.Network.FARCASTER: "farcaster_fid"}
+VERIFIED_FIELDS = {
+    SocialLink.Network.X: "twitter_verified",
+    SocialLink.Network.FARCASTER: "farcaster_verified",
+}
 STATE_FORMAT = re.compile(r"^[A-Za-z0-9_-]{20,64}$")  # what x_link_begin issues
 
 
@@ -49,15 +53,38 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
-def x_link_begin(*, wallet: str, ttl_seconds: int) -> XLinkRequest:
+def x_link_begin(
+    *, wallet: str, ttl_seconds: int, wallet_proof: str = WalletProof.STATIC, nonce: str = ""
+) -> XLinkRequest:
     """A new X sign-in for `wallet` (already proven by its signature): a random state and PKCE
-    verifier, valid for `ttl_seconds`."""
-    return XLinkRequest.objects.create(
-        state=secrets.token_urlsafe(32),
-        code_verifier=secrets.token_urlsafe(64),  # 86 characters, within RFC 7636's 43-128
-        wallet_address=to_checksum_address(wallet),
-        expires_at=timezone.now() + timedelta(seconds=ttl_seconds),
-    )
+    verifier, valid for `ttl_seconds`. A bound link's `nonce` is spent here, with the sign-in.
+    A static link is refused at once for a wallet whose X link is verified (the callback checks
+    again, under the author's lock)."""
+    with transaction.atomic():
+        if nonce and not nonce_spend(wallet=wallet, nonce=nonce):
+            raise LinkRefused("the nonce is unknown, expired or already used: ask for a new one")
+        if wallet_proof == WalletProof.STATIC:
+            _static_link_allowed(wallet=wallet, network=SocialLink.Network.X)
+        return XLinkRequest.objects.create(
+            state=secrets.token_urlsafe(32),
+            code_verifier=secrets.token_urlsafe(64),  # 86 characters, within RFC 7636's 43-128
+            wallet_address=to_checksum_address(wallet),
+            wallet_proof=wallet_proof,
+            expires_at=timezone.now() + timedelta(seconds=ttl_seconds),
+        )
+
+
+def _static_link_allowed(*, wallet: str, network: SocialLink.Network, author: Author | None = None) -> None:
+    """A static link message (replayable by anyone who once saw its signature) never replaces a
+    link the wallet proved with a bound message."""
+    if author is None:
+        author = Author.objects.filter(wallet_address__iexact=wallet).first()
+    if author is not None and getattr(author, VERIFIED_FIELDS[network]):
+        label = SocialLink.Network(network).label
+        raise LinkRefused(
+            f"this wallet linked its {label} account with a bound message, so the static message no "
+            f"longer changes it: sign the bound link message from GET /api/authors/{wallet}/nonce"
+        )
 
 
 def x_link_spend(*, state: str) -> XLinkRequest:
@@ -87,11 +114,16 @@ def author_social_link(
     account_id: str,
     handle: str,
     proof: dict[str, Any],
+    wallet_proof: str,
     proof_digest: str = "",
+    nonce: str = "",
     client_address: str | None = None,
 ) -> Author:
     """Set `wallet`'s account on `network` (its id there and its handle; the author is created if
-    new) and keep the link as a history row. An account belongs to one author: another author
+    new) and keep the link as a history row. `wallet_proof` says how the wallet asked for it:
+    only a bound or custody proof makes the handle verified (pinned into token metadata), and a
+    static one is refused once the wallet's link on `network` is verified. A bound link's `nonce`
+    is spent in the same transaction. An account belongs to one author: another author
     holding the same account (by id, whatever its handle is now) or the same handle loses it, with
     a history row saying why. Links of one account are serialized (an advisory lock), so two at
     once cannot both keep it. A `proof_digest` seen before is refused."""
@@ -114,6 +146,10 @@ def author_social_link(
             if proof_digest and SocialLink.objects.filter(proof_digest=proof_digest).exists():
                 raise LinkRefused(USED_MESSAGE)
             author = next(a for a in involved if a.pk == own)
+            if wallet_proof == WalletProof.STATIC:
+                _static_link_allowed(wallet=wallet, network=network, author=author)
+            if nonce and not nonce_spend(wallet=wallet, nonce=nonce):
+                raise LinkRefused("the nonce is unknown, expired or already used: ask for a new one")
             for other in (a for a in involved if a.pk != own):
                 _set_handle(
                     other,
@@ -131,6 +167,7 @@ def author_social_link(
                 actor=actor,
                 proof=proof,
                 proof_digest=proof_digest,
+                wallet_proof=WalletProof(wallet_proof),
                 client_address=client_address,
             )
     except IntegrityError:
@@ -175,14 +212,21 @@ def _set_handle(
     reason: str = "",
     proof: dict[str, Any] | None = None,
     proof_digest: str = "",
+    wallet_proof: WalletProof | None = None,
     client_address: str | None = None,
 ) -> None:
-    """Set (or, with an empty handle, clear) the author's account on `network`, and record it."""
-    field, account_field = HANDLE_FIELDS[network], ACCOUNT_FIELDS[network]
+    """Set (or, with an empty handle, clear) the author's account on `network`, and record it.
+    The handle is verified only when linked with a bound or custody proof."""
+    field, account_field, verified_field = (
+        HANDLE_FIELDS[network],
+        ACCOUNT_FIELDS[network],
+        VERIFIED_FIELDS[network],
+    )
     previous = getattr(author, field)
     setattr(author, field, handle)
     setattr(author, account_field, account_id)
-    author.save(update_fields=[field, account_field, "updated_at"])
+    setattr(author, verified_field, bool(handle) and wallet_proof in (WalletProof.BOUND, WalletProof.CUSTODY))
+    author.save(update_fields=[field, account_field, verified_field, "updated_at"])
     SocialLink.objects.create(
         author=author,
         network=network,
@@ -190,6 +234,7 @@ def _set_handle(
         handle=(handle or previous)[:64],
         proof=proof or {},
         proof_digest=proof_digest,
+        wallet_proof=wallet_proof or "",
         actor=actor[:128],
         reason=reason,
         client_address=client_address,

@@ -303,9 +303,10 @@ def wait_until(predicate: Any, *, timeout: float, interval: float = 0.5) -> bool
 
 
 def link_social_accounts(stack: Stack, *, wallet: str, fname: str) -> dict[str, str]:
-    """Link X and Farcaster to `wallet` (an unlocked dev account) through the web app the way
-    the frontend does: the X sign-in through the X stand-in, and a Sign In With Farcaster message
-    signed by the wallet as custody address of a fid registered on the chain's IdRegistry.
+    """Link X and Farcaster to `wallet` (an unlocked dev account) through the web app: the X
+    sign-in, signed with the bound link message, through the X stand-in; and the frontend's
+    static wallet message with a Sign In With Farcaster message signed by the wallet as custody
+    address of a fid registered on the chain's IdRegistry.
     Returns what the frontend would show (the callback's query, the link's answer)."""
     import secrets
     from datetime import UTC, datetime, timedelta
@@ -319,7 +320,10 @@ def link_social_accounts(stack: Stack, *, wallet: str, fname: str) -> dict[str, 
         return str(chain.rpc("personal_sign", ["0x" + message.encode().hex(), wallet]))
 
     browser = requests.Session()  # keeps the sign-in cookie, as the frontend's browser does
-    x_message = f"Link X account for wallet: {wallet}"
+    # The bound link message (a server nonce): only a link proven so is pinned into metadata.
+    nonce = browser.get(f"{stack.web_url}/api/authors/{wallet}/nonce", timeout=10)
+    nonce.raise_for_status()
+    x_message = nonce.json()["link_messages"]["x"]
     started = browser.post(
         f"{stack.web_url}/api/authors/x/auth/start",
         json={"wallet_address": wallet, "message": x_message, "signature": personal_sign(x_message)},

@@ -15,7 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from authors.messages import (
+    LINK_NETWORKS,
     BoundMessage,
+    bound_link_message,
     bound_prompt_message,
     parse_bound_message,
     prompt_sha256,
@@ -44,6 +46,11 @@ class PromptNonceOutput(serializers.Serializer):
         help_text="the bound message to sign, with {prompt_sha256} replaced by the hex SHA-256 "
         "of the UTF-8 prompt"
     )
+    link_messages = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="the bound link message to sign instead, by network (`x`, `farcaster`): the same "
+        "nonce serves one prompt update or one link",
+    )
 
 
 class PromptNonceApi(APIView):
@@ -52,7 +59,7 @@ class PromptNonceApi(APIView):
     @extend_schema(
         parameters=[WALLET_PARAMETER],
         responses={200: PromptNonceOutput, 400: ErrorOutput, 429: ErrorOutput},
-        summary="A one-time nonce for a bound (replay-proof) prompt update",
+        summary="A one-time nonce for a bound (replay-proof) prompt update or account link",
     )
     def get(self, request: Request, wallet: str) -> Response:
         checksummed = wallet_checksummed(wallet, "wallet")
@@ -71,6 +78,16 @@ class PromptNonceApi(APIView):
                 "chain_id": config.chain_id,
                 "expires_at": issued.expires_at,
                 "message_template": template,
+                "link_messages": {
+                    network: bound_link_message(
+                        wallet=checksummed,
+                        network=network,
+                        chain_id=config.chain_id,
+                        nonce=issued.nonce,
+                        expires_at=issued.expires_at,
+                    )
+                    for network in LINK_NETWORKS
+                },
             }
         )
 

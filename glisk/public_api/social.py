@@ -1,13 +1,18 @@
 """Authors link their X and Farcaster accounts (the web frontend's contract):
 
 * `POST /api/authors/x/auth/start` `{wallet_address, message, signature}`, `message` exactly
-  `Link X account for wallet: <checksummed address>` → `{authorization_url}` (X's OAuth 2.0 page,
-  PKCE S256, a one-time `state` kept in the database);
+  `Link X account for wallet: <checksummed address>` or the bound link message (see
+  authors.messages) → `{authorization_url}` (X's OAuth 2.0 page, PKCE S256, a one-time `state`
+  kept in the database);
 * `GET /api/authors/x/callback?code=…&state=…` → 307 to
   `<FRONTEND_URL>/profile?tab=author&x_linked=true&username=<name>`, or `x_linked=false&error=<reason>`;
 * `POST /api/authors/farcaster/link` `{wallet_address, wallet_message, wallet_signature,
   farcaster_message, farcaster_signature, fid, username}`, `wallet_message` exactly
-  `Link Farcaster account for wallet: <checksummed address>` → `{username, fid}`.
+  `Link Farcaster account for wallet: <checksummed address>` or the bound link message →
+  `{username, fid}`.
+
+Only a link whose wallet side is proven beyond the static message (a bound message, or a
+Farcaster fid whose custody address is the wallet) puts the handle into pinned token metadata.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseRedirectBase
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -29,7 +35,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from authors.models import SocialLink
+from authors.messages import parse_bound_link, static_link_message
+from authors.models import SocialLink, WalletProof
 from authors.social import LinkRefused, LinkUnavailable, author_social_link, x_link_begin, x_link_spend
 from authors.x_api import XClient
 from chain.services.farcaster import FarcasterChecker
@@ -40,9 +47,6 @@ from glisk.public_api.throttles import SocialClientThrottle, client_address
 from glisk.public_api.views import wallet_checksummed
 
 logger = logging.getLogger(__name__)
-
-X_MESSAGE = "Link X account for wallet: {wallet}"
-FARCASTER_MESSAGE = "Link Farcaster account for wallet: {wallet}"
 
 
 class _SmallJsonApi(APIView):
@@ -55,11 +59,39 @@ class _SmallJsonApi(APIView):
         super().initial(request, *args, **kwargs)
 
 
-def _signed_by(wallet: str, message: str, signature: str, expected: str) -> str:
-    """The wallet signed exactly `expected` (a `personal_sign`): its signature kind, or a refusal."""
-    if message != expected:
-        raise LinkRefused(f"message must be exactly {expected!r}")
-    return wallet_signature_verify_from_settings(wallet=wallet, message=message, signature=signature)
+def _wallet_asked(wallet: str, message: str, signature: str, *, network: str) -> tuple[WalletProof, str]:
+    """The wallet signed (`personal_sign`) the static link message for `network` or a bound one
+    for this wallet, network and chain, unexpired: the form and the bound message's nonce (which
+    the caller spends with the link), or a refusal saying what is wrong."""
+    static = static_link_message(wallet=wallet, network=network)
+    if message == static:
+        if not settings.GLISK.author_accept_static_message:
+            raise LinkRefused(
+                f"the static message is not accepted here: sign the bound link message from "
+                f"GET /api/authors/{wallet}/nonce"
+            )
+        form, nonce = WalletProof.STATIC, ""
+    else:
+        bound = parse_bound_link(message)
+        if bound is None:
+            raise LinkRefused(
+                f"message must be exactly {static!r} or the bound link message from "
+                f"GET /api/authors/{wallet}/nonce"
+            )
+        chain_id = settings.GLISK.chain_id
+        if bound.wallet.lower() != wallet.lower():
+            raise LinkRefused("the message names another wallet")
+        if bound.network != network:
+            raise LinkRefused(f"the message links another network, not {SocialLink.Network(network).label}")
+        if bound.chain_id != chain_id:
+            raise LinkRefused(
+                f"the message is for chain {bound.chain_id}, this service runs chain {chain_id}"
+            )
+        if bound.expires_at <= timezone.now():
+            raise LinkRefused("the message has expired: ask for a new nonce")
+        form, nonce = WalletProof.BOUND, bound.nonce
+    wallet_signature_verify_from_settings(wallet=wallet, message=message, signature=signature)
+    return form, nonce
 
 
 # --- X ----------------------------------------------------------------------------------------
@@ -81,7 +113,9 @@ class XAuthStartApi(_SmallJsonApi):
         responses={200: XStartOutput, 400: ErrorOutput, 403: ErrorOutput, 429: ErrorOutput, 503: ErrorOutput},
         summary="Start linking an X account to a wallet (answers X's authorization URL)",
         description=(
-            "`message` is exactly `Link X account for wallet: <checksummed address>`, signed with "
+            "`message` is exactly `Link X account for wallet: <checksummed address>` (replayable: "
+            "the handle shows on the profile but is not pinned into token metadata) or the bound "
+            "link message (`link_messages.x` of `GET /api/authors/{wallet}/nonce`), signed with "
             "`personal_sign` (EOA, ERC-1271 or ERC-6492). Send the browser to `authorization_url`; "
             "X returns it to `GET /api/authors/x/callback`, which redirects to the frontend's "
             "profile page with `x_linked=true&username=…` or `x_linked=false&error=…`. 503 while "
@@ -93,14 +127,14 @@ class XAuthStartApi(_SmallJsonApi):
         data = XStartInput(data=request.data)
         data.is_valid(raise_exception=True)
         wallet = wallet_checksummed(data.validated_data["wallet_address"])
-        _signed_by(
+        form, nonce = _wallet_asked(
             wallet,
             data.validated_data["message"],
             data.validated_data["signature"],
-            X_MESSAGE.format(wallet=wallet),
+            network=SocialLink.Network.X,
         )
         ttl = settings.GLISK.social_link_ttl_seconds
-        sign_in = x_link_begin(wallet=wallet, ttl_seconds=ttl)
+        sign_in = x_link_begin(wallet=wallet, ttl_seconds=ttl, wallet_proof=form, nonce=nonce)
         url = client.authorization_url(state=sign_in.state, code_verifier=sign_in.code_verifier)
         response = Response({"authorization_url": url})
         # The browser that starts the sign-in must be the one X sends back (else anyone could send
@@ -178,6 +212,7 @@ def x_callback(request: HttpRequest) -> HttpResponse:
             account_id=user_id,
             handle=username,
             proof={"x_user_id": user_id},
+            wallet_proof=sign_in.wallet_proof,
             client_address=client_address(request),
         )
     except (LinkRefused, LinkUnavailable) as exc:
@@ -230,8 +265,11 @@ class FarcasterLinkApi(_SmallJsonApi):
         },
         summary="Link a Farcaster account to a wallet, proven by Sign In With Farcaster",
         description=(
-            "`wallet_message` is exactly `Link Farcaster account for wallet: <checksummed address>`, "
-            "signed by the wallet. `farcaster_message` is a Sign In With Farcaster (EIP-4361) "
+            "`wallet_message` is exactly `Link Farcaster account for wallet: <checksummed address>` "
+            "or the bound link message (`link_messages.farcaster` of `GET /api/authors/{wallet}/nonce`), "
+            "signed by the wallet. The handle is pinned into token metadata when the message is the "
+            "bound one or the fid's custody address is the wallet. `farcaster_message` is a Sign In "
+            "With Farcaster (EIP-4361) "
             "message for the frontend's domain, unexpired, with the resource `farcaster://fid/<fid>`, "
             "signed by the fid's custody address (read from the IdRegistry on OP Mainnet); "
             "`username` must be the fid's current Farcaster name. Each message links once. The "
@@ -244,11 +282,8 @@ class FarcasterLinkApi(_SmallJsonApi):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         wallet = wallet_checksummed(values["wallet_address"])
-        _signed_by(
-            wallet,
-            values["wallet_message"],
-            values["wallet_signature"],
-            FARCASTER_MESSAGE.format(wallet=wallet),
+        form, nonce = _wallet_asked(
+            wallet, values["wallet_message"], values["wallet_signature"], network=SocialLink.Network.FARCASTER
         )
         username = values["username"].strip().lstrip("@").lower()
         proof = checker.check(
@@ -264,6 +299,10 @@ class FarcasterLinkApi(_SmallJsonApi):
             handle=username,
             proof=proof.as_record(),
             proof_digest=proof.digest,
+            # The fid's custody address signed the Farcaster message: if that is the wallet, the
+            # wallet itself proved the link, whatever form the wallet message had.
+            wallet_proof=WalletProof.CUSTODY if proof.custody_address.lower() == wallet.lower() else form,
+            nonce=nonce,
             client_address=client_address(request),
         )
         return Response({"username": username, "fid": proof.fid})

@@ -440,17 +440,26 @@ def test_reveal_now_asks_first_says_what_goes_and_sends_only_the_chosen_tokens(a
 def test_handles_are_read_only_and_an_operator_unlinks_with_a_reason(admin_client):
     from authors.models import SocialLink
 
-    author = AuthorFactory.create(prompt_text="p", twitter_handle="someone", farcaster_handle="glisk")
+    author = AuthorFactory.create(
+        prompt_text="p", twitter_handle="someone", farcaster_handle="glisk", twitter_verified=True
+    )
     url = reverse("admin:authors_author_change", args=[author.pk])
-    data = {"wallet_address": author.wallet_address, "prompt_text": "p", "twitter_handle": "forged"}
+    data = {
+        "wallet_address": author.wallet_address,
+        "prompt_text": "p",
+        "twitter_handle": "forged",
+        "farcaster_verified": "on",
+    }
     admin_client.post(url, data)
     author.refresh_from_db()
     assert author.twitter_handle == "someone"  # not a form field: only a proven link sets it
+    assert not author.farcaster_verified  # nor is whether a link is pinned into metadata
     response = admin_client.post(
         url, {**data, "unlink_x_reason": "  impersonation report #12  "}, follow=True
     )
     author.refresh_from_db()
     assert author.twitter_handle == "" and author.farcaster_handle == "glisk"
+    assert not author.twitter_verified
     assert any("X account unlinked: impersonation report #12" in m for m in messages_of(response))
     (row,) = SocialLink.objects.filter(author=author)
     assert (row.action, row.handle, row.actor, row.reason) == (
@@ -461,6 +470,7 @@ def test_handles_are_read_only_and_an_operator_unlinks_with_a_reason(admin_clien
     )
     html = admin_client.get(url).content.decode()
     assert "impersonation report #12" in html and "operator:admin" in html
+    assert "Twitter verified" in html and "wallet proof" in html
 
 
 def test_the_token_list_searches_what_the_token_page_shows_newest_first(admin_client):

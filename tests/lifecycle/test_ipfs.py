@@ -80,8 +80,23 @@ def run(pinner=None):
 pytestmark = pytest.mark.django_db
 
 
+def test_handles_linked_only_by_a_replayable_message_are_not_pinned():
+    """A static link message can be replayed by whoever once saw its signature: what it claims
+    shows on the profile but never goes into metadata, which can never be corrected."""
+    author = AuthorFactory.create(twitter_handle="attacker_x", farcaster_handle="attacker")
+    token = TokenFactory.create(author=author)
+    assert token_metadata(token=token, image_cid="bafkx")["attributes"] == [
+        {"trait_type": "Author", "value": author.wallet_address}
+    ]
+    author.farcaster_verified = True
+    names = [a["trait_type"] for a in token_metadata(token=token, image_cid="bafkx")["attributes"]]
+    assert names == ["Author", "Farcaster"]
+
+
 def test_local_store_pins_image_and_metadata_and_serves_them(client, settings):
-    author = AuthorFactory.create(twitter_handle="@glisk", farcaster_handle="glisk.eth")
+    author = AuthorFactory.create(
+        twitter_handle="@glisk", farcaster_handle="glisk.eth", twitter_verified=True, farcaster_verified=True
+    )
     token = ready_for_ipfs(author=author)
     configure(settings, metadata_external_url="https://glisk.xyz/t/{token_id}")
     assert run().succeeded == 1

@@ -458,7 +458,14 @@ def test_one_account_linked_to_two_wallets_at_once_ends_on_one():
     def link_from(wallet):
         try:
             barrier.wait()
-            author_social_link(wallet=wallet, network="x", account_id="42", handle="same_account", proof={})
+            author_social_link(
+                wallet=wallet,
+                network="x",
+                account_id="42",
+                handle="same_account",
+                proof={},
+                wallet_proof="static",
+            )
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -475,3 +482,181 @@ def test_one_account_linked_to_two_wallets_at_once_ends_on_one():
     assert Author.objects.filter(twitter_handle="same_account").count() == 1
     assert SocialLink.objects.filter(action="link").count() == 6
     assert SocialLink.objects.filter(action="unlink").count() == 5
+
+
+# --- Replays of the static wallet messages ---------------------------------------------------
+
+
+def bound_link(live_server, wallet: str, network: str) -> str:
+    """The bound link message for `wallet`, as the nonce endpoint gives it."""
+    answer = requests.get(f"{live_server.url}/api/authors/{wallet}/nonce", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["link_messages"][network]
+
+
+def metadata_traits(wallet: str) -> dict[str, str]:
+    from lifecycle.services.stages import token_metadata
+    from tests.factories import TokenFactory
+
+    token = TokenFactory.create(author=Author.objects.get(wallet_address=wallet))
+    return {a["trait_type"]: a["value"] for a in token_metadata(token=token, image_cid="bafkx")["attributes"]}
+
+
+def test_a_replayed_static_x_link_never_reaches_pinned_metadata(live_server, x):
+    """Defect: replaying a captured `Link X account for wallet: …` signature linked the
+    replayer's X account and pinned it into the victim's token metadata for good."""
+    victim = Account.create()
+    captured = f"Link X account for wallet: {victim.address}"
+    replay = {"wallet_address": victim.address, "message": captured, "signature": sign(victim, captured)}
+
+    def replayed(browser):
+        started = browser.post(f"{live_server.url}/api/authors/x/auth/start", json=replay, timeout=10)
+        assert started.status_code == 200, started.text
+        return consent_at_x(started.json()["authorization_url"])
+
+    attacker = requests.Session()
+    x.user.update(id="666", username="attacker_x")
+    assert follow_callback(replayed(attacker), attacker)["x_linked"] == "true"
+    author = Author.objects.get(wallet_address=victim.address)
+    assert author.twitter_handle == "attacker_x" and not author.twitter_verified  # the profile only
+    assert "Twitter" not in metadata_traits(victim.address)
+    assert SocialLink.objects.get(handle="attacker_x").wallet_proof == "static"
+
+    # The owner links with the bound message: verified, pinned.
+    late = replayed(attacker)  # a replay started before the owner's link, finished after it
+    x.user.update(id="1500000000000000001", username="glisk_artist")
+    owner = requests.Session()
+    started = start_x(
+        live_server, victim, browser=owner, message=bound_link(live_server, victim.address, "x")
+    )
+    assert started.status_code == 200, started.text
+    assert follow_callback(consent_at_x(started.json()["authorization_url"]), owner)["x_linked"] == "true"
+    author.refresh_from_db()
+    assert (author.twitter_handle, author.twitter_verified) == ("glisk_artist", True)
+    assert metadata_traits(victim.address)["Twitter"] == "glisk_artist"
+
+    # From now on the static message changes nothing: refused at the start, and at the callback
+    # of a sign-in started before (under the author's lock).
+    again = requests.post(f"{live_server.url}/api/authors/x/auth/start", json=replay, timeout=10)
+    assert again.status_code == 400 and "bound link message" in again.json()["detail"]
+    x.user.update(id="666", username="attacker_x")
+    refused = follow_callback(late, attacker)
+    assert refused["x_linked"] == "false" and "bound" in refused["error"]
+    author.refresh_from_db()
+    assert (author.twitter_handle, author.twitter_verified) == ("glisk_artist", True)
+    assert SocialLink.objects.filter(author=author).count() == 2
+
+
+def test_the_bound_link_message_is_checked_and_used_once(live_server, x, settings):
+    key = Account.create()
+    message = bound_link(live_server, key.address, "x")
+    assert message.startswith(f"GLISK account link\nWallet: {key.address}\nNetwork: X\nChain ID: ")
+
+    def refused(text, words):
+        answer = start_x(live_server, key, message=text)
+        assert answer.status_code == 400 and words in answer.json()["detail"], answer.text
+
+    other = Account.create().address
+    refused(message.replace(key.address, other), "names another wallet")
+    refused(message.replace("Network: X", "Network: Farcaster"), "links another network")
+    refused(message.replace("Network: X", "Network: Lens"), "links another network")
+    chain = f"Chain ID: {settings.GLISK.chain_id}"
+    refused(message.replace(chain, "Chain ID: 8453000"), "is for chain 8453000")
+    for odd in ("Chain ID: \u00b2", "Chain ID: 1_0", "Chain ID: " + "9" * 5000):
+        refused(message.replace(chain, odd), "must be exactly")
+    refused(message.replace("Expires At: 2", "Expires At: 1"), "expired")
+    refused(bound_link(live_server, other, "x"), "names another wallet")  # another wallet's nonce
+    spoofed = message.replace(message.split("Nonce: ")[1].split("\n")[0], "0" * 32)
+    refused(spoofed, "nonce is unknown")
+
+    assert start_x(live_server, key, message=message).status_code == 200
+    refused(message, "nonce is unknown, expired or already used")  # the same signature again
+    assert XLinkRequest.objects.get().wallet_proof == "bound"
+
+    settings.GLISK = dataclasses.replace(settings.GLISK, author_accept_static_message=False)
+    refused(f"Link X account for wallet: {key.address}", "static message is not accepted")
+
+
+def test_a_farcaster_link_is_pinned_when_the_wallet_proved_it(live_server, farcaster, chain, devnet_info):
+    """Custody address == wallet proves the link whatever the wallet message; a foreign custody
+    with the static message does not; the bound message does; a static replay never replaces
+    a proven link."""
+    registry = devnet_info.farcaster_id_registry
+    own, own_fid = custody_key(chain, registry)
+    foreign, foreign_fid = custody_key(chain, registry)
+    farcaster.register("owner", own_fid)
+    farcaster.register("attacker", foreign_fid)
+
+    # The attacker replays the wallet's static message with their own fid: shown, not pinned.
+    assert link(live_server, own, foreign, foreign_fid, "attacker").status_code == 200
+    author = Author.objects.get(wallet_address=own.address)
+    assert (author.farcaster_handle, author.farcaster_verified) == ("attacker", False)
+    assert "Farcaster" not in metadata_traits(own.address)
+
+    # The wallet is its fid's custody address: proven by the sign-in itself.
+    assert link(live_server, own, own, own_fid, "owner").status_code == 200
+    author.refresh_from_db()
+    assert (author.farcaster_handle, author.farcaster_verified) == ("owner", True)
+    assert SocialLink.objects.filter(author=author).first().wallet_proof == "custody"
+    assert metadata_traits(own.address)["Farcaster"] == "owner"
+
+    replay = link(
+        live_server,
+        own,
+        foreign,
+        foreign_fid,
+        "attacker",
+        message=siwf(foreign.address, foreign_fid, nonce="AGAIN0001"),
+    )
+    assert replay.status_code == 400 and "bound link message" in replay.json()["detail"]
+    author.refresh_from_db()
+    assert author.farcaster_handle == "owner"
+
+    # Another wallet links the foreign fid with the bound message: proven, pinned.
+    wallet = Account.create()
+    bound = bound_link(live_server, wallet.address, "farcaster")
+    answer = link(
+        live_server,
+        wallet,
+        foreign,
+        foreign_fid,
+        "attacker",
+        wallet_message=bound,
+        message=siwf(foreign.address, foreign_fid, nonce="BOUND0001"),
+    )
+    assert answer.status_code == 200, answer.text
+    assert Author.objects.get(wallet_address=wallet.address).farcaster_verified
+    again = link(
+        live_server,
+        wallet,
+        foreign,
+        foreign_fid,
+        "attacker",
+        wallet_message=bound,
+        message=siwf(foreign.address, foreign_fid, nonce="BOUND0002"),
+    )
+    assert again.status_code == 400 and "nonce is unknown" in again.json()["detail"]
+
+
+def test_an_unlink_or_a_move_leaves_no_verified_flag_behind():
+    from authors.social import author_social_link, author_social_unlink
+
+    first, second = Account.create().address, Account.create().address
+    author_social_link(
+        wallet=first, network="x", account_id="7", handle="seven", proof={}, wallet_proof="bound"
+    )
+    assert Author.objects.get(wallet_address=first).twitter_verified
+    author_social_link(
+        wallet=second, network="x", account_id="7", handle="seven", proof={}, wallet_proof="static"
+    )
+    moved = Author.objects.get(wallet_address=first)
+    assert (moved.twitter_handle, moved.twitter_verified) == ("", False)
+    assert not Author.objects.get(wallet_address=second).twitter_verified
+    author_social_link(
+        wallet=second, network="x", account_id="7", handle="seven", proof={}, wallet_proof="bound"
+    )
+    holder = Author.objects.get(wallet_address=second)
+    assert holder.twitter_verified
+    assert author_social_unlink(author_id=holder.pk, network="x", operator="ops", reason="abuse")
+    holder.refresh_from_db()
+    assert (holder.twitter_handle, holder.twitter_verified) == ("", False)

@@ -41,9 +41,11 @@ def token_metadata(*, token: Token, image_cid: str) -> dict[str, Any]:
     """The ERC-721 metadata (with OpenSea's attributes) for a token."""
     author = token.author
     attributes: list[dict[str, Any]] = [{"trait_type": "Author", "value": author.wallet_address}]
-    if author.twitter_handle:
+    # Only handles whose link the wallet proved beyond the replayable static message: pinned
+    # metadata can never be corrected.
+    if author.twitter_handle and author.twitter_verified:
         attributes.append({"trait_type": "Twitter", "value": author.twitter_handle})
-    if author.farcaster_handle:
+    if author.farcaster_handle and author.farcaster_verified:
         attributes.append({"trait_type": "Farcaster", "value": author.farcaster_handle})
     metadata: dict[str, Any] = {
         "name": f"GLISK S0 #{token.pk}",
