@@ -79,6 +79,7 @@ class Config:
     rpc_timeout_seconds: float
     network: str
     chain_id: int
+    devnet_chain_id: int
     explorer_url: str
     contract_address: str
     contract_deployment_block: int
@@ -244,6 +245,7 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
 
     app_env = r.choice("APP_ENV", "development", APP_ENVS)
     production = app_env == "production"
+    devnet_chain_id = r.integer("DEVNET_CHAIN_ID", NETWORKS["DEVNET"], minimum=1, maximum=2**53 - 1)
     debug = r.boolean("DEBUG", app_env == "development")
     database_url = r.raw("DATABASE_URL") or _database_url_from_parts(merged) or None
     if database_url:
@@ -287,7 +289,10 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
         rpc_url=rpc_url,
         rpc_timeout_seconds=r.number("RPC_TIMEOUT_SECONDS", 10.0, minimum=0.1),
         network=network,
-        chain_id=NETWORKS[network],
+        # The devnet can pretend to be another chain (84532, Base Sepolia, for the web frontend,
+        # which knows only Base's two chains): everything that checks the chain id follows it.
+        chain_id=devnet_chain_id if network == "DEVNET" else NETWORKS[network],
+        devnet_chain_id=devnet_chain_id,
         explorer_url=EXPLORERS.get(network, ""),
         contract_address=r.address("GLISK_NFT_CONTRACT_ADDRESS"),
         contract_deployment_block=r.integer("CONTRACT_DEPLOYMENT_BLOCK", 0),

@@ -14,7 +14,6 @@ const TARGETS = [
   { source: "chain/contracts/WalletSignatureCheck.sol", contracts: ["WalletSignatureCheck"] },
   { source: "tests/contracts/TestWallets.sol", contracts: ["TestWallet", "TestWalletFactory"] },
   { source: "glisk/devtools/contracts/FarcasterIdRegistry.sol", contracts: ["FarcasterIdRegistry"] },
-  { source: "glisk/devtools/contracts/Multicall3.sol", contracts: ["Multicall3"] },
 ];
 const SETTINGS = { evmVersion: "shanghai", optimizer: { enabled: true, runs: 200 } };
 

@@ -50,9 +50,11 @@ class DevnetInfo:
     anvil_pid: int = 0
     # A Farcaster IdRegistry of our own on the same chain (the OP Mainnet one, offline).
     farcaster_id_registry: str = ""
+    chain_id: int = DEVNET_CHAIN_ID
 
     def env(self) -> dict[str, str]:
         values = {
+            "DEVNET_CHAIN_ID": str(self.chain_id),
             "RPC_URL": self.rpc_url,
             "GLISK_NFT_CONTRACT_ADDRESS": self.contract_address,
             "CONTRACT_DEPLOYMENT_BLOCK": str(self.deployment_block),
@@ -89,6 +91,7 @@ class DevnetInfo:
                 webhook_secret=values["ALCHEMY_WEBHOOK_SECRET"],
                 anvil_pid=int(values.get("DEVNET_ANVIL_PID", "0") or 0),
                 farcaster_id_registry=values.get("FARCASTER_ID_REGISTRY", ""),
+                chain_id=int(values.get("DEVNET_CHAIN_ID") or DEVNET_CHAIN_ID),
             )
         except (KeyError, ValueError):
             return None
@@ -202,16 +205,60 @@ def deploy(chain: GliskChain, *, deployer: str) -> tuple[str, int]:
 ID_REGISTRY_ARTIFACT = Path(__file__).resolve().parent / "contracts" / "FarcasterIdRegistry.json"
 
 
-MULTICALL3_ARTIFACT = Path(__file__).resolve().parent / "contracts" / "Multicall3.json"
+MULTICALL3_DEPLOYMENT = Path(__file__).resolve().parent / "contracts" / "Multicall3.deployment.json"
+
+
+def multicall3_deployment() -> dict[str, Any]:
+    """The canonical Multicall3 deployment, checked: its transaction is signed by the keyless
+    signer for nonce 0, so it creates Multicall3 at its canonical address (as on Base)."""
+    import json
+
+    from eth_typing import HexAddress, HexStr
+    from web3.types import Nonce
+    from web3.utils.address import get_create_address
+
+    deployment: dict[str, Any] = json.loads(MULTICALL3_DEPLOYMENT.read_text())
+    signer = Account.recover_transaction(deployment["raw_transaction"])
+    created = get_create_address(HexAddress(HexStr(signer)), Nonce(0))
+    if signer.lower() != deployment["signer"].lower() or created.lower() != MULTICALL3.lower():
+        raise DevnetError(f"{MULTICALL3_DEPLOYMENT.name} does not create Multicall3 at {MULTICALL3}")
+    return deployment
+
+
+def x_redirect_uri(*, frontend_url: str, api_url: str) -> str:
+    """Where X sends the browser back after its consent. Through the web frontend's origin when
+    there is one: the frontend starts the sign-in through its own `/api` proxy, so the cookie
+    that ties the callback to the browser that started it belongs to that origin, and a callback
+    straight to the API's origin would never carry it (`browser_mismatch`)."""
+    return f"{(frontend_url or api_url).rstrip('/')}/api/authors/x/callback"
 
 
 def put_multicall3(chain: GliskChain) -> None:
-    """Put Multicall3's `aggregate3` at its canonical address, where Base has it: the backend and
-    the web frontend read many tokens in one call there."""
-    import json
+    """Deploy Multicall3 as every chain has it: its canonical transaction, replayed (funded for,
+    sent raw), so the devnet has the same code at the same address as Base. wagmi (the web
+    frontend) and the keeper read many tokens in one call there. A chain that already has it
+    keeps it; one with other code there (an older devnet's stand-in) gets the canonical code."""
+    from eth_utils import keccak
 
-    code = json.loads(MULTICALL3_ARTIFACT.read_text())["deployedBytecode"]
-    chain.rpc("anvil_setCode", [MULTICALL3, code])
+    deployment = multicall3_deployment()
+    expected = deployment["runtime_code_keccak256"]
+
+    def code_hash() -> str:
+        code = chain.rpc("eth_getCode", [MULTICALL3, "latest"])
+        return "0x" + keccak(hexstr=code).hex() if code not in ("0x", "0x0", None) else ""
+
+    found = code_hash()
+    if found == expected:
+        return
+    signer = deployment["signer"]
+    if found:  # CREATE refuses an address with code or a nonce
+        chain.rpc("anvil_setCode", [MULTICALL3, "0x"])
+        chain.rpc("anvil_setNonce", [MULTICALL3, "0x0"])
+    chain.rpc("anvil_setNonce", [signer, "0x0"])  # the transaction is signed for nonce 0
+    chain.rpc("anvil_setBalance", [signer, hex(deployment["gas_price_wei"] * deployment["gas_limit"])])
+    wait_for_receipt(chain, chain.rpc("eth_sendRawTransaction", [deployment["raw_transaction"]]))
+    if (found := code_hash()) != expected:
+        raise DevnetError(f"Multicall3's deployment left code of hash {found or 'none'}, not {expected}")
 
 
 def deploy_id_registry(chain: GliskChain, *, deployer: str) -> str:
@@ -281,4 +328,5 @@ def provision(
         keeper_private_key=keeper_key,
         webhook_secret=webhook_secret or "whsec_devnet_" + secrets.token_hex(16),
         farcaster_id_registry=registry,
+        chain_id=chain.chain_id,
     )

@@ -43,6 +43,7 @@ class Stack:
     web_port: int = 0
     block_time: float = 0.0
     workers_per_cluster: int = 4
+    chain_id: int = devnet.DEVNET_CHAIN_ID
     extra_env: dict[str, str] = field(default_factory=dict)
     info: devnet.DevnetInfo | None = None
     procs: list[Proc] = field(default_factory=list)
@@ -69,17 +70,21 @@ class Stack:
         return GliskChain(
             rpc_url=self.info.rpc_url,
             contract_address=self.info.contract_address,
-            chain_id=devnet.DEVNET_CHAIN_ID,
+            chain_id=self.chain_id,
         )
 
     # --- the chain -------------------------------------------------------------------------
     def start_chain(self, *, port: int = 0) -> devnet.DevnetInfo:
         port = port or devnet.free_port()
         self._anvil = devnet.start_anvil(
-            port=port, block_time=self.block_time, accounts=20, log_file=self.var_dir / "logs" / "anvil.log"
+            port=port,
+            chain_id=self.chain_id,
+            block_time=self.block_time,
+            accounts=20,
+            log_file=self.var_dir / "logs" / "anvil.log",
         )
         url = f"http://127.0.0.1:{port}"
-        bare = GliskChain(rpc_url=url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
+        bare = GliskChain(rpc_url=url, contract_address="", chain_id=self.chain_id)
         self.info = devnet.provision(bare, rpc_url=url)
         return self.info
 
@@ -95,7 +100,8 @@ class Stack:
                 "FRONTEND_URL": frontend_url,
                 "X_CLIENT_ID": self.x.client_id,
                 "X_CLIENT_SECRET": self.x.client_secret,
-                "X_REDIRECT_URI": f"{self.web_url}/api/authors/x/callback",
+                # Straight to the app: the demo's "browser" talks to it with no frontend between.
+                "X_REDIRECT_URI": devnet.x_redirect_uri(frontend_url="", api_url=self.web_url),
                 "X_AUTHORIZE_URL": self.x.authorize_url,
                 "X_API_URL": self.x.url,
                 "FNAME_REGISTRY_URL": self.fnames.url,
@@ -122,6 +128,7 @@ class Stack:
             env.update(
                 {
                     "NETWORK": "DEVNET",
+                    "DEVNET_CHAIN_ID": str(self.chain_id),
                     "RPC_URL": self.info.rpc_url,
                     "GLISK_NFT_CONTRACT_ADDRESS": self.info.contract_address,
                     "CONTRACT_DEPLOYMENT_BLOCK": str(self.info.deployment_block),

@@ -149,3 +149,53 @@ def test_devnet_deploys_reuses_and_stops_on_ctrl_c(tmp_path):
     finally:
         third.send_signal(signal.SIGINT)
         third.communicate(timeout=60)
+
+
+def test_devnet_passes_for_base_sepolia_behind_a_frontend(tmp_path):
+    """DEVNET_CHAIN_ID=84532 and FRONTEND_URL, as docs/frontend.md has a frontend developer run
+    it: the chain answers 84532 and the app's settings follow it; Multicall3 is the canonical
+    code; X sends the browser back through the frontend's origin. The same port asked for
+    another chain id while it runs is refused, with the way out."""
+    from eth_utils import keccak
+
+    from chain.adapter import MULTICALL3
+
+    port = devnet.free_port()
+    env = {**command_env(tmp_path), "DEVNET_CHAIN_ID": "84532", "FRONTEND_URL": "http://localhost:3999/"}
+    first = subprocess.Popen(
+        [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = "".join(wait_for_line(first, "Ctrl-C stops it"))
+        assert "chain id: 84532" in out
+        values = read_env_file(tmp_path / "devnet.env")
+        assert values["DEVNET_CHAIN_ID"] == "84532"
+        assert values["FRONTEND_URL"] == "http://localhost:3999"
+        assert values["X_REDIRECT_URI"] == "http://localhost:3999/api/authors/x/callback"
+        chain = GliskChain(rpc_url=values["DEVNET_ANVIL_URL"], contract_address="", chain_id=84532)
+        chain.check_chain_id()
+        code = chain.rpc("eth_getCode", [MULTICALL3, "latest"])
+        assert "0x" + keccak(hexstr=code).hex() == (
+            "0xd5c15df687b16f2ff992fc8d767b4216323184a2bbc6ee2f9c398c318e770891"
+        )
+        from glisk.config import load_config
+
+        assert load_config({}, devnet=values).chain_id == 84532  # what `make run` then reads
+
+        other = subprocess.run(
+            [sys.executable, "manage.py", "devnet", "--port", str(port)],
+            cwd=ROOT,
+            env={**env, "DEVNET_CHAIN_ID": "31337"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert other.returncode != 0 and "runs chain 84532" in other.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)

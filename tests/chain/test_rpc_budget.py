@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from chain.adapter import GliskChain
+from chain.adapter import MULTICALL3, GliskChain
 from chain.errors import ChainError, RpcThrottled
 from chain.pricing import compute_units
 from glisk.core.models import ProviderBudget
@@ -77,6 +77,29 @@ def test_a_batch_is_never_dearer_than_the_budgets_burst(front, settings):
     results = chain.rpc_batch([("eth_getBalance", [f"0x{n + 1:040x}", "latest"]) for n in range(12)])
     assert results == ["0x0"] * 12
     assert [(r["calls"], r["compute_units"]) for r in front.requests] == [(5, 95), (5, 95), (2, 38)]
+
+
+def test_the_devnet_has_the_canonical_multicall3_and_puts_it_back(chain):
+    """The code Base (and every chain) has at 0xcA11…CA11, by its canonical keyless deployment;
+    wagmi batches the web frontend's reads through it. A chain with other code there (an older
+    devnet) gets the canonical code; one that has it keeps it."""
+    from eth_utils import keccak
+
+    from glisk.devtools import devnet
+
+    canonical = "0xd5c15df687b16f2ff992fc8d767b4216323184a2bbc6ee2f9c398c318e770891"
+
+    def code_hash() -> str:
+        return "0x" + keccak(hexstr=chain.rpc("eth_getCode", [MULTICALL3, "latest"])).hex()
+
+    assert code_hash() == canonical
+    assert len(chain.rpc("eth_getCode", [MULTICALL3, "latest"])) == 2 + 2 * 3808
+    block = chain.block_number()
+    devnet.put_multicall3(chain)  # already there: nothing is sent
+    assert chain.block_number() == block
+    chain.rpc("anvil_setCode", [MULTICALL3, "0x6000"])  # someone else's code
+    devnet.put_multicall3(chain)
+    assert code_hash() == canonical
 
 
 def test_token_states_come_from_one_multicall3_read_where_the_chain_has_it(chain, accounts, devnet_info):

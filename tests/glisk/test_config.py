@@ -46,6 +46,18 @@ def test_defaults_work_offline_in_development():
     )
 
 
+def test_the_devnet_runs_the_chain_id_it_is_told_and_no_other_network_does():
+    """DEVNET_CHAIN_ID lets the devnet pass for Base Sepolia (the web frontend knows only Base's
+    two chains); everything that checks the chain id reads `chain_id`."""
+    assert load_config({"DEVNET_CHAIN_ID": "84532"}).chain_id == 84532
+    assert load_config({}, devnet={"DEVNET_CHAIN_ID": "84532"}).chain_id == 84532  # var/devnet.env
+    assert load_config({"DEVNET_CHAIN_ID": "31337"}, devnet={"DEVNET_CHAIN_ID": "84532"}).chain_id == 31337
+    assert load_config({**GOOD_PRODUCTION, "DEVNET_CHAIN_ID": "31337"}).chain_id == 84532
+    for bad in ("0", "-5", "base", str(2**53)):
+        with pytest.raises(ConfigError, match="DEVNET_CHAIN_ID"):
+            load_config({"DEVNET_CHAIN_ID": bad})
+
+
 def test_good_production_config_loads_and_derives_the_alchemy_rpc_url():
     config = load_config(GOOD_PRODUCTION)
     assert config.chain_id == 84532

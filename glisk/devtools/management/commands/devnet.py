@@ -5,6 +5,12 @@ and grants it KEEPER_ROLE, and writes var/devnet.env, which the settings read wh
 NETWORK=DEVNET. Run again, it reuses the running chain or the saved state. Ctrl-C stops anvil
 (which saves its state).
 
+The chain id is DEVNET_CHAIN_ID (31337 by default; 84532 makes it pass for Base Sepolia, which
+the web frontend knows), kept in var/devnet.env so the app follows it. Multicall3 is deployed
+at its canonical address with its canonical transaction. With FRONTEND_URL set, the X stand-in
+sends the browser back through the frontend's origin (its `/api` proxy), where the sign-in's
+cookie lives.
+
 While it runs in the foreground, the app reaches the chain through an RPC front that rations
 compute units as Alchemy does (330 a second, its smallest plan; `--rpc-cu-per-second 0` for
 none), and the app's own budget is set to the same: what works here works within a real plan.
@@ -12,6 +18,7 @@ none), and the app's own budget is set to the same: what works here works within
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -19,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from eth_account import Account
 
 from chain.adapter import GliskChain
@@ -60,21 +67,36 @@ class Command(BaseCommand):
             env_file.unlink(missing_ok=True)
 
         existing = devnet.DevnetInfo.read(env_file)
+        chain_id = self._chain_id(existing, reset=options["reset"])
         if existing and existing.rpc_url == url and self._alive(existing):
+            if existing.chain_id != chain_id:
+                raise CommandError(
+                    f"the devnet on port {port} runs chain {existing.chain_id}: stop it (its pid is "
+                    f"{existing.anvil_pid}) to start chain {chain_id}, or run without DEVNET_CHAIN_ID"
+                )
             self._report(existing, reused="running")
             return
+        if existing and existing.chain_id != chain_id and state_file.exists():
+            self.stdout.write(f"the saved chain is chain {existing.chain_id}: deploying afresh as {chain_id}")
+            state_file.unlink()
 
         process = devnet.start_anvil(
             port=port,
+            chain_id=chain_id,
             state_file=state_file,
             block_time=options["block_time"],
             log_file=var / "devnet" / "anvil.log",
         )
         try:
-            bare = GliskChain(rpc_url=url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID)
-            if existing and existing.rpc_url == url and devnet.has_contract(bare, existing.contract_address):
+            bare = GliskChain(rpc_url=url, contract_address="", chain_id=chain_id)
+            if (
+                existing
+                and existing.rpc_url == url
+                and existing.chain_id == chain_id
+                and devnet.has_contract(bare, existing.contract_address)
+            ):
                 info = devnet.DevnetInfo(**{**existing.as_dict(), "anvil_pid": process.pid})
-                devnet.put_multicall3(bare)  # a state saved before Multicall3 was part of it
+                devnet.put_multicall3(bare)  # a state saved before the canonical Multicall3
                 reused = "saved state"
             else:
                 info = devnet.DevnetInfo(
@@ -85,7 +107,7 @@ class Command(BaseCommand):
             self._report(info, reused=reused)
             if options["detach"]:
                 return
-            social = self._social_standins(env_file)
+            social = self._social_standins(env_file, port=8000)
             if options["rpc_cu_per_second"] > 0:
                 social.append(self._rpc_front(env_file, anvil_url=url, rate=options["rpc_cu_per_second"]))
             self.stdout.write("devnet running; Ctrl-C stops it")
@@ -109,21 +131,35 @@ class Command(BaseCommand):
         if process.returncode not in (0, -signal.SIGTERM, None):
             sys.exit(1)
 
-    def _social_standins(self, env_file: Path) -> list[Any]:
+    def _chain_id(self, existing: devnet.DevnetInfo | None, *, reset: bool) -> int:
+        """DEVNET_CHAIN_ID when the environment (or .env) names it; else the saved chain's (the
+        settings read it from var/devnet.env), unless --reset forgets it."""
+        if "DEVNET_CHAIN_ID" in os.environ or not reset:
+            return int(settings.GLISK.devnet_chain_id)
+        return devnet.DEVNET_CHAIN_ID
+
+    def _social_standins(self, env_file: Path, *, port: int) -> list[Any]:
         """X's OAuth and the Farcaster name registry as stand-ins while the devnet runs (the
         chain's IdRegistry stands for OP Mainnet's), added to var/devnet.env: `manage.py serve`
         then links accounts offline. Register a name with
-        `curl -d '{"name": "alice", "to": <fid>}' <FNAME_REGISTRY_URL>/transfers`."""
+        `curl -d '{"name": "alice", "to": <fid>}' <FNAME_REGISTRY_URL>/transfers`.
+
+        FRONTEND_URL, when the environment sets it (the web frontend's development server), is
+        where the callback goes: X sends the browser back through the frontend's `/api` proxy.
+        Otherwise the callback is the app's own (`manage.py serve` on port 8000)."""
         from glisk.devtools.stack import DEMO_FRONTEND_URL
         from glisk.devtools.standins.fnames import FnamesStandIn
         from glisk.devtools.standins.x import XStandIn
 
+        frontend = os.environ.get("FRONTEND_URL", "").strip().rstrip("/")
         x, names = XStandIn().start(), FnamesStandIn().start()
         values = {
-            "FRONTEND_URL": DEMO_FRONTEND_URL,
+            "FRONTEND_URL": frontend or DEMO_FRONTEND_URL,
             "X_CLIENT_ID": x.client_id,
             "X_CLIENT_SECRET": x.client_secret,
-            "X_REDIRECT_URI": "http://127.0.0.1:8000/api/authors/x/callback",
+            "X_REDIRECT_URI": devnet.x_redirect_uri(
+                frontend_url=frontend, api_url=f"http://127.0.0.1:{port}"
+            ),
             "X_AUTHORIZE_URL": x.authorize_url,
             "X_API_URL": x.url,
             "FNAME_REGISTRY_URL": names.url,
@@ -157,7 +193,7 @@ class Command(BaseCommand):
         chain = GliskChain(
             rpc_url=info.rpc_url,
             contract_address=info.contract_address,
-            chain_id=devnet.DEVNET_CHAIN_ID,
+            chain_id=info.chain_id,
             timeout=1,
         )
         try:
@@ -170,6 +206,7 @@ class Command(BaseCommand):
         keeper = Account.from_key(info.keeper_private_key).address
         how = f" (reused: {reused})" if reused else " (deployed)"
         self.stdout.write(
-            f"devnet ready{how}\n  rpc: {info.rpc_url}\n  contract: {info.contract_address} "
+            f"devnet ready{how}\n  chain id: {info.chain_id}\n  rpc: {info.rpc_url}\n"
+            f"  contract: {info.contract_address} "
             f"(block {info.deployment_block})\n  keeper: {keeper}\n  settings: {settings.DEVNET_ENV_FILE}"
         )

@@ -46,9 +46,7 @@ class Command(BaseCommand):
         ]
         if missing:
             raise CommandError(f"set {', '.join(missing)} (see deploy/devnet/devnet.env)")
-        bare = GliskChain(
-            rpc_url=config.rpc_url, contract_address="", chain_id=devnet.DEVNET_CHAIN_ID, timeout=2
-        )
+        bare = GliskChain(rpc_url=config.rpc_url, contract_address="", chain_id=config.chain_id, timeout=2)
         self._wait(bare, options["wait"])
         keeper = Account.from_key(config.keeper_private_key).address
         if devnet.has_contract(bare, config.contract_address):
