@@ -21,14 +21,15 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(STAMP) node_modules/.installed
 
-# promtool and prometheus for tests/deploy (the alert rules' checks and a live scrape): Debian's
-# prometheus package, installed once when missing.
+# promtool and prometheus for tests/deploy (the alert rules' checks and a live scrape), and
+# chromium for tests/e2e (the web frontend's flow in a browser): Debian's packages, installed
+# once when missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  command -v apt-get >/dev/null || { echo "install Prometheus (promtool and prometheus) for tests/deploy"; exit 1; }; \
-	  echo "installing Debian's prometheus package (promtool) for tests/deploy …"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && [ -x /usr/bin/chromium ] || { \
+	  command -v apt-get >/dev/null || { echo "install Prometheus (promtool, prometheus) and Chromium (/usr/bin/chromium) for the tests"; exit 1; }; \
+	  echo "installing Debian's prometheus and chromium packages for tests/deploy and tests/e2e …"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus chromium >/dev/null; }
 
 lint: install
 	$(VENV)/bin/ruff check .
