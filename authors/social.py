@@ -75,11 +75,20 @@ def x_link_begin(
 
 
 def _static_link_allowed(*, wallet: str, network: SocialLink.Network, author: Author | None = None) -> None:
-    """A static link message (replayable by anyone who once saw its signature) never replaces a
-    link the wallet proved with a bound message."""
+    """A static link message (replayable by anyone who once saw its signature) is refused for a
+    wallet that has ever proved a link on `network` (a bound message, or Farcaster custody)."""
     if author is None:
         author = Author.objects.filter(wallet_address__iexact=wallet).first()
-    if author is not None and getattr(author, VERIFIED_FIELDS[network]):
+    # Ever, not only now: after an unlink (an operator's, or the account moved to another
+    # wallet) the static message must not become good again for this wallet.
+    if author is not None and (
+        getattr(author, VERIFIED_FIELDS[network])
+        or author.social_links.filter(
+            network=network,
+            action=SocialLink.Action.LINK,
+            wallet_proof__in=[WalletProof.BOUND, WalletProof.CUSTODY],
+        ).exists()
+    ):
         label = SocialLink.Network(network).label
         raise LinkRefused(
             f"this wallet linked its {label} account with a bound message, so the static message no "
@@ -151,6 +160,22 @@ def author_social_link(
             if nonce and not nonce_spend(wallet=wallet, nonce=nonce):
                 raise LinkRefused("the nonce is unknown, expired or already used: ask for a new one")
             for other in (a for a in involved if a.pk != own):
+                other_account = getattr(other, account_field)
+                if other_account and other_account != account_id:
+                    # Only the name: it now belongs to another account (theirs was renamed). Their
+                    # account and its proof stay theirs, so a link of someone's own account
+                    # never takes a verified link from another wallet.
+                    _set_handle(
+                        other,
+                        network=network,
+                        handle="",
+                        account_id=other_account,
+                        keep_verified=True,
+                        actor=actor,
+                        reason=f"the name {handle} is another account's now, linked to "
+                        f"{author.wallet_address}",
+                    )
+                    continue
                 _set_handle(
                     other,
                     network=network,
@@ -213,6 +238,7 @@ def _set_handle(
     proof: dict[str, Any] | None = None,
     proof_digest: str = "",
     wallet_proof: WalletProof | None = None,
+    keep_verified: bool = False,
     client_address: str | None = None,
 ) -> None:
     """Set (or, with an empty handle, clear) the author's account on `network`, and record it.
@@ -225,7 +251,10 @@ def _set_handle(
     previous = getattr(author, field)
     setattr(author, field, handle)
     setattr(author, account_field, account_id)
-    setattr(author, verified_field, bool(handle) and wallet_proof in (WalletProof.BOUND, WalletProof.CUSTODY))
+    if not keep_verified:
+        setattr(
+            author, verified_field, bool(handle) and wallet_proof in (WalletProof.BOUND, WalletProof.CUSTODY)
+        )
     author.save(update_fields=[field, account_field, verified_field, "updated_at"])
     SocialLink.objects.create(
         author=author,

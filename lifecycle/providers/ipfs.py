@@ -32,7 +32,9 @@ from lifecycle.providers.errors import (
 )
 from lifecycle.providers.unixfs import directory, file_dag
 
-_CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,})$")
+# CIDv0, or a base32 CIDv1 (59 characters for SHA-256; bounded, so that a path built from one
+# is never too long for the file system).
+_CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{20,100})$")
 
 
 IMAGE_CID_VERSION = 1

@@ -121,6 +121,9 @@ def test_local_store_pins_image_and_metadata_and_serves_them(client, settings):
     assert served_image["Content-Type"] == "image/png" and served_image.content == image
     assert client.get("/ipfs/bafkreinotthere").status_code == 404
     assert client.get("/ipfs/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    # A name too long for the file system, where its prefix directory exists: 404, not a 500.
+    long_cid = "bafy" + "a" * 300 + token.image_cid[-2:]
+    assert client.get(f"/ipfs/{long_cid}").status_code == 404
     kinds = list(IpfsRecord.objects.filter(token=token).values_list("kind", "outcome"))
     assert kinds == [("image", "succeeded"), ("metadata", "succeeded")]
 

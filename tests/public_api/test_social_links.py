@@ -660,3 +660,35 @@ def test_an_unlink_or_a_move_leaves_no_verified_flag_behind():
     assert author_social_unlink(author_id=holder.pk, network="x", operator="ops", reason="abuse")
     holder.refresh_from_db()
     assert (holder.twitter_handle, holder.twitter_verified) == ("", False)
+
+
+def test_a_stale_name_never_takes_a_verified_link_and_a_proven_wallet_stays_proven():
+    """Found by review: the victim renamed at X, and someone else's account took the old name; its
+    owner linking it (legitimately, to their own wallet) cleared the victim's account and proof,
+    and the victim's captured static signature worked again. Also after an operator's unlink."""
+    from authors.social import LinkRefused, author_social_link, author_social_unlink
+
+    victim, other = Account.create().address, Account.create().address
+    author_social_link(
+        wallet=victim, network="x", account_id="7", handle="vic", proof={}, wallet_proof="bound"
+    )
+    author_social_link(
+        wallet=other, network="x", account_id="666", handle="vic", proof={}, wallet_proof="static"
+    )
+    kept = Author.objects.get(wallet_address=victim)
+    assert (kept.twitter_handle, kept.x_user_id, kept.twitter_verified) == ("", "7", True)
+    assert "is another account's now" in SocialLink.objects.filter(author=kept).first().reason
+    with pytest.raises(LinkRefused, match="bound message"):
+        author_social_link(
+            wallet=victim, network="x", account_id="9", handle="x9", proof={}, wallet_proof="static"
+        )
+
+    assert author_social_unlink(author_id=kept.pk, network="x", operator="ops", reason="report #3")
+    with pytest.raises(LinkRefused, match="bound message"):
+        author_social_link(
+            wallet=victim, network="x", account_id="9", handle="x9", proof={}, wallet_proof="static"
+        )
+    author_social_link(
+        wallet=victim, network="x", account_id="7", handle="vic2", proof={}, wallet_proof="bound"
+    )
+    assert Author.objects.get(wallet_address=victim).twitter_verified
