@@ -448,6 +448,7 @@ def _production_problems(c: Config, already: list[str]) -> list[str]:
             if not value:
                 missing(name, "X_CLIENT_ID is set: linking X accounts needs it")
         for name, value in (("X_REDIRECT_URI", c.x_redirect_uri), ("FRONTEND_URL", c.frontend_url)):
-            if value and not value.startswith("https://"):
+            # (The container devnet's frontend is a development server on http://localhost.)
+            if value and not value.startswith("https://") and c.network != "DEVNET":
                 problems.append(f"{name} must be an https:// URL in production")
     return problems

@@ -59,7 +59,10 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ports = {name: devnet.free_port() for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT")}
+        self.ports = {
+            name: devnet.free_port()
+            for name in ("WEB_PORT", "CHAIN_PORT", "PINATA_PORT", "X_PORT", "FNAMES_PORT")
+        }
 
     def env(self) -> dict[str, str]:
         # Only the ports come from us; the rest of the compose variables from the devnet file
@@ -67,7 +70,10 @@ class Stack:
         inherited = {
             k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "GLISK_ENV", "COMPOSE_"))
         }
-        return {**inherited, **{k: str(v) for k, v in self.ports.items()}}
+        ports = {k: str(v) for k, v in self.ports.items()}
+        # The browser's consent page at the X stand-in, on the port this run publishes it on.
+        authorize = f"http://localhost:{self.ports['X_PORT']}/i/oauth2/authorize"
+        return {**inherited, **ports, "X_AUTHORIZE_URL": authorize}
 
     @property
     def command(self) -> list[str]:
@@ -205,6 +211,48 @@ def check_image(stack: Stack) -> list[str]:
     return problems
 
 
+def check_linking(stack: Stack) -> list[str]:
+    """An author links X as the web frontend does, through the X stand-in container; the callback
+    comes back through the frontend's origin (here: the request the frontend's proxy would pass
+    on, cookie included). And the name registry stand-in takes a name."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    problems: list[str] = []
+    key = Account.create()
+    message = f"Link X account for wallet: {key.address}"
+    signature = Account.sign_message(encode_defunct(text=message), private_key=key.key).signature.hex()
+    browser = requests.Session()
+    started = browser.post(
+        f"{stack.web_url}/api/authors/x/auth/start",
+        json={
+            "wallet_address": key.address,
+            "message": message,
+            "signature": "0x" + signature.removeprefix("0x"),
+        },
+        timeout=10,
+    )
+    if started.status_code != 200:
+        return [f"X start answered {started.status_code}: {started.text[:200]}"]
+    consent = requests.get(started.json()["authorization_url"], allow_redirects=False, timeout=10)
+    back = consent.headers.get("Location", "")
+    frontend = devnet_settings()["FRONTEND_URL"]
+    if consent.status_code != 302 or not back.startswith(f"{frontend}/api/authors/x/callback?"):
+        return [
+            f"the X stand-in sent the browser to {back!r} ({consent.status_code}), not through {frontend}"
+        ]
+    # What the frontend's /api rewrite does with that request: the same path and cookie, to web.
+    callback = browser.get(f"{stack.web_url}{back[len(frontend) :]}", allow_redirects=False, timeout=10)
+    if "x_linked=true&username=glisk_artist" not in callback.headers.get("Location", ""):
+        problems.append(f"the X callback answered {callback.status_code} {callback.headers.get('Location')}")
+    names = f"http://127.0.0.1:{stack.ports['FNAMES_PORT']}"
+    registered = requests.post(f"{names}/transfers", json={"name": "devnet-check", "to": 7}, timeout=10)
+    current = requests.get(f"{names}/transfers/current", params={"name": "devnet-check"}, timeout=10)
+    if not registered.ok or current.json().get("transfer", {}).get("to") != 7:
+        problems.append(f"the name registry stand-in answered {registered.status_code}/{current.status_code}")
+    return problems
+
+
 def _is_json(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
@@ -257,6 +305,8 @@ def _main(options: argparse.Namespace) -> int:
                 "relay",
                 "replicate",
                 "pinata",
+                "x",
+                "fnames",
                 "anvil",
             ):
                 say(f"--- last lines of {service} ---")
@@ -338,6 +388,7 @@ def _run(
     if len(busy) < 2:
         problems.append(f"stage work was done by {len(busy)} qcluster container(s): {per_container}")
     problems += check_image(stack)
+    problems += check_linking(stack)
 
     size = image_size_mb(APP_IMAGE)
     print(flush=True)
@@ -367,6 +418,7 @@ def _run(
         for problem in problems:
             say(f"  PROBLEM: {problem}")
         return 1
+    say("  linking: X through its stand-in, back through the frontend's origin; a name registered")
     say(f"  PASSED in {_s(time.monotonic() - started)}")
     return 0
 

@@ -311,3 +311,53 @@ def test_database_problems_are_told_without_the_drivers_text():
     assert database_problem(OperationalError("timeout expired")) == (
         "the database is not reachable (OperationalError)"
     )
+
+
+def test_the_x_and_name_registry_stand_ins_serve_the_devnet_profile():
+    """`manage.py standin x|fnames` as their containers run them (production mode, the devnet
+    profile's settings): X consents for the app's client and sends the browser back through the
+    frontend's origin; the registry takes a name."""
+    import requests
+
+    from glisk.devtools.stack import wait_until
+
+    started = []
+    try:
+        urls = {}
+        for provider in ("x", "fnames"):
+            port = devnet.free_port()
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "standin", provider, "--port", str(port)],
+                cwd=ROOT,
+                env=container_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            started.append(process)
+            assert "stand-in on" in process.stdout.readline()
+            urls[provider] = f"http://127.0.0.1:{port}"
+        query = {
+            "response_type": "code",
+            "client_id": DEVNET_ENV["X_CLIENT_ID"],
+            "redirect_uri": DEVNET_ENV["X_REDIRECT_URI"],
+            "scope": "users.read tweet.read",
+            "state": "s" * 43,
+            "code_challenge": "c" * 43,
+            "code_challenge_method": "S256",
+        }
+        consent = requests.get(
+            f"{urls['x']}/i/oauth2/authorize", params=query, allow_redirects=False, timeout=5
+        )
+        assert consent.status_code == 302
+        assert consent.headers["Location"].startswith(f"{DEVNET_ENV['FRONTEND_URL']}/api/authors/x/callback?")
+        assert wait_until(
+            lambda: requests.post(f"{urls['fnames']}/transfers", json={"name": "al", "to": 3}, timeout=5).ok,
+            timeout=10,
+        )
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
+    refused = manage("standin", "x", env=container_env(X_CLIENT_ID="", X_CLIENT_SECRET=""))
+    assert refused.returncode == 1 and "set X_CLIENT_ID and X_CLIENT_SECRET" in refused.stderr

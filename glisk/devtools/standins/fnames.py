@@ -60,11 +60,11 @@ class FnamesHandler(BaseHTTPRequestHandler):
 class FnamesStandIn(StandInServer):
     handler_class = FnamesHandler
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, public_url: str = "") -> None:
         self.current: dict[str, dict[str, Any]] = {}
         self.slow_seconds = 3.0
         self._next_id = 1
-        super().__init__()
+        super().__init__(host=host, port=port, public_url=public_url)
 
     def register(
         self, name: str, fid: int, owner: str = "0x0000000000000000000000000000000000000000"

@@ -162,6 +162,9 @@ class XStandIn(StandInServer):
         client_id: str = "glisk-devnet-client",
         client_secret: str = "glisk-devnet-secret-not-for-production",
         username: str = "glisk_artist",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str = "",
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -174,7 +177,7 @@ class XStandIn(StandInServer):
         self.tokens: dict[str, dict[str, Any]] = {}
         self.deny = False
         self.slow_seconds = 3.0
-        super().__init__()
+        super().__init__(host=host, port=port, public_url=public_url)
 
     @property
     def authorize_url(self) -> str:

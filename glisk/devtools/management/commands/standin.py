@@ -1,11 +1,13 @@
-"""`manage.py standin replicate|pinata|rpc`: one provider stand-in as a server of its own.
+"""`manage.py standin replicate|pinata|rpc|x|fnames`: one stand-in as a server of its own.
 
 The container devnet runs each in a container of its own, so that the workers reach them over
 the network exactly as they reach api.replicate.com and api.pinata.cloud. The credentials they
 accept come from the same settings the app uses (REPLICATE_API_TOKEN, PINATA_JWT). Each rations
 requests as the real service does, at the documented limits unless told otherwise (`--limits
 none` for none): Replicate 600 creates and 3,000 other requests a minute, Pinata 180 requests a
-minute, and `rpc` (a front for the node at `--upstream`) 330 compute units a second.
+minute, and `rpc` (a front for the node at `--upstream`) 330 compute units a second. `x` (X's
+OAuth: it consents at once, for X_CLIENT_ID/X_CLIENT_SECRET) and `fnames` (the Farcaster name
+registry) let the container devnet link accounts offline.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from glisk.devtools.standins.base import StandInServer, documented_limits
 
 
 class Command(BaseCommand):
-    help = "Serve the Replicate or the Pinata stand-in (with its IPFS gateway) until stopped."
+    help = "Serve one stand-in (Replicate, Pinata with its gateway, an RPC front, X, fnames) until stopped."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("provider", choices=["replicate", "pinata", "rpc"])
+        parser.add_argument("provider", choices=["replicate", "pinata", "rpc", "x", "fnames"])
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
         parser.add_argument("--port", type=int, default=0)
         parser.add_argument(
@@ -56,6 +58,16 @@ class Command(BaseCommand):
             if options["limits"] == "documented":
                 documented_limits(replicate)
             standin = replicate
+        elif options["provider"] == "x":
+            from glisk.devtools.standins.x import XStandIn
+
+            if not (config.x_client_id and config.x_client_secret):
+                raise CommandError("set X_CLIENT_ID and X_CLIENT_SECRET: the stand-in accepts the app's")
+            standin = XStandIn(client_id=config.x_client_id, client_secret=config.x_client_secret, **server)
+        elif options["provider"] == "fnames":
+            from glisk.devtools.standins.fnames import FnamesStandIn
+
+            standin = FnamesStandIn(**server)
         elif options["provider"] == "rpc":
             from glisk.devtools.standins.rpc import RpcStandIn
 
