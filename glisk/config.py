@@ -8,6 +8,7 @@ values: a secret must not reach a log or a terminal through a validation error.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -226,6 +227,19 @@ def development_secret_key(var_dir: Path) -> str:
 DEAREST_RPC_CALL_UNITS = 250
 
 
+def _local_host(url: str) -> bool:
+    """A URL on this machine or a private network: localhost, a loopback or private address, or
+    a bare service name (a compose service such as `anvil`)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or ("." not in host and ":" not in host):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
 def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None = None) -> Config:
     """Build the configuration from ``values`` (normally ``os.environ``).
 
@@ -261,6 +275,16 @@ def load_config(values: Mapping[str, str], *, devnet: Mapping[str, str] | None =
     rpc_url = r.url("RPC_URL")
     if not rpc_url and alchemy_api_key and network in ALCHEMY_HOSTS:
         rpc_url = f"https://{ALCHEMY_HOSTS[network]}.g.alchemy.com/v2/{alchemy_api_key}"
+    if network == "DEVNET" and devnet_chain_id in NETWORKS.values() and devnet_chain_id != NETWORKS["DEVNET"]:
+        # A devnet that passes for a Base chain (for the web frontend) must be a chain of our own:
+        # its offline stand-ins would otherwise reveal placeholder art on a real chain, for good.
+        if devnet_chain_id == NETWORKS["BASE_MAINNET"]:
+            r.problems.append("DEVNET_CHAIN_ID must not be 8453 (Base mainnet): a devnet may pass for 84532")
+        elif rpc_url and not _local_host(rpc_url):
+            r.problems.append(
+                f"DEVNET_CHAIN_ID={devnet_chain_id} needs a local chain: RPC_URL must name localhost, a "
+                f"private address or a service name, not {urlsplit(rpc_url).hostname}"
+            )
 
     # Alchemy counts compute units over a rolling 10 s (a plan's rate, ten seconds of it at once);
     # the default burst keeps half of that in hand for other clients of the key.

@@ -83,7 +83,7 @@ class EnvReader:
         return value
 
     def address(self, name: str, default: str = "") -> str:
-        value = self.raw(name, default)
+        value = self.raw(name) or default  # empty, as `cp .env.example .env` leaves it: the default
         if value and not _ADDRESS.match(value):
             self.problems.append(f"{name} must be a 0x-prefixed 20-byte hex address")
             return ""
@@ -99,7 +99,7 @@ class EnvReader:
         return value
 
     def url(self, name: str, default: str = "") -> str:
-        value = self.raw(name, default)
+        value = self.raw(name) or default  # empty, as `cp .env.example .env` leaves it: the default
         if value and not re.match(r"^https?://[^\s/]+", value):
             self.problems.append(f"{name} must be an http(s) URL")
             return default

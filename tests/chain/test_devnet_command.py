@@ -196,6 +196,16 @@ def test_devnet_passes_for_base_sepolia_behind_a_frontend(tmp_path):
             timeout=60,
         )
         assert other.returncode != 0 and "runs chain 84532" in other.stderr
+        reset = subprocess.run(
+            [sys.executable, "manage.py", "devnet", "--port", str(port), "--reset"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reset.returncode != 0 and "stop it before --reset" in reset.stderr
+        assert (tmp_path / "devnet.env").exists()  # nothing of the running devnet was forgotten
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)

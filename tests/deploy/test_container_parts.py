@@ -361,3 +361,35 @@ def test_the_x_and_name_registry_stand_ins_serve_the_devnet_profile():
             process.wait(timeout=30)
     refused = manage("standin", "x", env=container_env(X_CLIENT_ID="", X_CLIENT_SECRET=""))
     assert refused.returncode == 1 and "set X_CLIENT_ID and X_CLIENT_SECRET" in refused.stderr
+
+
+def test_devnet_setup_deploys_only_to_an_anvil_chain():
+    """A node that is not anvil (here: one that says it is geth, on the devnet's chain id) gets
+    nothing: "anvil's first account" means something only on a chain of our own."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Node(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answers = {"eth_chainId": hex(devnet.DEVNET_CHAIN_ID), "web3_clientVersion": "Geth/v1.14.0"}
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": request["id"], "result": answers.get(request["method"])}
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        refused = manage("devnet_setup", "--wait", "5", env=container_env(RPC_URL=url, FARCASTER_RPC_URL=url))
+    finally:
+        server.shutdown()
+    assert refused.returncode == 1 and "does not serve an anvil devnet (Geth/v1.14.0)" in refused.stderr

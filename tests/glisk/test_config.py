@@ -56,6 +56,25 @@ def test_the_devnet_runs_the_chain_id_it_is_told_and_no_other_network_does():
     for bad in ("0", "-5", "base", str(2**53)):
         with pytest.raises(ConfigError, match="DEVNET_CHAIN_ID"):
             load_config({"DEVNET_CHAIN_ID": bad})
+    # Passing for a Base chain is for a chain of our own only (found by review: the chain guard
+    # then accepted a real Base node with the devnet's placeholder providers).
+    with pytest.raises(ConfigError, match="must not be 8453"):
+        load_config({"DEVNET_CHAIN_ID": "8453", "RPC_URL": "http://127.0.0.1:8545"})
+    with pytest.raises(ConfigError, match=r"not base-sepolia\.g\.alchemy\.com") as remote:
+        load_config(
+            {"DEVNET_CHAIN_ID": "84532", "RPC_URL": "https://base-sepolia.g.alchemy.com/v2/k3y-s3cr3t"}
+        )
+    assert "k3y-s3cr3t" not in str(remote.value)
+    for local in (
+        "http://127.0.0.1:8545",
+        "http://localhost:8545",
+        "http://anvil:8545",
+        "http://10.0.0.5:8545",
+    ):
+        assert load_config({"DEVNET_CHAIN_ID": "84532", "RPC_URL": local}).chain_id == 84532
+    # Empty, as `cp .env.example .env` leaves it: var/devnet.env's value, not an override.
+    assert load_config({"DEVNET_CHAIN_ID": ""}, devnet={"DEVNET_CHAIN_ID": "84532"}).chain_id == 84532
+    assert load_config({"X_AUTHORIZE_URL": ""}).x_authorize_url == "https://x.com/i/oauth2/authorize"
 
 
 def test_good_production_config_loads_and_derives_the_alchemy_rpc_url():

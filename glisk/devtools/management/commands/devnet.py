@@ -62,11 +62,16 @@ class Command(BaseCommand):
         state_file = var / "devnet" / "state.json"
         port = options["port"]
         url = f"http://127.0.0.1:{port}"
+        existing = devnet.DevnetInfo.read(env_file)
         if options["reset"]:
+            if existing and existing.rpc_url == url and self._alive(existing):
+                raise CommandError(
+                    f"a devnet runs on port {port} (pid {existing.anvil_pid}): stop it before --reset"
+                )
             state_file.unlink(missing_ok=True)
             env_file.unlink(missing_ok=True)
+            existing = None
 
-        existing = devnet.DevnetInfo.read(env_file)
         chain_id = self._chain_id(existing, reset=options["reset"])
         if existing and existing.rpc_url == url and self._alive(existing):
             if existing.chain_id != chain_id:

@@ -48,6 +48,10 @@ class Command(BaseCommand):
             raise CommandError(f"set {', '.join(missing)} (see deploy/devnet/devnet.env)")
         bare = GliskChain(rpc_url=config.rpc_url, contract_address="", chain_id=config.chain_id, timeout=2)
         self._wait(bare, options["wait"])
+        client = str(bare.rpc("web3_clientVersion"))
+        if not client.lower().startswith("anvil"):
+            # Deploying from "the first dev account" means anything only on a chain of our own.
+            raise CommandError(f"RPC_URL does not serve an anvil devnet ({client[:60]}): nothing deployed")
         keeper = Account.from_key(config.keeper_private_key).address
         if devnet.has_contract(bare, config.contract_address):
             devnet.put_multicall3(bare)  # a chain provisioned before Multicall3 was part of it
