@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -206,7 +207,9 @@ class ImageJob(models.Model):
         max_length=255, blank=True, default="", help_text="Where the bytes were stored."
     )
     content_type = models.CharField(max_length=64, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The database's clock, as the token's status_changed_at: "made since the token entered its
+    # stage" must not depend on which machine's clock wrote which (a skewed worker would pay twice).
+    created_at = models.DateTimeField(db_default=Now())
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -238,7 +241,7 @@ class IpfsRecord(models.Model):
     error = models.TextField(blank=True, default="")
     error_class = models.CharField(max_length=64, blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(db_default=Now())  # the database's clock (see ImageJob)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
+from django.db.models.functions import Now
 
 
 @functools.cache
@@ -43,7 +44,8 @@ def update_from_values(
     """Set, for each primary key in `rows`, that row's fields to its values, only where every
     `where` field equals its value (the precondition, checked in the same statement); returns the
     primary keys of the rows it changed. Rows whose dicts name different fields go in one
-    statement per set of names (a batch usually has one)."""
+    statement per set of names (a batch usually has one). A field set to `Now()` in every row gets
+    the database's clock."""
     quote = connection.ops.quote_name
     meta = model._meta
     pk_column, pk_cast, _ = _cell(model, meta.pk.name)
@@ -52,7 +54,11 @@ def update_from_values(
     for pk, values in rows.items():
         groups.setdefault(tuple(sorted(values)), []).append(pk)
     changed: set[Any] = set()
-    for names, pks in groups.items():
+    for all_names, pks in groups.items():
+        # A field every row sets to `Now()` is the database's clock in the statement itself (one
+        # clock for every machine's writes), not a value of this process's clock.
+        clock = [n for n in all_names if all(isinstance(rows[pk][n], Now) for pk in pks)]
+        names = tuple(n for n in all_names if n not in clock)
         cells = [_cell(model, name) for name in names]
         row_sql = "(" + ", ".join([f"%s::{pk_cast}"] + [f"%s::{cast}" for _, cast, _ in cells]) + ")"
         params: list[Any] = []
@@ -72,7 +78,10 @@ def update_from_values(
             conditions.append(f"t.{quote(column)} = %s")
             params.append(field.get_db_prep_save(value, connection))
         columns = ", ".join(["__key"] + [quote(column) for column, _, _ in cells])
-        assignments = ", ".join(f"{quote(column)} = v.{quote(column)}" for column, _, _ in cells)
+        assignments = ", ".join(
+            [f"{quote(column)} = v.{quote(column)}" for column, _, _ in cells]
+            + [f"{quote(_cell(model, name)[0])} = STATEMENT_TIMESTAMP()" for name in clock]
+        )
         values_sql, where_sql = ", ".join([row_sql] * len(pks)), " AND ".join(conditions)
         # Identifiers come from the model's metadata, quoted; every value is a parameter.
         source = f"(VALUES {values_sql}) AS v({columns})"

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from authors.models import Author
@@ -94,7 +95,9 @@ def _moved_values(
 ) -> dict[str, Any]:
     """What the UPDATE writes besides the caller's `fields`."""
     values: dict[str, Any] = dict(fields or {})
-    values.update(status=to, status_changed_at=now, updated_at=now)
+    # The database's clock: attempts made in this status are told from older ones by comparing
+    # their created_at (also the database's) with it, whichever machines wrote the two.
+    values.update(status=to, status_changed_at=Now(), updated_at=now)
     if to == TokenStatus.REVEALED:
         values.setdefault("revealed_at", now)
     if to in TERMINAL_STATUSES or release_lease:
