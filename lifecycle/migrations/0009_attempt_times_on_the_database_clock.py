@@ -5,20 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lifecycle', '0008_token_author_index'),
+        ("lifecycle", "0008_token_author_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='imagejob',
-            name='created_at',
+            model_name="imagejob",
+            name="created_at",
             field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
         ),
         migrations.AlterField(
-            model_name='ipfsrecord',
-            name='created_at',
+            model_name="ipfsrecord",
+            name="created_at",
             field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
         ),
     ]
