@@ -58,6 +58,8 @@ def update_from_values(
         # A field every row sets to `Now()` is the database's clock in the statement itself (one
         # clock for every machine's writes), not a value of this process's clock.
         clock = [n for n in all_names if all(isinstance(rows[pk][n], Now) for pk in pks)]
+        if any(isinstance(rows[pk][n], Now) for pk in pks for n in all_names if n not in clock):
+            raise ValueError("a field set to Now() must be Now() in every row of the batch")
         names = tuple(n for n in all_names if n not in clock)
         cells = [_cell(model, name) for name in names]
         row_sql = "(" + ", ".join([f"%s::{pk_cast}"] + [f"%s::{cast}" for _, cast, _ in cells]) + ")"

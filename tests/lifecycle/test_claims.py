@@ -296,6 +296,15 @@ def test_update_from_values_writes_nulls_json_and_checks_its_precondition_per_ro
     assert update_from_values(Token, {a.pk: {"last_error": "x"}}, where={"claimed_by": "w2"}) == set()
     a.refresh_from_db()
     assert a.last_error == ""
+    # Now() is the database's clock in the statement, for every row of the batch or none.
+    from django.db.models.functions import Now
+
+    before = a.status_changed_at
+    assert update_from_values(Token, {a.pk: {"status_changed_at": Now()}}) == {a.pk}
+    a.refresh_from_db()
+    assert a.status_changed_at > before
+    with pytest.raises(ValueError, match="in every row"):
+        update_from_values(Token, {a.pk: {"status_changed_at": Now()}, b.pk: {"status_changed_at": before}})
 
 
 @pytest.mark.django_db
