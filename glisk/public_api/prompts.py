@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from authors.messages import (
     LINK_NETWORKS,
+    BoundLink,
     BoundMessage,
     bound_link_message,
     bound_prompt_message,
@@ -117,17 +118,23 @@ class PromptOutput(serializers.Serializer):
     has_prompt = serializers.BooleanField()
 
 
-def _bound_problem(bound: BoundMessage, *, wallet: str, prompt_text: str) -> str | None:
+def bound_problem(bound: BoundMessage | BoundLink, *, wallet: str) -> str | None:
+    """What a bound message (a prompt update's or a link's) gets wrong for `wallet` on this
+    service: another wallet, another chain, or expired; None if nothing."""
     config = settings.GLISK
     if bound.wallet.lower() != wallet.lower():
         return "the message names another wallet"
     if bound.chain_id != config.chain_id:
         return f"the message is for chain {bound.chain_id}, this service runs chain {config.chain_id}"
-    if bound.prompt_sha256 != prompt_sha256(prompt_text):
-        return "the message's prompt hash does not match prompt_text"
     if bound.expires_at <= timezone.now():
         return "the message has expired: ask for a new nonce"
     return None
+
+
+def _bound_problem(bound: BoundMessage, *, wallet: str, prompt_text: str) -> str | None:
+    if bound.prompt_sha256 != prompt_sha256(prompt_text):
+        return "the message's prompt hash does not match prompt_text"
+    return bound_problem(bound, wallet=wallet)
 
 
 class PromptUpdateApi(APIView):

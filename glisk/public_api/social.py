@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseRedirectBase
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -42,7 +41,7 @@ from authors.x_api import XClient
 from chain.services.farcaster import FarcasterChecker
 from chain.services.signatures import wallet_signature_verify_from_settings
 from glisk.api import ErrorOutput
-from glisk.public_api.prompts import PROMPT_BODY_MAX, PayloadTooLarge, StrictText
+from glisk.public_api.prompts import PROMPT_BODY_MAX, PayloadTooLarge, StrictText, bound_problem
 from glisk.public_api.throttles import SocialClientThrottle, client_address
 from glisk.public_api.views import wallet_checksummed
 
@@ -78,17 +77,10 @@ def _wallet_asked(wallet: str, message: str, signature: str, *, network: str) ->
                 f"message must be exactly {static!r} or the bound link message from "
                 f"GET /api/authors/{wallet}/nonce"
             )
-        chain_id = settings.GLISK.chain_id
-        if bound.wallet.lower() != wallet.lower():
-            raise LinkRefused("the message names another wallet")
         if bound.network != network:
             raise LinkRefused(f"the message links another network, not {SocialLink.Network(network).label}")
-        if bound.chain_id != chain_id:
-            raise LinkRefused(
-                f"the message is for chain {bound.chain_id}, this service runs chain {chain_id}"
-            )
-        if bound.expires_at <= timezone.now():
-            raise LinkRefused("the message has expired: ask for a new nonce")
+        if problem := bound_problem(bound, wallet=wallet):
+            raise LinkRefused(problem)
         form, nonce = WalletProof.BOUND, bound.nonce
     wallet_signature_verify_from_settings(wallet=wallet, message=message, signature=signature)
     return form, nonce

@@ -29,12 +29,13 @@ def command_env(var: Path) -> dict[str, str]:
     }
 
 
-def start(var: Path, port: int) -> subprocess.Popen[str]:
-    env = command_env(var)
+def start(var: Path, port: int, **settings: str) -> subprocess.Popen[str]:
+    """`manage.py devnet` in the foreground (its output readable), with `settings` in its
+    environment."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
         cwd=ROOT,
-        env=env,
+        env={**command_env(var), **settings},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -161,15 +162,9 @@ def test_devnet_passes_for_base_sepolia_behind_a_frontend(tmp_path):
     from chain.adapter import MULTICALL3
 
     port = devnet.free_port()
-    env = {**command_env(tmp_path), "DEVNET_CHAIN_ID": "84532", "FRONTEND_URL": "http://localhost:3999/"}
-    first = subprocess.Popen(
-        [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    frontend = {"DEVNET_CHAIN_ID": "84532", "FRONTEND_URL": "http://localhost:3999/"}
+    env = {**command_env(tmp_path), **frontend}
+    first = start(tmp_path, port, **frontend)
     try:
         out = "".join(wait_for_line(first, "Ctrl-C stops it"))
         assert "chain id: 84532" in out

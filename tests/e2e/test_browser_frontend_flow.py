@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +21,10 @@ from chain.adapter import MULTICALL3, GliskChain
 from glisk.devtools import devnet
 from glisk.devtools.stack import Stack
 from glisk.env import read_env_file
-from tests.chain.test_devnet_command import command_env, wait_for_line
+from tests.chain.test_devnet_command import start, wait_for_line
 from tests.e2e.conftest import test_database_url
 from tests.e2e.frontend_origin import FrontendOrigin
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's Chromium runs headless offline: no sandbox as root, none of its own traffic.
 CHROMIUM_ARGS = [
@@ -41,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 BASE_SEPOLIA = 84532
-SCREENSHOTS = Path(os.environ.get("GLISK_SCREENSHOTS", "")) if os.environ.get("GLISK_SCREENSHOTS") else None
+SCREENSHOTS = os.environ.get("GLISK_SCREENSHOTS", "")  # a directory to keep them in
 
 WALLET = (Path(__file__).resolve().parent / "browser" / "wallet.js").read_text()
 
@@ -55,15 +51,8 @@ def devnet_for_a_frontend(tmp_path, transactional_db):
     """`manage.py devnet` with the frontend's settings, and the app against it (as `make run`)."""
     frontend_port = devnet.free_port()
     frontend_url = f"http://localhost:{frontend_port}"
-    env = {**command_env(tmp_path), "DEVNET_CHAIN_ID": str(BASE_SEPOLIA), "FRONTEND_URL": frontend_url}
-    port = devnet.free_port()
-    chain_process = subprocess.Popen(
-        [sys.executable, "manage.py", "devnet", "--port", str(port), "--block-time", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    chain_process = start(
+        tmp_path, devnet.free_port(), DEVNET_CHAIN_ID=str(BASE_SEPOLIA), FRONTEND_URL=frontend_url
     )
     try:
         wait_for_line(chain_process, "Ctrl-C stops it")
@@ -104,7 +93,7 @@ def test_the_frontends_flow_in_chromium_against_the_devnet(devnet_for_a_frontend
     from playwright.sync_api import sync_playwright
 
     chain, anvil_url, origin = devnet_for_a_frontend
-    assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), "make tools installs Debian's chromium"
+    assert os.path.exists(CHROMIUM), "make tools installs Debian's chromium"
     accounts = devnet.dev_accounts(chain)
     author = to_checksum_address(accounts[5])
     devnet.mint(chain, minter=accounts[2], prompt_author=author, quantity=2)
@@ -123,7 +112,7 @@ def test_the_frontends_flow_in_chromium_against_the_devnet(devnet_for_a_frontend
             raise RuntimeError(answer["error"].get("message", "rpc error"))
         return answer["result"]
 
-    shots = SCREENSHOTS or tmp_path
+    shots = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     shots.mkdir(parents=True, exist_ok=True)
     console: list[str] = []
     with sync_playwright() as playwright:

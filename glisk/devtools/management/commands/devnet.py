@@ -72,7 +72,7 @@ class Command(BaseCommand):
             env_file.unlink(missing_ok=True)
             existing = None
 
-        chain_id = self._chain_id(existing, reset=options["reset"])
+        chain_id = self._chain_id(reset=options["reset"])
         if existing and existing.rpc_url == url and self._alive(existing):
             if existing.chain_id != chain_id:
                 raise CommandError(
@@ -136,7 +136,7 @@ class Command(BaseCommand):
         if process.returncode not in (0, -signal.SIGTERM, None):
             sys.exit(1)
 
-    def _chain_id(self, existing: devnet.DevnetInfo | None, *, reset: bool) -> int:
+    def _chain_id(self, *, reset: bool) -> int:
         """DEVNET_CHAIN_ID when the environment (or .env) names it; else the saved chain's (the
         settings read it from var/devnet.env), unless --reset forgets it."""
         if "DEVNET_CHAIN_ID" in os.environ or not reset:
